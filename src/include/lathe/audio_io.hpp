@@ -1,0 +1,71 @@
+#pragma once
+// Decoding (libsndfile) and encoding (libsndfile for WAV, libFLAC for FLAC so ISRC and the
+// other Vorbis comments can be written). Outputs are written to a temporary name in the
+// destination folder and renamed into place only when complete.
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+
+#include "lathe/audio_buffer.hpp"
+
+namespace lathe {
+
+struct track_tags {
+  std::string title, artist, album, isrc;
+  int track_number = 0;  ///< 0: unknown
+};
+
+struct source_info {
+  std::filesystem::path path;
+  std::string container;  ///< "wav", "aiff", "flac", "ogg", "mp3", ...
+  std::string encoding;   ///< "pcm16", "pcm24", "pcm32", "float", "double", "vorbis", "opus", ...
+  int bit_depth = 0;      ///< integer PCM bit depth; 0 for float and lossy encodings
+  double sample_rate_hz = 0.0;
+  int channels = 0;  ///< as stored (1 or 2); the decoded audio is always stereo
+  std::size_t frames = 0;
+  std::uintmax_t file_bytes = 0;
+  track_tags tags;  ///< what the file's own metadata says (may be empty)
+};
+
+struct decoded_track {
+  source_info info;
+  audio_buffer audio;  ///< two channels; mono is duplicated to dual mono
+};
+
+/// Reads a whole file. Throws input_error (naming the file) when the file is missing or not
+/// readable, not audio or of an unsupported format, has no samples, more than two channels,
+/// a sample rate outside 8..384 kHz, fewer frames than its header declares (truncated or
+/// corrupt), or NaN/Inf samples (with the first offending time).
+decoded_track decode_file(const std::filesystem::path& path);
+
+/// Reads only the header (no samples): for planning and the report. Throws input_error.
+source_info probe_file(const std::filesystem::path& path);
+
+enum class container_format { wav, flac };
+bool parse_container(const std::string& name, container_format& out);
+const char* to_string(container_format c) noexcept;
+const char* file_extension(container_format c) noexcept;  ///< "wav", "flac"
+
+/// PCM ready to be written: either integers already quantized to bit_depth (16 or 24) or
+/// 32-bit float (bit_depth 32, float_samples used). Interleaved frame-major.
+struct pcm_frames {
+  int channels = 2;
+  double sample_rate_hz = 48'000.0;
+  int bit_depth = 24;  ///< 16, 24, or 32 (float; WAV only)
+  std::span<const std::int32_t> int_samples;
+  std::span<const float> float_samples;
+  std::size_t frames() const noexcept {
+    return (bit_depth == 32 ? float_samples.size() : int_samples.size()) / static_cast<std::size_t>(channels);
+  }
+};
+
+/// Writes `pcm` to `dest` (creating parent folders) with the tags the container carries
+/// (FLAC: TITLE, ARTIST, ALBUM, TRACKNUMBER, ISRC Vorbis comments; WAV: RIFF INFO title,
+/// artist, album, track number). Written to a temporary file in dest's folder, flushed, then
+/// renamed over dest; on any failure the temporary is removed and output_error is thrown, so
+/// no half-written dest ever exists. Thread-safe for distinct dests.
+void write_audio_file(const std::filesystem::path& dest, container_format container, const pcm_frames& pcm,
+                      const track_tags& tags);
+
+}  // namespace lathe

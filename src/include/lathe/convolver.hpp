@@ -1,0 +1,55 @@
+#pragma once
+// Uniformly partitioned FFT convolution (overlap-save with a frequency-domain delay line) on FFTW.
+#include <complex>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+namespace lathe {
+
+/// An impulse response cut into partitions of `partition_frames` and transformed once; shared
+/// (read-only) by every convolver, channel and track that uses the same filter.
+class partitioned_filter {
+ public:
+  /// partition_frames must be a power of two >= 64. Allocates; plans FFTW with FFTW_ESTIMATE
+  /// (deterministic plans, so output is bit-identical run to run). Thread-safe to construct.
+  partitioned_filter(std::span<const float> impulse_response, std::size_t partition_frames);
+  ~partitioned_filter();
+  partitioned_filter(const partitioned_filter&) = delete;
+  partitioned_filter& operator=(const partitioned_filter&) = delete;
+
+  std::size_t partition_frames() const noexcept { return partition_frames_; }
+  std::size_t partitions() const noexcept { return partitions_; }
+  std::size_t ir_frames() const noexcept { return ir_frames_; }
+
+ private:
+  friend class partitioned_convolver;
+  std::size_t partition_frames_ = 0, partitions_ = 0, ir_frames_ = 0;
+  std::vector<std::complex<float>> spectra_;  // [partition][bin]
+};
+
+/// Streaming mono convolver. Latency: partition_frames() (input is gathered into whole
+/// partitions). process() never allocates. Not thread-safe; one per channel.
+class partitioned_convolver {
+ public:
+  explicit partitioned_convolver(std::shared_ptr<const partitioned_filter> filter);
+  ~partitioned_convolver();
+  partitioned_convolver(partitioned_convolver&&) noexcept;
+  partitioned_convolver& operator=(partitioned_convolver&&) noexcept;
+
+  void reset() noexcept;
+  void process(const float* in, float* out, std::size_t frames) noexcept;
+  std::size_t latency_frames() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Serializes FFTW planner calls (the planner is not thread-safe); hold it around any
+/// fftwf_plan_* or fftwf_destroy_plan call.
+std::mutex& fftw_planner_mutex();
+
+}  // namespace lathe

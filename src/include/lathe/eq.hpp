@@ -1,0 +1,62 @@
+#pragma once
+// Stage 2 of the chain: linear-phase parametric EQ, designed as a symmetric FIR from the
+// bands' magnitude responses and applied by partitioned FFT convolution.
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lathe/audio_buffer.hpp"
+#include "lathe/convolver.hpp"
+
+namespace lathe {
+
+enum class eq_band_type { bell, low_shelf, high_shelf, high_pass, low_pass };
+
+/// Parses "bell", "low_shelf", "high_shelf", "high_pass", "low_pass"; false when unknown.
+bool parse_eq_band_type(const std::string& name, eq_band_type& out);
+const char* to_string(eq_band_type t) noexcept;
+
+struct eq_band {
+  eq_band_type type = eq_band_type::bell;
+  double freq_hz = 1'000.0;
+  double gain_db = 0.0;  ///< bell and shelves
+  double q = 0.707;      ///< bell bandwidth; shelf slope; pass-filter resonance
+};
+
+struct eq_params {
+  std::vector<eq_band> bands;        ///< empty: the stage is a bypass with zero latency
+  std::size_t fir_taps = 0;          ///< 0: chosen from the lowest band (odd, 1025..65537)
+  std::size_t partition_frames = 4096;
+};
+
+/// Magnitude (linear) that the bands ask for at f_hz: the product of each band's RBJ-cookbook
+/// analog-prototype magnitude. The FIR approximates this with zero phase plus a pure delay.
+double eq_target_magnitude(const std::vector<eq_band>& bands, double f_hz, double fs_hz);
+
+/// Taps needed for the lowest band at fs_hz (odd).
+std::size_t eq_auto_taps(const std::vector<eq_band>& bands, double fs_hz);
+
+/// Designs the symmetric (type I, odd length) linear-phase FIR for the bands in float64:
+/// frequency sampling of the target magnitude on a dense grid, inverse FFT, window.
+std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, double fs_hz, std::size_t taps);
+
+/// Latency: (taps - 1) / 2 + partition_frames (0 when bypassed).
+class linear_phase_eq_stage {
+ public:
+  explicit linear_phase_eq_stage(eq_params p = {}) : params_(std::move(p)) {}
+  void prepare(const stream_spec& spec);
+  void reset() noexcept;
+  void process(const_block_view in, block_view out) noexcept;
+  std::size_t latency_frames() const noexcept;
+  bool bypassed() const noexcept { return params_.bands.empty(); }
+  std::size_t taps() const noexcept { return taps_; }
+
+ private:
+  eq_params params_;
+  std::size_t taps_ = 0;
+  std::shared_ptr<const partitioned_filter> filter_;
+  std::vector<partitioned_convolver> conv_;  // per channel
+};
+
+}  // namespace lathe

@@ -1,0 +1,1 @@
+// keeps lathe_test_support non-empty
