@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+struct fftwf_plan_s;  // FFTW's opaque plan (fftwf_plan is `fftwf_plan_s*`); keeps fftw3.h private
+
 namespace lathe {
 
 /// An impulse response cut into partitions of `partition_frames` and transformed once; shared
@@ -27,7 +29,15 @@ class partitioned_filter {
  private:
   friend class partitioned_convolver;
   std::size_t partition_frames_ = 0, partitions_ = 0, ir_frames_ = 0;
-  std::vector<std::complex<float>> spectra_;  // [partition][bin]
+  std::size_t bins_ = 0;    // partition_frames + 1 (real-to-complex FFT of 2 * partition_frames)
+  std::size_t stride_ = 0;  // floats per split array: bins_ rounded up to a SIMD multiple, zero-padded
+  // [partition][re[stride_], im[stride_]], split real/imaginary so the multiply-accumulate is a
+  // plain vector loop; the 1/(2 * partition_frames) inverse-FFT scale is folded in. fftwf_malloc.
+  float* spectra_ = nullptr;
+  // Plans for size 2 * partition_frames on fftwf_malloc-aligned arrays; every convolver executes
+  // them on its own buffers (fftwf_execute_dft_* is thread-safe), so no per-convolver planning.
+  fftwf_plan_s* r2c_plan_ = nullptr;
+  fftwf_plan_s* c2r_plan_ = nullptr;
 };
 
 /// Streaming mono convolver. Latency: partition_frames() (input is gathered into whole

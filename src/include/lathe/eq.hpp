@@ -31,10 +31,13 @@ struct eq_params {
 };
 
 /// Magnitude (linear) that the bands ask for at f_hz: the product of each band's RBJ-cookbook
-/// analog-prototype magnitude. The FIR approximates this with zero phase plus a pure delay.
+/// analog-prototype magnitude, evaluated at the prewarped frequency tan(pi f/fs)/tan(pi f0/fs),
+/// i.e. exactly |H| of the cookbook's digital biquad for that band. Shelf q is the cookbook's
+/// shelf Q (0.707 = slope S 1). The FIR approximates this with zero phase plus a pure delay.
 double eq_target_magnitude(const std::vector<eq_band>& bands, double f_hz, double fs_hz);
 
-/// Taps needed for the lowest band at fs_hz (odd).
+/// Taps needed at fs_hz (odd): 8 * fs * max(1, Q_eff) / f0 for the most demanding band
+/// (Q_eff = q * max(A, 1/A) for a bell, q otherwise), rounded up to 2^k + 1, clamped to 1025..65537.
 std::size_t eq_auto_taps(const std::vector<eq_band>& bands, double fs_hz);
 
 /// Designs the symmetric (type I, odd length) linear-phase FIR for the bands in float64:

@@ -26,10 +26,20 @@ class highpass_stage {
   double magnitude(double f_hz) const;
 
  private:
+  // Transposed direct form II memory of one section, float64.
+  struct section_state {
+    double s1 = 0.0, s2 = 0.0;
+  };
+  static constexpr std::size_t max_sections = 4;  // order 8 = 4 biquads; order 7 = 3 + 1 first-order
+  // Denormal flushing happens at fixed stream positions (multiples of this), not at block ends,
+  // so the output does not depend on how the stream was cut into blocks.
+  static constexpr std::size_t flush_interval_frames = 4096;
+
   highpass_params params_;
   double fs_hz_ = 0.0;
   std::vector<biquad_coeffs> sections_;
-  std::vector<std::vector<biquad>> state_;  // [channel][section]
+  std::vector<section_state> state_;  // [channel * sections_.size() + section]
+  std::size_t frames_to_flush_ = flush_interval_frames;
 };
 
 }  // namespace lathe

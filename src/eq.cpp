@@ -1,0 +1,239 @@
+#include "lathe/eq.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "lathe/error.hpp"
+
+namespace lathe {
+namespace {
+
+constexpr std::size_t min_auto_taps = 1'025;
+constexpr std::size_t max_auto_taps = 65'537;
+constexpr std::size_t max_taps = 1'048'577;
+// Taps per "resolution unit": the FIR spans at least this many periods of the slowest feature
+// (see eq_auto_taps).
+constexpr double periods_per_feature = 8.0;
+
+void check_bands(const std::vector<eq_band>& bands, double fs_hz) {
+  LATHE_EXPECTS(fs_hz > 0.0, "sample rate must be positive");
+  for (const eq_band& b : bands) {
+    LATHE_EXPECTS(b.freq_hz > 0.0 && b.freq_hz < 0.5 * fs_hz,
+                  "EQ band frequency must lie in (0, fs/2); drop bands above Nyquist for this rate");
+    LATHE_EXPECTS(b.q > 0.0, "EQ band q must be > 0");
+    LATHE_EXPECTS(std::isfinite(b.gain_db) && std::abs(b.gain_db) <= 48.0, "EQ band gain must be within +-48 dB");
+  }
+}
+
+// Squared magnitude of one band's RBJ-cookbook analog prototype at normalized frequency w
+// (1 = the band's frequency). A = 10^(gain/40) as in the cookbook.
+double band_magnitude_sq(const eq_band& b, double w) {
+  const double w2 = w * w;
+  const double q = b.q;
+  switch (b.type) {
+    case eq_band_type::bell: {
+      // H(s) = (s^2 + s A/Q + 1) / (s^2 + s/(A Q) + 1)
+      const double a = std::pow(10.0, b.gain_db / 40.0);
+      const double re = 1.0 - w2;
+      const double num = re * re + (w * a / q) * (w * a / q);
+      const double den = re * re + (w / (a * q)) * (w / (a * q));
+      return num / den;
+    }
+    case eq_band_type::low_shelf: {
+      // H(s) = A (s^2 + s sqrt(A)/Q + A) / (A s^2 + s sqrt(A)/Q + 1)
+      const double a = std::pow(10.0, b.gain_db / 40.0);
+      const double mid = w * std::sqrt(a) / q;
+      const double num = (a - w2) * (a - w2) + mid * mid;
+      const double den = (1.0 - a * w2) * (1.0 - a * w2) + mid * mid;
+      return a * a * num / den;
+    }
+    case eq_band_type::high_shelf: {
+      // H(s) = A (A s^2 + s sqrt(A)/Q + 1) / (s^2 + s sqrt(A)/Q + A)
+      const double a = std::pow(10.0, b.gain_db / 40.0);
+      const double mid = w * std::sqrt(a) / q;
+      const double num = (1.0 - a * w2) * (1.0 - a * w2) + mid * mid;
+      const double den = (a - w2) * (a - w2) + mid * mid;
+      return a * a * num / den;
+    }
+    case eq_band_type::high_pass: {
+      // H(s) = s^2 / (s^2 + s/Q + 1)
+      const double re = 1.0 - w2;
+      return w2 * w2 / (re * re + (w / q) * (w / q));
+    }
+    case eq_band_type::low_pass: {
+      // H(s) = 1 / (s^2 + s/Q + 1)
+      const double re = 1.0 - w2;
+      return 1.0 / (re * re + (w / q) * (w / q));
+    }
+  }
+  return 1.0;
+}
+
+// The narrowest feature a band puts into the magnitude, as a quality factor: the Q of its
+// sharpest pole or zero pair. A bell's poles have quality A*Q and its zeros Q/A, so a boost or a
+// cut is Q*max(A, 1/A) sharp; shelves and pass filters have poles and zeros of quality ~Q.
+double band_sharpness_q(const eq_band& b) {
+  if (b.type == eq_band_type::bell) {
+    const double a = std::pow(10.0, b.gain_db / 40.0);
+    return b.q * std::max(a, 1.0 / a);
+  }
+  return b.q;
+}
+
+// Minimal iterative radix-2 complex FFT in float64, split real/imaginary, for the one-off FIR
+// design (lathe_core links only single-precision FFTW). Twiddles come straight from cos/sin,
+// not a recurrence, so the error stays at a few ulps times log2(n).
+void fft_inverse(std::vector<double>& re, std::vector<double>& im) {
+  const std::size_t n = re.size();
+  for (std::size_t i = 1, j = 0; i < n; ++i) {
+    std::size_t bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) {
+      std::swap(re[i], re[j]);
+      std::swap(im[i], im[j]);
+    }
+  }
+  std::vector<double> tw_re(n / 2), tw_im(n / 2);
+  for (std::size_t k = 0; k < n / 2; ++k) {
+    const double phase = 2.0 * M_PI * static_cast<double>(k) / static_cast<double>(n);  // e^{+i...}: inverse
+    tw_re[k] = std::cos(phase);
+    tw_im[k] = std::sin(phase);
+  }
+  for (std::size_t len = 2; len <= n; len <<= 1) {
+    const std::size_t half = len / 2, step = n / len;
+    for (std::size_t i = 0; i < n; i += len) {
+      for (std::size_t j = 0; j < half; ++j) {
+        const double wr = tw_re[j * step], wi = tw_im[j * step];
+        const std::size_t a = i + j, b = a + half;
+        const double vr = re[b] * wr - im[b] * wi;
+        const double vi = re[b] * wi + im[b] * wr;
+        re[b] = re[a] - vr;
+        im[b] = im[a] - vi;
+        re[a] += vr;
+        im[a] += vi;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool parse_eq_band_type(const std::string& name, eq_band_type& out) {
+  for (eq_band_type t : {eq_band_type::bell, eq_band_type::low_shelf, eq_band_type::high_shelf,
+                         eq_band_type::high_pass, eq_band_type::low_pass}) {
+    if (name == to_string(t)) {
+      out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* to_string(eq_band_type t) noexcept {
+  switch (t) {
+    case eq_band_type::bell: return "bell";
+    case eq_band_type::low_shelf: return "low_shelf";
+    case eq_band_type::high_shelf: return "high_shelf";
+    case eq_band_type::high_pass: return "high_pass";
+    case eq_band_type::low_pass: return "low_pass";
+  }
+  return "unknown";
+}
+
+// Each band's analog prototype is evaluated at the PREWARPED frequency
+// w = tan(pi f / fs) / tan(pi f0 / fs). That makes the target exactly |H| of the cookbook's
+// digital biquad for the same band (the cookbook designs by the bilinear transform prewarped at
+// f0), so the linear-phase EQ has the magnitude an engineer gets from the familiar minimum-phase
+// RBJ EQ, including its cramping near Nyquist (a low_pass reaches zero at fs/2).
+double eq_target_magnitude(const std::vector<eq_band>& bands, double f_hz, double fs_hz) {
+  const double t = std::tan(M_PI * std::min(f_hz, 0.5 * fs_hz) / fs_hz);
+  double mag_sq = 1.0;
+  for (const eq_band& b : bands) mag_sq *= band_magnitude_sq(b, t / std::tan(M_PI * b.freq_hz / fs_hz));
+  return std::sqrt(mag_sq);
+}
+
+// A windowed FIR of N taps resolves the magnitude on a scale of about fs/N Hz (Blackman main lobe
+// half-width 3 fs/N, its rms width ~0.9 fs/N). A band's feature is about f0/Q wide, so the FIR
+// must span several periods of f0/Q: N >= periods_per_feature * fs * Q / f0 (8 keeps the
+// windowed design within ~0.1 dB of the target from twice the lowest band up). Rounded up to
+// 2^k + 1 (odd, centre on a sample, and a whole number of FFT partitions plus one tap),
+// clamped to 1025..65537 (65537 = 1.5 s at 44.1 kHz of latency/length, already ~0.7 Hz resolution).
+std::size_t eq_auto_taps(const std::vector<eq_band>& bands, double fs_hz) {
+  check_bands(bands, fs_hz);
+  double needed = 0.0;
+  for (const eq_band& b : bands) {
+    needed = std::max(needed, periods_per_feature * fs_hz * std::max(1.0, band_sharpness_q(b)) / b.freq_hz);
+  }
+  std::size_t pow2 = 1;
+  while (static_cast<double>(pow2) < needed && pow2 < max_auto_taps - 1) pow2 <<= 1;
+  return std::clamp(pow2 + 1, min_auto_taps, max_auto_taps);
+}
+
+std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, double fs_hz, std::size_t taps) {
+  check_bands(bands, fs_hz);
+  LATHE_EXPECTS(taps >= 3 && taps % 2 == 1 && taps <= max_taps, "FIR taps must be odd, 3..1048577");
+  const std::size_t centre = (taps - 1) / 2;
+  // Dense grid: >= 4x the FIR length, so the time aliasing of the sampled response (period M)
+  // lands 3 filter lengths away from the taps kept.
+  std::size_t m = 1;
+  while (m < 4 * taps) m <<= 1;
+  std::vector<double> re(m), im(m, 0.0);
+  for (std::size_t k = 0; k <= m / 2; ++k) {
+    const double mag = eq_target_magnitude(bands, fs_hz * static_cast<double>(k) / static_cast<double>(m), fs_hz);
+    re[k] = mag;  // zero phase: real and even spectrum, real and even impulse response
+    if (k != 0 && k != m / 2) re[m - k] = mag;
+  }
+  fft_inverse(re, im);
+  // Blackman window on the centred taps, w(0) = 1, zero just past either end (denominator
+  // centre + 1, so no tap is wasted on a zero). Side lobes -58 dB: well below the 0.1 dB target
+  // ripple for EQ gains up to +-24 dB, with a main lobe narrower than Kaiser at equal leakage.
+  const double inv_m = 1.0 / static_cast<double>(m);
+  const double span = static_cast<double>(centre + 1);
+  std::vector<double> h(taps);
+  for (std::size_t j = 0; j <= centre; ++j) {
+    const double x = M_PI * static_cast<double>(j) / span;
+    const double w = 0.42 + 0.5 * std::cos(x) + 0.08 * std::cos(2.0 * x);
+    // Average the two mirrored FFT outputs so the taps are exactly symmetric.
+    const double v = j == 0 ? re[0] : 0.5 * (re[j] + re[m - j]);
+    h[centre + j] = h[centre - j] = v * inv_m * w;
+  }
+  return h;
+}
+
+void linear_phase_eq_stage::prepare(const stream_spec& spec) {
+  LATHE_EXPECTS(spec.channels >= 1 && spec.channels <= max_channels, "channel count out of range");
+  conv_.clear();
+  filter_.reset();
+  taps_ = 0;
+  if (bypassed()) return;
+  const std::size_t b = params_.partition_frames;
+  LATHE_EXPECTS(b >= 64 && (b & (b - 1)) == 0, "EQ partition_frames must be a power of two >= 64");
+  taps_ = params_.fir_taps != 0 ? params_.fir_taps : eq_auto_taps(params_.bands, spec.sample_rate_hz);
+  const std::vector<double> h = design_linear_phase_fir(params_.bands, spec.sample_rate_hz, taps_);
+  const std::vector<float> hf(h.begin(), h.end());
+  filter_ = std::make_shared<const partitioned_filter>(hf, b);
+  conv_.reserve(static_cast<std::size_t>(spec.channels));
+  for (int c = 0; c < spec.channels; ++c) conv_.emplace_back(filter_);
+}
+
+void linear_phase_eq_stage::reset() noexcept {
+  for (partitioned_convolver& c : conv_) c.reset();
+}
+
+void linear_phase_eq_stage::process(const_block_view in, block_view out) noexcept {
+  if (conv_.empty()) {
+    for (int c = 0; c < in.channels; ++c) {
+      if (in[c] != out[c]) std::memmove(out[c], in[c], in.frames * sizeof(float));
+    }
+    return;
+  }
+  for (int c = 0; c < in.channels; ++c) conv_[static_cast<std::size_t>(c)].process(in[c], out[c], in.frames);
+}
+
+std::size_t linear_phase_eq_stage::latency_frames() const noexcept {
+  return conv_.empty() ? 0 : (taps_ - 1) / 2 + conv_.front().latency_frames();
+}
+
+}  // namespace lathe
