@@ -111,6 +111,7 @@ void meter_peak_interpolator::prepare(double sample_rate_hz, std::size_t latency
   }
   history_ = latency_frames + static_cast<std::size_t>(reach);
   work_.assign(history_ + chunk_frames, 0.0f);
+  acc_.assign(chunk_frames, 0.0f);
 }
 
 void meter_peak_interpolator::reset() noexcept { std::fill(work_.begin(), work_.end(), 0.0f); }
@@ -124,16 +125,19 @@ void meter_peak_interpolator::process(const float* in, float* peak_out, std::siz
     const std::size_t n = std::min(frames, chunk_frames);
     float* w = work_.data();
     std::copy(in, in + n, w + history_);
-    for (std::size_t i = 0; i < n; ++i) {
-      const float* x = w + i;
-      float peak = 0.0f;
-      for (int p = 0; p < factor_; ++p) {
-        const float* c = coeffs_.data() + static_cast<std::size_t>(p) * taps;
-        float acc = 0.0f;
-        for (std::size_t k = 0; k < taps; ++k) acc += c[k] * x[k];
-        peak = std::max(peak, std::abs(acc));
+    // Frames run in the inner loops so they vectorize; each output still sums its taps in
+    // ascending order, so the result does not depend on the chunking.
+    float* acc = acc_.data();
+    std::fill(peak_out, peak_out + n, 0.0f);
+    for (int p = 0; p < factor_; ++p) {
+      const float* c = coeffs_.data() + static_cast<std::size_t>(p) * taps;
+      std::fill(acc, acc + n, 0.0f);
+      for (std::size_t k = 0; k < taps; ++k) {
+        const float ck = c[k];
+        const float* x = w + k;
+        for (std::size_t i = 0; i < n; ++i) acc[i] += ck * x[i];
       }
-      peak_out[i] = peak;
+      for (std::size_t i = 0; i < n; ++i) peak_out[i] = std::max(peak_out[i], std::abs(acc[i]));
     }
     std::copy(w + n, w + n + history_, w);
     in += n;

@@ -48,6 +48,7 @@ class meter_peak_interpolator {
   std::size_t history_ = 0;  // frames kept from the previous chunk
   std::vector<float> coeffs_;  // [phase][tap]
   std::vector<float> work_;
+  std::vector<float> acc_;     // one phase's outputs for a chunk
 };
 
 /// The gain law both limiter classes share, so their outputs are bit-identical: it consumes one
