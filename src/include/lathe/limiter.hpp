@@ -1,9 +1,10 @@
 #pragma once
 // Stage 3 of the chain: a lookahead true-peak limiter. Detection runs on the oversampled signal
-// (true_peak_interpolator), linked across channels; the gain curve is a held minimum smoothed
+// (the larger of true_peak_interpolator and libebur128's interpolator), linked across channels; the gain curve is a held minimum smoothed
 // by a moving average over the lookahead, so gain reaches its target before the peak arrives,
 // followed by an exponential release.
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "lathe/audio_buffer.hpp"
@@ -27,6 +28,58 @@ struct limiter_stats {
   std::size_t frames_limited = 0;
 };
 
+namespace detail {
+
+/// Per-frame peaks through the interpolator common meters use (libebur128 and the tools built
+/// on it: a 49-tap Hann-windowed sinc at 4x below 96 kHz, 2x below 192 kHz, none above), aligned
+/// with true_peak_interpolator's output for the same `latency_frames`. Meters disagree by a few
+/// tenths of a dB on content near Nyquist, so the limiter detects with the max of both.
+class meter_peak_interpolator {
+ public:
+  void prepare(double sample_rate_hz, std::size_t latency_frames);  ///< allocates
+  void reset() noexcept;
+  /// peak_out[i] = max |y(t)| over this filter's points t in [i - latency, i - latency + 1).
+  void process(const float* in, float* peak_out, std::size_t frames) noexcept;
+
+ private:
+  static constexpr std::size_t chunk_frames = 1024;
+  int factor_ = 1;
+  std::size_t taps_ = 1;     // per phase: input offsets -reach .. reach (reversed)
+  std::size_t history_ = 0;  // frames kept from the previous chunk
+  std::vector<float> coeffs_;  // [phase][tap]
+  std::vector<float> work_;
+  std::vector<float> acc_;     // one phase's outputs for a chunk
+};
+
+/// The gain law both limiter classes share, so their outputs are bit-identical: it consumes one
+/// detection value per frame (linear, input gain applied) and returns the smoothed gain for the
+/// frame `lookahead_frames()` earlier. Implementation detail; see limiter.cpp for the proof that
+/// the returned gain never exceeds the required gain of its own frame.
+class limiter_gain_law {
+ public:
+  void prepare(const limiter_params& params, double sample_rate_hz);  ///< allocates
+  void reset() noexcept;
+  std::size_t lookahead_frames() const noexcept { return window_ - 1; }
+  double step(double detection) noexcept;
+
+ private:
+  double ceiling_ = 1.0;        // linear, margin included
+  double release_coeff_ = 0.0;  // 1 - exp(-1 / release frames)
+  std::size_t window_ = 1;      // L + 1
+  double envelope_ = 1.0;       // e[n-1]
+  std::uint64_t frame_ = 0;     // index of the next detection value
+  // Monotonic deque (ring) of (frame, e) for the sliding minimum over the last window_ frames.
+  std::vector<double> min_value_;
+  std::vector<std::uint64_t> min_frame_;
+  std::size_t min_head_ = 0, min_count_ = 0;
+  // Moving sum of the held minimum, quantized to 2^-32 so the running sum is exact integer math.
+  std::vector<std::int64_t> held_;
+  std::size_t held_pos_ = 0;
+  std::int64_t held_sum_ = 0;
+};
+
+}  // namespace detail
+
 /// Offline limiter for the normalization loop: detection of the input is done once by
 /// analyze(); render() then limits `gain_db * input` for any gain without re-detecting
 /// (the peak envelope scales with the gain). Output is sample-aligned with the input.
@@ -38,13 +91,19 @@ class offline_limiter {
   /// buffer analyze() saw. Allocates out if needed; thread-safe for concurrent calls with
   /// different `out`.
   limiter_stats render(const audio_buffer& in, double gain_db, audio_buffer& out) const;
-  /// Largest true peak of `gain_db * in` before limiting, dBTP.
+  /// Largest true peak of `gain_db * in` before limiting, dBTP, as the detector reads it (the
+  /// larger of true_peak_of's and libebur128's interpolation).
   double input_true_peak_dbtp(double gain_db) const noexcept;
 
  private:
   limiter_params params_;
   double sample_rate_hz_ = 0.0;
-  std::vector<float> peak_;  // per frame, max over channels and the detector's window, linear
+  std::size_t frames_ = 0;   // length of the analyzed input
+  std::size_t latency_ = 0;  // detector delay + 1 (window) + lookahead, hidden by render()
+  float max_peak_ = 0.0f;
+  // Per stream frame t in [0, frames_ + latency_): max over channels and the detector's 3-frame
+  // window, linear, before the input gain (exactly what true_peak_limiter sees at time t).
+  std::vector<float> peak_;
 };
 
 /// Streaming limiter stage (dsp_stage) with the same gain law as offline_limiter; for
@@ -54,9 +113,12 @@ class true_peak_limiter {
   explicit true_peak_limiter(limiter_params p = {}) : params_(p) {}
   void prepare(const stream_spec& spec);
   void reset() noexcept;
+  /// Set before processing: the detector and the output use the gain current at their own
+  /// frame, so a change mid-stream is not sample-accurate for `latency_frames()` frames.
   void set_input_gain_db(double gain_db) noexcept;
   void process(const_block_view in, block_view out) noexcept;
   std::size_t latency_frames() const noexcept;
+  /// Over the output frames after the initial latency (those that carry input), since reset().
   const limiter_stats& stats() const noexcept { return stats_; }
 
  private:
@@ -64,9 +126,20 @@ class true_peak_limiter {
   limiter_stats stats_;
   // implementation-defined private state follows
   std::vector<true_peak_interpolator> detectors_;
-  std::vector<std::vector<float>> delay_;  // per channel
-  std::vector<float> scratch_;
+  std::vector<detail::meter_peak_interpolator> meter_detectors_;
+  detail::limiter_gain_law law_;
+  std::vector<std::vector<float>> delay_;  // per channel, latency_frames() long
+  std::vector<float> scratch_;             // per channel peaks of one block
+  std::vector<float> meter_scratch_;      // one channel's meter-filter peaks of one block
+  std::size_t max_block_frames_ = 0;
+  std::size_t latency_ = 0;
+  std::size_t delay_pos_ = 0;
+  float peak_prev1_ = 0.0f, peak_prev2_ = 0.0f;  // linked peaks of the two previous frames
   double input_gain_ = 1.0;
+  std::uint64_t frames_seen_ = 0;
+  double gain_reduction_sum_db_ = 0.0;
+  double min_gain_ = 1.0;
+  std::uint64_t frames_counted_ = 0;
 };
 
 }  // namespace lathe
