@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "lathe/error.hpp"
 
@@ -16,6 +17,47 @@ double bessel_i0(double x) {
     if (term < 1e-17 * sum) break;
   }
   return sum;
+}
+
+// Eight floats: one AVX register, or two SSE registers on the baseline build. Arithmetic on it is
+// elementwise IEEE exactly as scalar code (no reassociation; no FMA, as the AVX clone does not
+// enable it and the build's ISO mode keeps -ffp-contract=off), so every path gives identical peaks.
+typedef float vec8 __attribute__((vector_size(32)));
+
+// peak[i] = max(peak[i], |sum_k c[k] x[i + k]|) for i < n. The dot products run over 64 outputs
+// at once, tap by tap: each output still sums its taps in order from 0.0f (bit-identical to a
+// plain per-output dot product), but the inner loop is over independent outputs, so it vectorizes
+// without reassociating a float sum and hides the add latency (~5x faster than per-output loops).
+// The AVX clone is picked at load time (ifunc), hence glibc only.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
+__attribute__((target_clones("avx", "default")))
+#endif
+void phase_peaks(const float* c, std::size_t taps, const float* x, float* peak, std::size_t n) noexcept {
+  constexpr std::size_t vecs = 8, lanes = 8 * vecs;
+  std::size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    vec8 acc[vecs] = {};
+    for (std::size_t k = 0; k < taps; ++k) {
+      const vec8 ck = vec8{} + c[k];
+      const float* xk = x + i + k;
+      for (std::size_t v = 0; v < vecs; ++v) {
+        vec8 xv;
+        std::memcpy(&xv, xk + 8 * v, sizeof xv);  // unaligned load
+        acc[v] += ck * xv;
+      }
+    }
+    for (std::size_t v = 0; v < vecs; ++v) {
+      for (std::size_t j = 0; j < 8; ++j) {
+        float& out = peak[i + 8 * v + j];
+        out = std::max(out, std::abs(acc[v][j]));
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    float acc = 0.0f;
+    for (std::size_t k = 0; k < taps; ++k) acc += c[k] * x[i + k];
+    peak[i] = std::max(peak[i], std::abs(acc));
+  }
 }
 
 }  // namespace
@@ -64,16 +106,10 @@ void true_peak_interpolator::process(const float* in, float* peak_out, std::size
     const std::size_t n = std::min(frames, chunk_frames);
     float* w = work_.data();
     std::copy(in, in + n, w + hist);
-    for (std::size_t i = 0; i < n; ++i) {
-      const float* x = w + i;  // x[0..phase_len-1] ends at the newest input
-      float peak = std::abs(x[hist - taps_per_phase_ / 2]);
-      for (int p = 1; p < factor; ++p) {
-        const float* c = coeffs + static_cast<std::size_t>(p) * phase_len;
-        float acc = 0.0f;
-        for (std::size_t k = 0; k < phase_len; ++k) acc += c[k] * x[k];
-        peak = std::max(peak, std::abs(acc));
-      }
-      peak_out[i] = peak;
+    const float* centre = w + hist - taps_per_phase_ / 2;
+    for (std::size_t i = 0; i < n; ++i) peak_out[i] = std::abs(centre[i]);
+    for (int p = 1; p < factor; ++p) {
+      phase_peaks(coeffs + static_cast<std::size_t>(p) * phase_len, phase_len, w, peak_out, n);
     }
     std::copy(w + n, w + n + hist, w);
     in += n;

@@ -1,6 +1,7 @@
 #pragma once
 // ITU-R BS.1770-4 loudness (momentary, short-term, gated integrated) and EBU Tech 3342 loudness
 // range, with mergeable state so album and segment results combine.
+#include <array>
 #include <cstddef>
 #include <limits>
 #include <span>
@@ -32,6 +33,17 @@ struct loudness_blocks {
 /// Converts a mean-square energy to LUFS (-0.691 + 10 log10 e); -inf for zero.
 double energy_to_lufs(double energy) noexcept;
 
+/// BS.1770 K-weighting for `sample_rate_hz`: the high-shelf pre-filter and the RLB high-pass,
+/// designed in float64 from the analog prototype by the prewarped bilinear transform, exactly
+/// as libebur128 does (the RLB numerator is 1, -2, 1 as in BS.1770's 48 kHz table). Exposed so
+/// tests and the GPU path use the same coefficients. Precondition: 3364 Hz < rate (shelf f0 <
+/// Nyquist).
+struct k_weighting_coeffs {
+  biquad_coeffs shelf;
+  biquad_coeffs highpass;
+};
+k_weighting_coeffs design_k_weighting(double sample_rate_hz);
+
 /// Streaming loudness meter. Not thread-safe; one per stream.
 class loudness_meter {
  public:
@@ -45,7 +57,8 @@ class loudness_meter {
   /// Feeds any number of frames; no allocation beyond the amortized growth of the block lists.
   void process(const_block_view in) noexcept;
 
-  /// Loudness of the last 400 ms / 3 s fed (LUFS), or -inf before the first full block.
+  /// Loudness of the last 400 ms / 3 s fed (LUFS), as of the last 10 ms step, or -inf before
+  /// the first full window. The maxima are taken over those 10 ms steps.
   double momentary_lufs() const noexcept;
   double short_term_lufs() const noexcept;
   double max_momentary_lufs() const noexcept;
@@ -56,18 +69,32 @@ class loudness_meter {
   const loudness_blocks& blocks() const noexcept { return blocks_; }
 
  private:
-  // implementation-defined private state
+  void run_filters(const_block_view in, std::size_t offset, std::size_t frames) noexcept;
+  void finish_tick() noexcept;
+  double window_energy(std::size_t ticks) const noexcept;
+
+  // The meter works on 10 ms "ticks" (ten per 100 ms sub-block, boundaries at
+  // floor(k * sub_block / 10) so any rate works): gating and short-term blocks are emitted every
+  // 100 ms as BS.1770 / Tech 3342 define them, while momentary and short-term loudness (and their
+  // maxima) are evaluated every tick, which Tech 3341's file-based cases 10 and 13 need (a 100 ms
+  // grid misses a 400 ms burst by up to 0.6 LU).
+  static constexpr std::size_t ticks_per_sub_block = 10;
+  static constexpr std::size_t momentary_ticks = 4 * ticks_per_sub_block;
+  static constexpr std::size_t short_term_ticks = 30 * ticks_per_sub_block;
+
   double sample_rate_hz_ = 0.0;
   int channels_ = 0;
-  std::vector<double> weights_;
-  std::vector<biquad> pre_, rlb_;             // per channel
-  std::size_t sub_block_frames_ = 0;          // 100 ms
-  std::size_t sub_block_fill_ = 0;
-  double sub_block_acc_ = 0.0;                // weighted sum of squares in the current 100 ms
-  std::vector<double> sub_blocks_;            // ring of the last 30 sub-block sums
-  std::size_t sub_blocks_seen_ = 0;
+  std::array<double, max_channels> weights_{};
+  std::array<biquad, max_channels> pre_{}, rlb_{};      // per channel, float64 state
+  std::array<double, max_channels> tick_sum_{};         // per channel sum of squares, current tick
+  std::size_t sub_block_frames_ = 0;                     // 100 ms
+  std::array<std::size_t, ticks_per_sub_block> tick_end_{};  // tick ends within a sub-block
+  std::size_t tick_index_ = 0;                           // current tick within the sub-block
+  std::size_t sub_block_fill_ = 0;                       // frames into the current sub-block
+  std::vector<double> ticks_;                            // ring of the last 300 weighted tick sums
+  std::size_t ticks_seen_ = 0;
+  double momentary_energy_ = 0.0, short_term_energy_ = 0.0;
   double max_momentary_energy_ = 0.0, max_short_term_energy_ = 0.0;
-  std::vector<float> scratch_;
   loudness_blocks blocks_;
 };
 

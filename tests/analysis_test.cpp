@@ -1,0 +1,185 @@
+// analyze(): DC offset, clipped runs, sample peak, PLR, and consistency with the loudness meter
+// and the true-peak interpolator it is built from.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <vector>
+
+#include "lathe/analysis.hpp"
+#include "lathe/true_peak.hpp"
+#include "support/signals.hpp"
+
+namespace lathe {
+namespace {
+
+// DC of sine + constant against the constant: a sine of amplitude A and frequency f adds at most
+// A / (pi f T) to the mean over T seconds (0.5 / (pi 997 Hz 5 s) = 3.2e-5).
+constexpr double dc_against_constant = 1e-4;
+// DC against the float64 mean of the very samples: the same sum, so only rounding.
+constexpr double dc_against_samples = 1e-12;
+// A 997 Hz sine's true peak is its amplitude to the interpolator's accuracy (true_peak_test).
+constexpr double sine_true_peak_db = 0.01;
+
+double db(double a) { return 20.0 * std::log10(a); }
+
+TEST(Analyze, DcOffsetOfSinePlusKnownDc) {
+  const double fs = 48'000.0;
+  audio_buffer b = test::sine(997.0, db(0.5), 5.0, fs, 3);
+  const double dc[] = {0.01, -0.002, 0.0};
+  for (int c = 0; c < 3; ++c)
+    for (std::size_t i = 0; i < b.frames(); ++i) b.channel(c)[i] += static_cast<float>(dc[c]);
+  const track_analysis a = analyze(b, fs);
+  for (int c = 0; c < 3; ++c) {
+    long double sum = 0.0L;
+    for (std::size_t i = 0; i < b.frames(); ++i) sum += b.channel(c)[i];
+    EXPECT_NEAR(a.dc_offset[static_cast<std::size_t>(c)], static_cast<double>(sum / b.frames()), dc_against_samples);
+    EXPECT_NEAR(a.dc_offset[static_cast<std::size_t>(c)], dc[c], dc_against_constant);
+  }
+  // Largest |mean| is channel 0's 0.01: -40 dBFS.
+  EXPECT_NEAR(a.dc_offset_dbfs, -40.0, db(1.0 + dc_against_constant / 0.01));
+}
+
+TEST(Analyze, ClippedRunsAreFoundWithStartLengthAndTime) {
+  const double fs = 44'100.0;
+  audio_buffer b = test::white_noise(-30.0, 2.0, fs, 2, 4);  // never near full scale
+  const std::size_t end = b.frames();
+  const float just_below = std::nextafter(clip_level, 0.0f);
+  auto fill = [&](int c, std::size_t start, std::size_t n, float v) {
+    for (std::size_t i = start; i < start + n; ++i) b.channel(c)[i] = v;
+  };
+  fill(0, 1000, 5, 1.0f);           // run
+  fill(0, 5000, 3, -clip_level);    // run, exactly at the threshold, negative
+  fill(0, 9000, 2, 1.0f);           // too short: a peak, not clipping
+  fill(0, 12'000, 6, just_below);   // below the threshold
+  fill(1, 20'000, 10, 0.99999f);    // run
+  fill(1, end - 4, 4, -1.0f);       // run that ends the track
+  const track_analysis a = analyze(b, fs);
+  const std::vector<clip_run> expected = {{0, 1000, 5, 1000 / fs}, {0, 5000, 3, 5000 / fs}, {1, 20'000, 10, 20'000 / fs},
+                                          {1, end - 4, 4, static_cast<double>(end - 4) / fs}};
+  ASSERT_EQ(a.clip_runs.size(), expected.size());
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    EXPECT_EQ(a.clip_runs[k].channel, expected[k].channel) << k;
+    EXPECT_EQ(a.clip_runs[k].start_frame, expected[k].start_frame) << k;
+    EXPECT_EQ(a.clip_runs[k].length_frames, expected[k].length_frames) << k;
+    EXPECT_DOUBLE_EQ(a.clip_runs[k].start_s, expected[k].start_s) << k;
+  }
+  EXPECT_EQ(a.clipped_samples, 5u + 3u + 10u + 4u);
+  EXPECT_EQ(a.sample_peak_dbfs, 0.0);
+
+  const track_analysis clean = analyze(test::white_noise(-12.0, 2.0, fs, 2, 5), fs);
+  EXPECT_TRUE(clean.clip_runs.empty());
+  EXPECT_EQ(clean.clipped_samples, 0u);
+}
+
+TEST(Analyze, HardClippedSineHasOneRunPerHalfPeriod) {
+  // 2 sin(2 pi f t) clipped to +-1 at f = fs / 480: |x| >= clip_level wherever |sin| >= clip_level / 2,
+  // i.e. phase in [asin(c/2), pi - asin(c/2)] of each half period; 100 half periods in 1 s.
+  const double fs = 48'000.0, f = 100.0;
+  audio_buffer b(1, 48'000);
+  for (std::size_t i = 0; i < b.frames(); ++i) {
+    const double v = 2.0 * std::sin(2.0 * M_PI * f * static_cast<double>(i) / fs + 0.01);
+    b.channel(0)[i] = static_cast<float>(std::clamp(v, -1.0, 1.0));
+  }
+  const track_analysis a = analyze(b, fs);
+  ASSERT_EQ(a.clip_runs.size(), 200u);
+  const double half_period = fs / (2.0 * f);  // 240 samples
+  const double clipped_fraction = 1.0 - 2.0 * std::asin(static_cast<double>(clip_level) / 2.0) / M_PI;
+  for (std::size_t k = 0; k < a.clip_runs.size(); ++k) {
+    const double expected_len = clipped_fraction * half_period;  // 160 samples
+    EXPECT_NEAR(static_cast<double>(a.clip_runs[k].length_frames), expected_len, 1.0) << k;
+    const double expected_start = (static_cast<double>(k) + 1.0 / 6.0) * half_period - 0.01 / (2.0 * M_PI * f) * fs;
+    EXPECT_NEAR(static_cast<double>(a.clip_runs[k].start_frame), expected_start, 1.0) << k;
+  }
+}
+
+TEST(Analyze, SamplePeakIsExact) {
+  audio_buffer b = test::white_noise(-30.0, 1.0, 48'000.0, 2, 6);
+  b.channel(1)[12'345] = -0.8765f;
+  const track_analysis a = analyze(b, 48'000.0);
+  EXPECT_EQ(a.sample_peak_dbfs, 20.0 * std::log10(static_cast<double>(0.8765f)));
+  EXPECT_GE(a.true_peak_dbtp, a.sample_peak_dbfs);
+}
+
+TEST(Analyze, MatchesItsBuildingBlocksAndPlrIsTheirDifference) {
+  for (double fs : {44'100.0, 96'000.0}) {
+    audio_buffer b = test::white_noise(-18.0, 6.0, fs, 2, 8);
+    const audio_buffer tone = test::sine(3001.0, -6.0, 6.0, fs, 2);
+    for (int c = 0; c < 2; ++c)
+      for (std::size_t i = 0; i < b.frames(); ++i) b.channel(c)[i] += tone.channel(c)[i] * (c == 0 ? 1.0f : 0.5f);
+    const track_analysis a = analyze(b, fs);
+    loudness_meter m;
+    m.prepare(fs, 2);
+    m.process(b.view());
+    EXPECT_EQ(a.integrated_lufs, m.integrated_lufs());
+    EXPECT_EQ(a.loudness_range_lu, m.loudness_range_lu());
+    EXPECT_EQ(a.max_momentary_lufs, m.max_momentary_lufs());
+    EXPECT_EQ(a.max_short_term_lufs, m.max_short_term_lufs());
+    EXPECT_EQ(a.blocks.momentary_energy, m.blocks().momentary_energy);
+    EXPECT_EQ(a.blocks.short_term_energy, m.blocks().short_term_energy);
+    const float tp = std::max(true_peak_of(b.channel(0), b.frames(), fs), true_peak_of(b.channel(1), b.frames(), fs));
+    EXPECT_EQ(a.true_peak_dbtp, db(tp));
+    EXPECT_EQ(a.plr_db, a.true_peak_dbtp - a.integrated_lufs);
+    EXPECT_EQ(a.sample_rate_hz, fs);
+    EXPECT_EQ(a.channels, 2);
+    EXPECT_EQ(a.frames, b.frames());
+    EXPECT_DOUBLE_EQ(a.duration_s, 6.0);
+  }
+}
+
+TEST(Analyze, SinePlrFromTheory) {
+  // Stereo 997 Hz sine at -10 dBFS: true peak -10 dBTP; loudness -10 dBFS + K-weighting gain - 0.691
+  // + 3.01 (two channels) - 3.01 (mean square of a sine) = -10 + 10 log10 |H|^2 - 0.691.
+  const double fs = 48'000.0;
+  const track_analysis a = analyze(test::sine(997.0, -10.0, 10.0, fs), fs);
+  const k_weighting_coeffs k = design_k_weighting(fs);
+  const double loudness = -10.0 + 10.0 * std::log10(std::norm(k.shelf.response(997.0, fs) * k.highpass.response(997.0, fs))) - 0.691;
+  EXPECT_NEAR(a.true_peak_dbtp, -10.0, sine_true_peak_db);
+  EXPECT_NEAR(a.integrated_lufs, loudness, 0.002);
+  EXPECT_NEAR(a.plr_db, -10.0 - loudness, sine_true_peak_db + 0.002);
+}
+
+TEST(Analyze, SilenceAndEmpty) {
+  for (std::size_t frames : {std::size_t{0}, std::size_t{48'000 * 4}}) {
+    const track_analysis a = analyze(audio_buffer(2, frames), 48'000.0);
+    EXPECT_EQ(a.integrated_lufs, silence_lufs);
+    EXPECT_EQ(a.loudness_range_lu, 0.0);
+    EXPECT_EQ(a.max_momentary_lufs, silence_lufs);
+    EXPECT_EQ(a.true_peak_dbtp, -std::numeric_limits<double>::infinity());
+    EXPECT_EQ(a.sample_peak_dbfs, -std::numeric_limits<double>::infinity());
+    EXPECT_EQ(a.dc_offset_dbfs, -std::numeric_limits<double>::infinity());
+    EXPECT_EQ(a.plr_db, 0.0);
+    EXPECT_TRUE(a.clip_runs.empty());
+  }
+}
+
+TEST(Analyze, FiveChannelsUseTheSurroundWeights) {
+  const double fs = 48'000.0;
+  audio_buffer b(5, static_cast<std::size_t>(4 * fs));
+  const audio_buffer tone = test::sine(1000.0, -20.0, 4.0, fs, 1);
+  for (int c = 0; c < 5; ++c) std::copy(tone.channel(0), tone.channel(0) + tone.frames(), b.channel(c));
+  const track_analysis a = analyze(b, fs);
+  loudness_meter m;
+  const double weights[] = {1.0, 1.0, 1.0, 1.41, 1.41};
+  m.prepare(fs, 5, weights);
+  m.process(b.view());
+  EXPECT_EQ(a.integrated_lufs, m.integrated_lufs());
+}
+
+TEST(Analyze, Speed) {
+  const double fs = 44'100.0, seconds = 30.0;
+  const audio_buffer b = test::white_noise(-16.0, seconds, fs, 2, 12);
+  double best_s = 1e9;
+  for (int rep = 0; rep < 2; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const track_analysis a = analyze(b, fs);
+    best_s = std::min(best_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_TRUE(std::isfinite(a.integrated_lufs));
+  }
+  std::printf("analyze(), 44.1 kHz stereo: %.0fx realtime\n", seconds / best_s);
+  RecordProperty("x_realtime", static_cast<int>(seconds / best_s));
+}
+
+}  // namespace
+}  // namespace lathe
