@@ -39,8 +39,10 @@ class temp_dir_test : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(LATHE_BINARY_DIR) / "test-tmp" /
-           (std::string("audio_io-") + info->test_suite_name() + "-" + info->name() + "-" + std::to_string(::getpid()));
+    std::string name = std::string("audio_io-") + info->test_suite_name() + "-" + info->name() + "-" +
+                       std::to_string(::getpid());
+    std::replace(name.begin(), name.end(), '/', '_');  // parameterized names hold slashes
+    dir_ = fs::path(LATHE_BINARY_DIR) / "test-tmp" / name;
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
