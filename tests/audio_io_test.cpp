@@ -1,0 +1,619 @@
+// Decoding and encoding: bit-exact round trips against libsndfile / libFLAC as the independent
+// reader or writer, every input error kind from a file made here, and atomic replacement.
+#include <FLAC/metadata.h>
+#include <gtest/gtest.h>
+#include <sndfile.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lathe/audio_io.hpp"
+#include "lathe/error.hpp"
+#include "support/signals.hpp"
+
+namespace fs = std::filesystem;
+using namespace lathe;
+
+namespace {
+
+// Integer PCM read as float is an exact power-of-two scaling: no tolerance at all.
+constexpr float exact_tolerance = 0.0f;
+// Lossy codecs at high quality: level within this of the source sine's analytic RMS...
+constexpr double lossy_rms_tolerance_db = 0.2;
+// ...and the coding error at least this far under the signal (time-aligned decoders).
+constexpr double lossy_snr_min_db = 25.0;
+
+class temp_dir_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string("audio_io-") + info->test_suite_name() + "-" + info->name() + "-" +
+                       std::to_string(::getpid());
+    std::replace(name.begin(), name.end(), '/', '_');  // parameterized names hold slashes
+    dir_ = fs::path(LATHE_BINARY_DIR) / "test-tmp" / name;
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  fs::path file(const std::string& name) const { return dir_ / name; }
+  /// Every entry in the test folder (to spot leftover temporaries).
+  std::vector<std::string> listing() const {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  fs::path dir_;
+};
+
+/// Deterministic full-range integers for `bits`, including both extremes.
+std::vector<std::int32_t> random_ints(std::size_t count, int bits, std::uint32_t seed = 7) {
+  const std::int64_t hi = (std::int64_t{1} << (bits - 1)) - 1, lo = -hi - 1;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int64_t> d(lo, hi);
+  std::vector<std::int32_t> v(count);
+  for (auto& x : v) x = static_cast<std::int32_t>(d(rng));
+  if (count >= 2) {
+    v[0] = static_cast<std::int32_t>(hi);
+    v[1] = static_cast<std::int32_t>(lo);
+  }
+  return v;
+}
+
+SNDFILE* sf_create(const fs::path& p, int format, int channels, int rate) {
+  SF_INFO info{};
+  info.samplerate = rate;
+  info.channels = channels;
+  info.format = format;
+  SNDFILE* f = sf_open(p.c_str(), SFM_WRITE, &info);
+  EXPECT_NE(f, nullptr) << sf_strerror(nullptr);
+  return f;
+}
+
+/// Reference writer: libsndfile directly, integers right-justified in `ints`.
+void sf_write_ints(const fs::path& p, int format, int channels, int rate, const std::vector<std::int32_t>& ints,
+                   int bits) {
+  SNDFILE* f = sf_create(p, format, channels, rate);
+  ASSERT_NE(f, nullptr);
+  std::vector<int> left(ints.size());
+  for (std::size_t i = 0; i < ints.size(); ++i)
+    left[i] = static_cast<int>(static_cast<std::uint32_t>(ints[i]) << (32 - bits));
+  const sf_count_t frames = static_cast<sf_count_t>(ints.size() / static_cast<std::size_t>(channels));
+  ASSERT_EQ(sf_writef_int(f, left.data(), frames), frames);
+  sf_close(f);
+}
+
+void sf_write_floats(const fs::path& p, int format, int channels, int rate, const std::vector<float>& x,
+                     double vbr_quality = -1.0) {
+  SNDFILE* f = sf_create(p, format, channels, rate);
+  ASSERT_NE(f, nullptr);
+  if (vbr_quality >= 0) sf_command(f, SFC_SET_VBR_ENCODING_QUALITY, &vbr_quality, sizeof vbr_quality);
+  const sf_count_t frames = static_cast<sf_count_t>(x.size() / static_cast<std::size_t>(channels));
+  ASSERT_EQ(sf_writef_float(f, x.data(), frames), frames);
+  sf_close(f);
+}
+
+/// Reference reader: libsndfile, integers shifted back down to `bits`.
+std::vector<std::int32_t> sf_read_ints(const fs::path& p, int bits, SF_INFO& info) {
+  info = SF_INFO{};
+  SNDFILE* f = sf_open(p.c_str(), SFM_READ, &info);
+  EXPECT_NE(f, nullptr) << sf_strerror(nullptr);
+  if (!f) return {};
+  std::vector<int> raw(static_cast<std::size_t>(info.frames * info.channels));
+  EXPECT_EQ(sf_readf_int(f, raw.data(), info.frames), info.frames);
+  sf_close(f);
+  std::vector<std::int32_t> out(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) out[i] = raw[i] >> (32 - bits);
+  return out;
+}
+
+/// Interleaved stereo sine, amplitude `peak`.
+std::vector<float> stereo_sine(double freq_hz, double peak, std::size_t frames, double fs_hz) {
+  std::vector<float> x(frames * 2);
+  for (std::size_t i = 0; i < frames; ++i) {
+    const float v = static_cast<float>(peak * std::sin(2.0 * M_PI * freq_hz * static_cast<double>(i) / fs_hz));
+    x[2 * i] = v;
+    x[2 * i + 1] = v;
+  }
+  return x;
+}
+
+void expect_decoded_ints(const decoded_track& t, const std::vector<std::int32_t>& ints, int channels, int bits) {
+  const std::size_t frames = ints.size() / static_cast<std::size_t>(channels);
+  ASSERT_EQ(t.audio.channels(), 2);
+  ASSERT_EQ(t.audio.frames(), frames);
+  const double scale = std::ldexp(1.0, -(bits - 1));
+  std::size_t mismatches = 0;
+  for (std::size_t i = 0; i < frames; ++i) {
+    for (int c = 0; c < 2; ++c) {
+      const int src_c = channels == 1 ? 0 : c;
+      const float ref = static_cast<float>(static_cast<double>(ints[i * static_cast<std::size_t>(channels) +
+                                                                    static_cast<std::size_t>(src_c)]) * scale);
+      if (std::fabs(t.audio.channel(c)[i] - ref) > exact_tolerance) ++mismatches;
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+}
+
+struct int_case {
+  const char* name;
+  int format;
+  int bits;
+  const char* container;
+  const char* encoding;
+};
+
+class decode_int_round_trip : public temp_dir_test, public ::testing::WithParamInterface<int_case> {};
+
+TEST_P(decode_int_round_trip, exact_scaling_and_info) {
+  const int_case& c = GetParam();
+  constexpr int rate = 44'100;
+  constexpr std::size_t frames = 50'001;  // not a multiple of the decoder's chunk
+  const auto ints = random_ints(frames * 2, c.bits);
+  const fs::path p = file(std::string("in.") + c.container);
+  sf_write_ints(p, c.format, 2, rate, ints, c.bits);
+  const decoded_track t = decode_file(p);
+  expect_decoded_ints(t, ints, 2, c.bits);
+  EXPECT_EQ(t.info.container, c.container);
+  EXPECT_EQ(t.info.encoding, c.encoding);
+  EXPECT_EQ(t.info.bit_depth, c.bits);
+  EXPECT_EQ(t.info.sample_rate_hz, rate);
+  EXPECT_EQ(t.info.channels, 2);
+  EXPECT_EQ(t.info.frames, frames);
+  EXPECT_EQ(t.info.file_bytes, fs::file_size(p));
+  EXPECT_EQ(t.info.path, p);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    formats, decode_int_round_trip,
+    ::testing::Values(int_case{"wav16", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16, "wav", "pcm16"},
+                      int_case{"wav24", SF_FORMAT_WAV | SF_FORMAT_PCM_24, 24, "wav", "pcm24"},
+                      int_case{"wav32", SF_FORMAT_WAV | SF_FORMAT_PCM_32, 32, "wav", "pcm32"},
+                      int_case{"aiff16", SF_FORMAT_AIFF | SF_FORMAT_PCM_16, 16, "aiff", "pcm16"},
+                      int_case{"flac16", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 16, "flac", "pcm16"},
+                      int_case{"flac24", SF_FORMAT_FLAC | SF_FORMAT_PCM_24, 24, "flac", "pcm24"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(temp_dir_test, decode_float_wav_is_bit_exact) {
+  std::vector<float> x = stereo_sine(997.0, 1.2, 20'000, 48'000.0);  // over full scale on purpose
+  x[10] = 1e-40f;                                                      // subnormal survives
+  x[11] = -0.0f;
+  const fs::path p = file("float.wav");
+  sf_write_floats(p, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 2, 48'000, x);
+  const decoded_track t = decode_file(p);
+  EXPECT_EQ(t.info.encoding, "float");
+  EXPECT_EQ(t.info.bit_depth, 0);
+  ASSERT_EQ(t.audio.frames(), 20'000u);
+  for (std::size_t i = 0; i < 20'000; ++i) {
+    ASSERT_EQ(std::memcmp(&t.audio.channel(0)[i], &x[2 * i], 4), 0) << "frame " << i;
+    ASSERT_EQ(std::memcmp(&t.audio.channel(1)[i], &x[2 * i + 1], 4), 0) << "frame " << i;
+  }
+}
+
+TEST_F(temp_dir_test, decode_mono_gives_dual_mono) {
+  const auto ints = random_ints(30'000, 16, 11);
+  const fs::path p = file("mono.wav");
+  sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 1, 22'050, ints, 16);
+  const decoded_track t = decode_file(p);
+  EXPECT_EQ(t.info.channels, 1);
+  expect_decoded_ints(t, ints, 1, 16);
+}
+
+TEST_F(temp_dir_test, decode_accepts_the_rate_range_limits) {
+  for (int rate : {8'000, 384'000}) {
+    const fs::path p = file("r" + std::to_string(rate) + ".wav");
+    const auto ints = random_ints(2'000, 24);
+    sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_24, 2, rate, ints, 24);
+    const decoded_track t = decode_file(p);
+    EXPECT_EQ(t.info.sample_rate_hz, rate);
+    expect_decoded_ints(t, ints, 2, 24);
+  }
+}
+
+/// Encodes a loud 1 kHz sine (2 s) with libsndfile at high quality, decodes it with lathe and
+/// checks the RMS against the sine's analytic RMS and (when `aligned`) the coding error.
+void check_lossy(const fs::path& p, int format, int rate, const char* container, const char* encoding,
+                 bool aligned) {
+  constexpr double peak = 0.7;
+  const std::size_t frames = 2 * static_cast<std::size_t>(rate);
+  const auto x = stereo_sine(1'000.0, peak, frames, rate);
+  sf_write_floats(p, format, 2, rate, x, 0.9);
+  const decoded_track t = decode_file(p);
+  EXPECT_EQ(t.info.container, container);
+  EXPECT_EQ(t.info.encoding, encoding);
+  EXPECT_EQ(t.info.bit_depth, 0);
+  ASSERT_EQ(t.audio.frames(), frames);
+  // Skip the codec's start-up and end: half a second each side.
+  const std::size_t skip = static_cast<std::size_t>(rate / 2);
+  double sig = 0, err = 0;
+  for (std::size_t i = skip; i < frames - skip; ++i) {
+    const double d = t.audio.channel(0)[i];
+    sig += d * d;
+    err += (d - x[2 * i]) * (d - x[2 * i]);
+  }
+  const double n = static_cast<double>(frames - 2 * skip);
+  const double rms_db = 10.0 * std::log10(sig / n);
+  const double ref_db = 20.0 * std::log10(peak / std::sqrt(2.0));
+  EXPECT_NEAR(rms_db, ref_db, lossy_rms_tolerance_db);
+  if (aligned) {
+    EXPECT_GT(10.0 * std::log10(sig / err), lossy_snr_min_db);
+  }
+}
+
+TEST_F(temp_dir_test, decode_ogg_vorbis_sine_within_tolerance) {
+  check_lossy(file("sine.ogg"), SF_FORMAT_OGG | SF_FORMAT_VORBIS, 48'000, "ogg", "vorbis", true);
+}
+
+TEST_F(temp_dir_test, decode_opus_sine_within_tolerance) {
+  check_lossy(file("sine.opus"), SF_FORMAT_OGG | SF_FORMAT_OPUS, 48'000, "ogg", "opus", true);
+}
+
+TEST_F(temp_dir_test, decode_mp3_sine_within_tolerance) {
+  // Encoder delay handling is libsndfile's business: level only, no sample alignment.
+  check_lossy(file("sine.mp3"), SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, 44'100, "mp3", "mp3", false);
+}
+
+TEST_F(temp_dir_test, tags_are_read_and_track_number_is_lenient) {
+  const fs::path p = file("tagged.wav");
+  SNDFILE* f = sf_create(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2, 44'100);
+  ASSERT_NE(f, nullptr);
+  sf_set_string(f, SF_STR_TITLE, "Song, with comma");
+  sf_set_string(f, SF_STR_ARTIST, "Artiste");
+  sf_set_string(f, SF_STR_ALBUM, "Album");
+  sf_set_string(f, SF_STR_TRACKNUMBER, "3/12");
+  std::vector<short> s(2'000, 100);
+  sf_writef_short(f, s.data(), 1'000);
+  sf_close(f);
+  const source_info i = probe_file(p);
+  EXPECT_EQ(i.tags.title, "Song, with comma");
+  EXPECT_EQ(i.tags.artist, "Artiste");
+  EXPECT_EQ(i.tags.album, "Album");
+  EXPECT_EQ(i.tags.track_number, 3);
+  EXPECT_EQ(i.frames, 1'000u);
+}
+
+// ---- input errors -----------------------------------------------------------------------------
+
+/// Runs `fn`, expects input_error naming `p` with a reason holding every one of `needles`.
+template <class Fn>
+void expect_input_error(Fn fn, const fs::path& p, std::initializer_list<const char*> needles) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error for " << p;
+  } catch (const input_error& e) {
+    EXPECT_EQ(e.path(), p.string());
+    EXPECT_NE(std::string(e.what()).find(p.string()), std::string::npos) << e.what();
+    for (const char* n : needles) EXPECT_NE(e.reason().find(n), std::string::npos) << "'" << n << "' not in: " << e.reason();
+  }
+}
+
+void expect_decode_error(const fs::path& p, std::initializer_list<const char*> needles) {
+  expect_input_error([&] { decode_file(p); }, p, needles);
+}
+
+TEST_F(temp_dir_test, error_missing_file) {
+  const fs::path p = file("nope.wav");
+  expect_decode_error(p, {"No such file"});
+  expect_input_error([&] { probe_file(p); }, p, {"No such file"});
+}
+
+TEST_F(temp_dir_test, error_empty_file) {
+  const fs::path p = file("empty.wav");
+  std::ofstream(p).close();
+  expect_decode_error(p, {"empty", "no audio"});
+}
+
+TEST_F(temp_dir_test, error_header_only_wav) {
+  const fs::path p = file("zero.wav");
+  sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2, 44'100, {}, 16);
+  ASSERT_GT(fs::file_size(p), 0u);
+  expect_decode_error(p, {"contains no audio"});
+}
+
+TEST_F(temp_dir_test, error_text_file_named_wav) {
+  const fs::path p = file("notes.wav");
+  std::ofstream(p) << "These are my mixing notes, not audio.\nMore text to pass any size check.\n";
+  expect_decode_error(p, {"not an audio file", "libsndfile"});
+}
+
+TEST_F(temp_dir_test, error_truncated_wav) {
+  const fs::path p = file("cut.wav");
+  const auto ints = random_ints(2 * 48'000, 16);
+  sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2, 48'000, ints, 16);
+  // 44-byte header; keep 24000 frames of 4 bytes: the header still declares 48000.
+  fs::resize_file(p, 44 + 24'000 * 4);
+  expect_decode_error(p, {"truncated", "48000", "24000", "0:00.500"});
+  expect_input_error([&] { probe_file(p); }, p, {"truncated"});
+}
+
+TEST_F(temp_dir_test, error_truncated_aiff) {
+  const fs::path p = file("cut.aiff");
+  const auto ints = random_ints(2 * 48'000, 16);
+  sf_write_ints(p, SF_FORMAT_AIFF | SF_FORMAT_PCM_16, 2, 48'000, ints, 16);
+  fs::resize_file(p, fs::file_size(p) / 2);
+  expect_decode_error(p, {"truncated", "48000"});
+}
+
+TEST_F(temp_dir_test, error_corrupt_flac) {
+  const fs::path p = file("bad.flac");
+  constexpr std::size_t frames = 100'000;
+  const auto ints = random_ints(2 * frames, 16);
+  sf_write_ints(p, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 2, 44'100, ints, 16);
+  {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(p) / 2));
+    const std::string junk(4'000, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  expect_decode_error(p, {"corrupt", "of 100000 frames", "stopped at"});
+}
+
+TEST_F(temp_dir_test, error_three_channels) {
+  const fs::path p = file("three.wav");
+  sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 3, 44'100, random_ints(3'000, 16), 16);
+  expect_decode_error(p, {"has 3 channels", "mono or stereo"});
+}
+
+TEST_F(temp_dir_test, error_nan_and_inf_samples) {
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    const bool nan = std::isnan(bad);
+    const fs::path p = file(nan ? "nan.wav" : "inf.wav");
+    auto x = stereo_sine(440.0, 0.5, 48'000, 48'000.0);
+    x[2 * 36'000 + 1] = bad;  // channel 2 at 0.75 s
+    x[2 * 40'000] = bad;      // a later one on channel 1 must not be the one reported
+    sf_write_floats(p, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 2, 48'000, x);
+    expect_decode_error(p, {nan ? "NaN" : "infinite", "channel 2", "0:00.750"});
+  }
+}
+
+TEST_F(temp_dir_test, error_rate_out_of_range) {
+  const fs::path p = file("low.wav");
+  sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2, 4'000, random_ints(4'000, 16), 16);
+  expect_decode_error(p, {"4000 Hz", "8000 to 384000"});
+}
+
+TEST_F(temp_dir_test, error_folder_instead_of_file) {
+  const fs::path p = file("folder.wav");
+  fs::create_directories(p);
+  expect_decode_error(p, {"folder"});
+}
+
+// ---- encoding ---------------------------------------------------------------------------------
+
+struct enc_case {
+  const char* name;
+  container_format container;
+  int bits;
+  int channels;
+  int expected_format;
+};
+
+class encode_round_trip : public temp_dir_test, public ::testing::WithParamInterface<enc_case> {};
+
+TEST_P(encode_round_trip, integers_come_back_exactly) {
+  const enc_case& c = GetParam();
+  constexpr std::size_t frames = 70'003;  // several encoder chunks plus a remainder
+  const auto ints = random_ints(frames * static_cast<std::size_t>(c.channels), c.bits, 3);
+  pcm_frames pcm;
+  pcm.channels = c.channels;
+  pcm.sample_rate_hz = 96'000.0;
+  pcm.bit_depth = c.bits;
+  pcm.int_samples = ints;
+  const fs::path dest = file(std::string("out.") + file_extension(c.container));
+  write_audio_file(dest, c.container, pcm, {});
+  SF_INFO info;
+  const auto back = sf_read_ints(dest, c.bits, info);
+  EXPECT_EQ(info.format, c.expected_format);
+  EXPECT_EQ(info.samplerate, 96'000);
+  EXPECT_EQ(info.channels, c.channels);
+  ASSERT_EQ(back.size(), ints.size());
+  EXPECT_TRUE(back == ints);
+  EXPECT_EQ(listing(), std::vector<std::string>{dest.filename().string()});  // no temporary left
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    formats, encode_round_trip,
+    ::testing::Values(enc_case{"wav16", container_format::wav, 16, 2, SF_FORMAT_WAV | SF_FORMAT_PCM_16},
+                      enc_case{"wav24", container_format::wav, 24, 2, SF_FORMAT_WAV | SF_FORMAT_PCM_24},
+                      enc_case{"wav24_mono", container_format::wav, 24, 1, SF_FORMAT_WAV | SF_FORMAT_PCM_24},
+                      enc_case{"flac16", container_format::flac, 16, 2, SF_FORMAT_FLAC | SF_FORMAT_PCM_16},
+                      enc_case{"flac24", container_format::flac, 24, 2, SF_FORMAT_FLAC | SF_FORMAT_PCM_24}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(temp_dir_test, float_wav_is_bit_exact) {
+  auto x = stereo_sine(1'234.5, 0.9, 30'000, 44'100.0);
+  x[0] = 1.5f;  // float masters may exceed full scale: no clipping
+  x[1] = -2.0f;
+  x[2] = 1e-42f;
+  pcm_frames pcm;
+  pcm.sample_rate_hz = 44'100.0;
+  pcm.bit_depth = 32;
+  pcm.float_samples = x;
+  const fs::path dest = file("f.wav");
+  write_audio_file(dest, container_format::wav, pcm, {});
+  SF_INFO info{};
+  SNDFILE* f = sf_open(dest.c_str(), SFM_READ, &info);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(info.format, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+  std::vector<float> back(x.size());
+  ASSERT_EQ(sf_readf_float(f, back.data(), 30'000), 30'000);
+  sf_close(f);
+  EXPECT_EQ(std::memcmp(back.data(), x.data(), x.size() * sizeof(float)), 0);
+}
+
+TEST_F(temp_dir_test, flac_tags_read_back_with_libflac) {
+  const auto ints = random_ints(2 * 1'000, 16);
+  pcm_frames pcm;
+  pcm.sample_rate_hz = 44'100.0;
+  pcm.bit_depth = 16;
+  pcm.int_samples = ints;
+  track_tags tags;
+  tags.title = "Título = \"quoted\"";
+  tags.artist = "The Artist";
+  tags.album = "";  // empty: no ALBUM comment at all
+  tags.track_number = 7;
+  tags.isrc = "GBAYE0601498";
+  const fs::path dest = file("tagged.flac");
+  write_audio_file(dest, container_format::flac, pcm, tags);
+
+  FLAC__StreamMetadata* vc = nullptr;
+  ASSERT_TRUE(FLAC__metadata_get_tags(dest.c_str(), &vc));
+  std::map<std::string, std::string> got;
+  for (FLAC__uint32 i = 0; i < vc->data.vorbis_comment.num_comments; ++i) {
+    const auto& e = vc->data.vorbis_comment.comments[i];
+    const std::string s(reinterpret_cast<const char*>(e.entry), e.length);
+    got[s.substr(0, s.find('='))] = s.substr(s.find('=') + 1);
+  }
+  FLAC__metadata_object_delete(vc);
+  const std::map<std::string, std::string> want = {
+      {"TITLE", tags.title}, {"ARTIST", "The Artist"}, {"TRACKNUMBER", "7"}, {"ISRC", "GBAYE0601498"}};
+  EXPECT_EQ(got, want);
+  // Our own reader sees them too (ISRC through libFLAC, the rest through libsndfile).
+  const source_info i = probe_file(dest);
+  EXPECT_EQ(i.tags.isrc, "GBAYE0601498");
+  EXPECT_EQ(i.tags.track_number, 7);
+  EXPECT_EQ(i.tags.title, tags.title);
+}
+
+TEST_F(temp_dir_test, wav_info_tags_read_back_with_libsndfile) {
+  const auto ints = random_ints(2 * 1'000, 24);
+  pcm_frames pcm;
+  pcm.bit_depth = 24;
+  pcm.int_samples = ints;
+  track_tags tags{"A Title", "An Artist", "An Album", "USRC17607839", 12};
+  const fs::path dest = file("tagged.wav");
+  write_audio_file(dest, container_format::wav, pcm, tags);
+  SF_INFO info{};
+  SNDFILE* f = sf_open(dest.c_str(), SFM_READ, &info);
+  ASSERT_NE(f, nullptr);
+  auto str = [&](int w) {
+    const char* s = sf_get_string(f, w);
+    return s ? std::string(s) : std::string("<none>");
+  };
+  EXPECT_EQ(str(SF_STR_TITLE), "A Title");
+  EXPECT_EQ(str(SF_STR_ARTIST), "An Artist");
+  EXPECT_EQ(str(SF_STR_ALBUM), "An Album");
+  EXPECT_EQ(str(SF_STR_TRACKNUMBER), "12");
+  sf_close(f);
+  SF_INFO ri;
+  EXPECT_TRUE(sf_read_ints(dest, 24, ri) == ints);  // the LIST chunk does not disturb the audio
+}
+
+TEST_F(temp_dir_test, write_creates_folders_and_replaces_existing_dest) {
+  const auto first = random_ints(2 * 500, 16, 1), second = random_ints(2 * 800, 16, 2);
+  pcm_frames pcm;
+  pcm.bit_depth = 16;
+  const fs::path dest = file("a/b/c/out.flac");
+  pcm.int_samples = first;
+  write_audio_file(dest, container_format::flac, pcm, {});
+  pcm.int_samples = second;
+  write_audio_file(dest, container_format::flac, pcm, {});
+  SF_INFO info;
+  EXPECT_TRUE(sf_read_ints(dest, 16, info) == second);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dest.parent_path())) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"out.flac"});
+}
+
+void expect_output_error(const std::function<void()>& fn, const fs::path& dest, const char* needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error writing " << dest;
+  } catch (const output_error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find(dest.string()), std::string::npos) << w;
+    EXPECT_NE(w.find(needle), std::string::npos) << w;
+  }
+}
+
+TEST_F(temp_dir_test, failure_parent_is_a_file_leaves_nothing) {
+  std::ofstream(file("blocker")) << "a regular file where a folder should be";
+  const auto ints = random_ints(2 * 100, 16);
+  pcm_frames pcm;
+  pcm.bit_depth = 16;
+  pcm.int_samples = ints;
+  const fs::path dest = file("blocker/sub/out.wav");
+  expect_output_error([&] { write_audio_file(dest, container_format::wav, pcm, {}); }, dest, "cannot create the folder");
+  EXPECT_EQ(listing(), std::vector<std::string>{"blocker"});
+}
+
+TEST_F(temp_dir_test, failure_at_rename_removes_the_temporary) {
+  // dest is an existing, non-empty folder: everything succeeds up to the rename, which fails
+  // (also as root), so the cleanup of a fully written temporary is exercised.
+  const fs::path dest = file("taken.flac");
+  fs::create_directories(dest / "inside");
+  const auto ints = random_ints(2 * 10'000, 24);
+  pcm_frames pcm;
+  pcm.bit_depth = 24;
+  pcm.int_samples = ints;
+  expect_output_error([&] { write_audio_file(dest, container_format::flac, pcm, {"t", "a", "b", "", 1}); }, dest,
+                      "cannot move");
+  EXPECT_EQ(listing(), std::vector<std::string>{"taken.flac"});
+  EXPECT_TRUE(fs::is_directory(dest / "inside"));
+}
+
+TEST_F(temp_dir_test, flac_with_float_is_refused_before_writing) {
+  const std::vector<float> x(200, 0.25f);
+  pcm_frames pcm;
+  pcm.bit_depth = 32;
+  pcm.float_samples = x;
+  const fs::path dest = file("f.flac");
+  expect_output_error([&] { write_audio_file(dest, container_format::flac, pcm, {}); }, dest, "wav");
+  EXPECT_TRUE(listing().empty());
+}
+
+TEST_F(temp_dir_test, concurrent_writes_to_distinct_dests) {
+  constexpr int writers = 8;
+  std::vector<std::vector<std::int32_t>> data;
+  for (int i = 0; i < writers; ++i) data.push_back(random_ints(2 * 20'000, 16, static_cast<std::uint32_t>(100 + i)));
+  auto name = [](int i) {
+    std::string s = std::to_string(i);
+    s += i % 2 ? ".wav" : ".flac";
+    return s;
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < writers; ++i) {
+    threads.emplace_back([&, i] {
+      pcm_frames pcm;
+      pcm.bit_depth = 16;
+      pcm.int_samples = data[static_cast<std::size_t>(i)];
+      write_audio_file(file(name(i)),
+                       i % 2 ? container_format::wav : container_format::flac, pcm, {});
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(listing().size(), static_cast<std::size_t>(writers));
+  for (int i = 0; i < writers; ++i) {
+    SF_INFO info;
+    EXPECT_TRUE(sf_read_ints(file(name(i)), 16, info) ==
+                data[static_cast<std::size_t>(i)]);
+  }
+}
+
+TEST(container_names, parse_and_print) {
+  container_format c{};
+  EXPECT_TRUE(parse_container("wav", c));
+  EXPECT_EQ(c, container_format::wav);
+  EXPECT_TRUE(parse_container("flac", c));
+  EXPECT_EQ(c, container_format::flac);
+  EXPECT_FALSE(parse_container("mp3", c));
+  EXPECT_STREQ(to_string(container_format::wav), "wav");
+  EXPECT_STREQ(file_extension(container_format::flac), "flac");
+}
+
+}  // namespace
