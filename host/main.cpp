@@ -1,2 +1,3 @@
-#include <cstdio>
-int main() { std::puts("lathe: under construction"); return 0; }
+#include "cli.hpp"
+
+int main(int argc, char** argv) { return lathe::cli_main(argc, argv); }

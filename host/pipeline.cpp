@@ -1,0 +1,529 @@
+#include "pipeline.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/info.h>
+#include <oneapi/tbb/parallel_pipeline.h>
+
+#include "lathe/analysis.hpp"
+#include "lathe/error.hpp"
+#include "lathe/master.hpp"
+#include "report.hpp"
+
+namespace lathe {
+
+using nlohmann::json;
+
+std::size_t parse_size(const std::string& text) {
+  std::size_t pos = 0;
+  double value = 0.0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    throw config_error(fmt::format("--max-memory: '{}' is not a size (examples: 512M, 4G, 1.5GiB)", text));
+  }
+  std::string unit = text.substr(pos);
+  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  double mult = 1.0;
+  if (unit.empty() || unit == "B") mult = 1.0;
+  else if (unit == "K" || unit == "KB" || unit == "KIB") mult = 1024.0;
+  else if (unit == "M" || unit == "MB" || unit == "MIB") mult = 1024.0 * 1024.0;
+  else if (unit == "G" || unit == "GB" || unit == "GIB") mult = 1024.0 * 1024.0 * 1024.0;
+  else if (unit == "T" || unit == "TB" || unit == "TIB") mult = 1024.0 * 1024.0 * 1024.0 * 1024.0;
+  else throw config_error(fmt::format("--max-memory: unknown unit '{}' in '{}' (use K, M, G or T)", unit, text));
+  if (!(value > 0.0)) throw config_error(fmt::format("--max-memory: '{}' must be positive", text));
+  return static_cast<std::size_t>(value * mult);
+}
+
+std::size_t estimate_track_bytes(const planned_track& t, const run_plan& plan) {
+  if (!t.info) return 0;
+  const double in_rate = t.info->sample_rate_hz;
+  const double channel_bytes = static_cast<double>(t.info->frames) * sizeof(float);
+  const double stereo = 2.0 * channel_bytes;
+  std::map<std::string, int> prechains;
+  double formats = 0.0;
+  for (const delivery_profile& p : plan.profiles) {
+    prechains[prechain_key(p)] = 1;
+    // resampled copy, limiter output, delivered copy, integer PCM, limiter envelope, meter scratch
+    formats += (p.output_rate_hz(in_rate) / in_rate) * (4.0 * stereo + 2.0 * channel_bytes);
+  }
+  const double decoded = stereo * (1.0 + static_cast<double>(prechains.size()));
+  return static_cast<std::size_t>(decoded + formats);
+}
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::size_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : (8ull << 30);
+}
+
+// Bounds the audio held by tracks in flight. A track that alone exceeds the budget still runs,
+// but only when nothing else is in flight, so the run always progresses.
+class memory_gate {
+ public:
+  explicit memory_gate(std::size_t budget) : budget_(budget) {}
+  void acquire(std::size_t bytes) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return in_flight_ == 0 || used_ + bytes <= budget_; });
+    used_ += bytes;
+    ++in_flight_;
+    peak_ = std::max(peak_, used_);
+  }
+  void release(std::size_t bytes) {
+    {
+      std::lock_guard lock(mutex_);
+      used_ -= bytes;
+      --in_flight_;
+    }
+    cv_.notify_all();
+  }
+  std::size_t peak() const { return peak_; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::size_t budget_, used_ = 0, peak_ = 0;
+  int in_flight_ = 0;
+};
+
+// Status line on a terminal, or one JSON line per finished track.
+class progress_reporter {
+ public:
+  progress_reporter(const master_options& o, std::size_t total_tracks, double total_audio_s)
+      : opt_(o), total_(total_tracks), total_audio_s_(total_audio_s), start_(now_s()) {}
+
+  void track_done(const json& entry, double audio_s) {
+    std::lock_guard lock(mutex_);
+    ++done_;
+    audio_done_s_ += audio_s;
+    const double elapsed = now_s() - start_;
+    const double speed = elapsed > 0 ? audio_done_s_ / elapsed : 0.0;
+    if (opt_.progress_on_terminal && opt_.log == log_format::text) {
+      const double eta = speed > 0 ? (total_audio_s_ - audio_done_s_) / speed : 0.0;
+      std::fprintf(stderr, "\r\033[K[%zu/%zu tracks] %.2f h audio  %.1fx realtime  ETA %s", done_, total_,
+                   audio_done_s_ / 3600.0, speed, format_duration(eta).c_str());
+      if (entry.value("status", "") == "failed")
+        std::fprintf(stderr, "\n  failed: %s: %s\n", entry.value("path", "").c_str(), entry.value("error", "").c_str());
+      std::fflush(stderr);
+    } else {
+      json line = {{"event", "track"},
+                   {"done", done_},
+                   {"total", total_},
+                   {"path", entry.value("path", "")},
+                   {"status", entry.value("status", "")},
+                   {"audio_s", rounded(audio_s, 2)},
+                   {"x_realtime", rounded(speed, 1)}};
+      if (entry.contains("error")) line["error"] = entry["error"];
+      std::fprintf(stderr, "%s\n", line.dump().c_str());
+    }
+  }
+  void finish() {
+    if (opt_.progress_on_terminal && opt_.log == log_format::text) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  static std::string format_duration(double s) {
+    if (!(s >= 0) || !std::isfinite(s)) return "?";
+    const long t = std::lround(s);
+    return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60) : fmt::format("{}m{:02}s", t / 60, t % 60);
+  }
+  const master_options& opt_;
+  std::mutex mutex_;
+  std::size_t total_, done_ = 0;
+  double total_audio_s_, audio_done_s_ = 0.0, start_;
+};
+
+// What survives between the passes and ends up in the report, per track.
+struct track_state {
+  std::optional<track_analysis> input;
+  std::map<std::string, double> pre_loudness_lufs;  // pre-chain key -> loudness at the source rate
+  std::map<std::string, double> pre_true_peak_dbtp;
+  std::vector<double> targets_lufs;     // per format
+  std::vector<json> outputs;            // per format: report entry
+  std::vector<bool> resumed;            // per format: output already complete
+  std::string error;                    // the track failed
+  bool needs_render = false;
+  bool needs_album_pass = false;
+};
+
+// A track in flight: move-only, so each stage owns it in turn.
+struct work_item {
+  std::size_t index = 0;
+  std::size_t reserved_bytes = 0;
+  std::optional<decoded_track> decoded;
+  std::map<std::string, audio_buffer> pre;                   // pre-chain key -> processed audio
+  std::vector<std::optional<rendered_master>> masters;       // per format
+  std::string error;
+};
+using token = std::unique_ptr<work_item>;
+
+bool resume_complete(const std::filesystem::path& out_dir, const planned_track& t, std::size_t f, json& entry) {
+  const std::filesystem::path state = state_path(out_dir, t.outputs[f]);
+  std::ifstream in(state);
+  if (!in) return false;
+  try {
+    json j = json::parse(in);
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(out_dir / t.outputs[f], ec);
+    if (ec || j.value("fingerprint", "") != t.fingerprints[f] || j.value("bytes", std::uintmax_t{0}) != bytes) return false;
+    entry = j.at("output");
+    return true;
+  } catch (const std::exception&) {
+    return false;  // a damaged sidecar means "not done"
+  }
+}
+
+std::string track_error_text(const std::exception& e) {
+  if (const auto* ie = dynamic_cast<const input_error*>(&e)) return ie->reason();
+  return e.what();
+}
+
+}  // namespace
+
+master_summary run_master(const run_plan& plan, const master_options& opt) {
+  const double t0 = now_s();
+  const std::size_t n_tracks = plan.tracks.size();
+  const std::size_t n_formats = plan.profiles.size();
+  std::vector<track_state> state(n_tracks);
+
+  const int threads = opt.jobs > 0 ? opt.jobs : tbb::info::default_concurrency();
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+  const std::size_t budget = opt.max_memory_bytes > 0 ? opt.max_memory_bytes : physical_memory_bytes() / 2;
+  memory_gate gate(budget);
+  // Tokens bound the tracks in flight; the memory gate bounds their bytes.
+  const auto max_tokens = static_cast<std::size_t>(2 * threads);
+
+  // Which outputs are already complete (resume), and which tracks need work.
+  double audio_to_do_s = 0.0;
+  for (const planned_track& t : plan.tracks) {
+    track_state& s = state[t.index];
+    s.outputs.assign(n_formats, json::object());
+    s.resumed.assign(n_formats, false);
+    s.targets_lufs.assign(n_formats, 0.0);
+    for (std::size_t f = 0; f < n_formats; ++f) s.targets_lufs[f] = plan.profiles[f].target_lufs;
+    if (!t.info) {
+      s.error = t.probe_error;
+      continue;
+    }
+    for (std::size_t f = 0; f < n_formats; ++f) {
+      json entry;
+      if (resume_complete(opt.out_dir, t, f, entry)) {
+        s.resumed[f] = true;
+        s.outputs[f] = entry;
+      } else {
+        s.needs_render = true;
+      }
+    }
+    if (s.needs_render) audio_to_do_s += t.duration_s();
+  }
+  for (const auto& [album, members] : plan.albums) {
+    const bool any = std::any_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_render; });
+    if (!any) continue;
+    for (std::size_t i : members)
+      if (state[i].error.empty()) state[i].needs_album_pass = true;
+  }
+
+  std::map<std::string, const delivery_profile*> prechains;  // key -> a profile that has it
+  for (const delivery_profile& p : plan.profiles) prechains.emplace(prechain_key(p), &p);
+
+  // Stage 1 of both passes: decode, in catalog order, gated by memory.
+  // TBB filter bodies are const: the serial filter's cursor lives outside it.
+  std::size_t next = 0;
+  auto make_decoder = [&](auto wanted) {
+    next = 0;
+    return [&, wanted](tbb::flow_control& fc) -> token {
+      while (next < n_tracks && !wanted(next)) ++next;
+      if (next >= n_tracks) {
+        fc.stop();
+        return nullptr;
+      }
+      auto item = std::make_unique<work_item>();
+      item->index = next++;
+      const planned_track& t = plan.tracks[item->index];
+      item->reserved_bytes = estimate_track_bytes(t, plan);
+      gate.acquire(item->reserved_bytes);
+      try {
+        item->decoded = decode_file(t.entry.path);
+      } catch (const std::exception& e) {
+        item->error = track_error_text(e);
+      }
+      return item;
+    };
+  };
+  // Analysis and pre-chains (stages 1-2 of the chain), shared by both passes.
+  auto prepare = [&](work_item& w, bool keep_audio) {
+    track_state& s = state[w.index];
+    const decoded_track& d = *w.decoded;
+    if (!s.input) s.input = analyze(d.audio, d.info.sample_rate_hz);
+    for (const auto& [key, profile] : prechains) {
+      if (w.pre.count(key) != 0) continue;
+      audio_buffer pre = apply_prechain(d.audio, d.info.sample_rate_hz, *profile);
+      if (!keep_audio) {
+        s.pre_loudness_lufs[key] = integrated_loudness(pre, d.info.sample_rate_hz);
+        float tp = 0.0f;
+        for (int c = 0; c < pre.channels(); ++c)
+          tp = std::max(tp, true_peak_of(pre.channel(c), pre.frames(), d.info.sample_rate_hz));
+        s.pre_true_peak_dbtp[key] = 20.0 * std::log10(static_cast<double>(tp));
+      } else {
+        w.pre.emplace(key, std::move(pre));
+      }
+    }
+  };
+  auto fail_track = [&](work_item& w, std::string why) {
+    if (state[w.index].error.empty()) state[w.index].error = std::move(why);
+  };
+
+  // ---- pass 1 (album mode): loudness of every album track after the pre-chain -------------
+  tbb::parallel_pipeline(
+      max_tokens,
+      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order,
+                                    make_decoder([&](std::size_t i) { return state[i].needs_album_pass; })) &
+          tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
+            try {
+              if (!w->error.empty()) fail_track(*w, w->error);
+              else prepare(*w, false);
+            } catch (const std::exception& e) {
+              fail_track(*w, track_error_text(e));
+            }
+            gate.release(w->reserved_bytes);
+          }));
+
+  // Album decisions (AES TD1008 spirit): the album's loudest track lands on the target and the
+  // others keep their loudness relative to it. Linear mode takes the one gain every track allows.
+  json album_reports = json::object();
+  for (const auto& [album, members] : plan.albums) {
+    if (std::none_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_album_pass; })) continue;
+    json a = {{"tracks", members.size()}, {"formats", json::object()}};
+    for (std::size_t f = 0; f < n_formats; ++f) {
+      const delivery_profile& p = plan.profiles[f];
+      const std::string key = prechain_key(p);
+      double loudest = -std::numeric_limits<double>::infinity();
+      std::size_t loudest_index = members.front();
+      double headroom = std::numeric_limits<double>::infinity();
+      for (std::size_t i : members) {
+        const track_state& s = state[i];
+        if (!s.error.empty() || s.pre_loudness_lufs.count(key) == 0) continue;
+        const double l = s.pre_loudness_lufs.at(key);
+        if (std::isfinite(l) && l > loudest) {
+          loudest = l;
+          loudest_index = i;
+        }
+        if (std::isfinite(l)) headroom = std::min(headroom, p.ceiling_dbtp - p.limiter.margin_db - s.pre_true_peak_dbtp.at(key));
+      }
+      if (!std::isfinite(loudest)) continue;
+      double album_gain = p.target_lufs - loudest;
+      if (p.normalization == normalization_mode::linear) album_gain = std::min(album_gain, headroom);
+      for (std::size_t i : members) {
+        track_state& s = state[i];
+        if (s.pre_loudness_lufs.count(key) == 0) continue;
+        const double l = s.pre_loudness_lufs.at(key);
+        s.targets_lufs[f] = std::isfinite(l) ? l + album_gain : p.target_lufs;
+      }
+      json members_json = json::array();
+      for (std::size_t i : members)
+        members_json.push_back({{"path", plan.tracks[i].entry.relative_path.generic_string()},
+                                {"pre_loudness_lufs", rounded(state[i].pre_loudness_lufs.count(key) ? state[i].pre_loudness_lufs.at(key) : NAN, 2)},
+                                {"target_lufs", rounded(state[i].targets_lufs[f], 2)}});
+      a["formats"][p.name] = {{"loudest_track", plan.tracks[loudest_index].entry.relative_path.generic_string()},
+                              {"loudest_pre_loudness_lufs", rounded(loudest, 2)},
+                              {"album_gain_db", rounded(album_gain, 3)},
+                              {"tracks", members_json}};
+    }
+    album_reports[album] = a;
+  }
+
+  // ---- pass 2: render every output not already complete ----------------------------------
+  progress_reporter progress(opt, std::count_if(state.begin(), state.end(), [](const track_state& s) { return s.needs_render || !s.error.empty(); }),
+                             audio_to_do_s);
+  std::vector<char> reported(n_tracks, 0);
+  auto finish_track = [&](work_item& w) {
+    reported[w.index] = 1;
+    const planned_track& t = plan.tracks[w.index];
+    json entry = {{"path", t.entry.relative_path.generic_string()}};
+    if (!state[w.index].error.empty()) {
+      entry["status"] = "failed";
+      entry["error"] = state[w.index].error;
+    } else {
+      entry["status"] = "ok";
+    }
+    progress.track_done(entry, t.duration_s());
+  };
+
+  tbb::parallel_pipeline(
+      max_tokens,
+      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order,
+                                    make_decoder([&](std::size_t i) { return state[i].needs_render && state[i].error.empty(); })) &
+          // analyze and process: input analysis and the pre-chains
+          tbb::make_filter<token, token>(tbb::filter_mode::parallel,
+                                         [&](token w) {
+                                           if (!w->error.empty()) {
+                                             fail_track(*w, w->error);
+                                             return w;
+                                           }
+                                           try {
+                                             prepare(*w, true);
+                                           } catch (const std::exception& e) {
+                                             fail_track(*w, track_error_text(e));
+                                           }
+                                           return w;
+                                         }) &
+          // render formats: normalization, limiting, resampling, dither
+          tbb::make_filter<token, token>(tbb::filter_mode::parallel,
+                                         [&](token w) {
+                                           const track_state& s = state[w->index];
+                                           w->masters.resize(n_formats);
+                                           if (!s.error.empty()) return w;
+                                           const planned_track& t = plan.tracks[w->index];
+                                           const double rate = w->decoded->info.sample_rate_hz;
+                                           try {
+                                             for (std::size_t f = 0; f < n_formats; ++f) {
+                                               if (s.resumed[f]) continue;
+                                               const delivery_profile& p = plan.profiles[f];
+                                               const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
+                                               w->masters[f] = render_master(w->pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed);
+                                             }
+                                           } catch (const std::exception& e) {
+                                             fail_track(*w, track_error_text(e));
+                                           }
+                                           w->pre.clear();
+                                           w->decoded->audio = audio_buffer();
+                                           return w;
+                                         }) &
+          // encode and write
+          tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
+            track_state& s = state[w->index];
+            const planned_track& t = plan.tracks[w->index];
+            if (s.error.empty()) {
+              try {
+                for (std::size_t f = 0; f < n_formats; ++f) {
+                  if (!w->masters[f]) continue;
+                  const delivery_profile& p = plan.profiles[f];
+                  rendered_master& m = *w->masters[f];
+                  pcm_frames pcm;
+                  pcm.channels = 2;
+                  pcm.sample_rate_hz = m.measured.sample_rate_hz;
+                  pcm.bit_depth = p.bit_depth;
+                  pcm.int_samples = m.int_samples;
+                  pcm.float_samples = m.float_samples;
+                  const std::filesystem::path dest = opt.out_dir / t.outputs[f];
+                  write_audio_file(dest, p.container, pcm, t.tags);
+                  json entry = to_json(m, p);
+                  entry["path"] = t.outputs[f].generic_string();
+                  s.outputs[f] = entry;
+                  const json sidecar = {{"fingerprint", t.fingerprints[f]},
+                                        {"bytes", std::filesystem::file_size(dest)},
+                                        {"output", entry}};
+                  write_text_atomic(state_path(opt.out_dir, t.outputs[f]), sidecar.dump(1));
+                  w->masters[f].reset();
+                }
+              } catch (const std::exception& e) {
+                fail_track(*w, track_error_text(e));
+              }
+            }
+            gate.release(w->reserved_bytes);
+            finish_track(*w);
+          }));
+  // Tracks that failed before this pass (unreadable headers, album-pass failures) are reported too.
+  for (const planned_track& t : plan.tracks) {
+    if (reported[t.index] || state[t.index].error.empty()) continue;
+    work_item w;
+    w.index = t.index;
+    finish_track(w);
+  }
+  progress.finish();
+
+  // ---- report ------------------------------------------------------------------------------
+  master_summary sum;
+  sum.tracks = n_tracks;
+  sum.peak_reserved_bytes = gate.peak();
+  json tracks = json::array();
+  for (const planned_track& t : plan.tracks) {
+    const track_state& s = state[t.index];
+    json j = {{"path", t.entry.relative_path.generic_string()},
+              {"title", t.tags.title},
+              {"artist", t.tags.artist},
+              {"album", t.tags.album},
+              {"track_number", t.tags.track_number},
+              {"isrc", t.tags.isrc},
+              {"album_mode", !t.album_key.empty()}};
+    if (t.info) j["source"] = to_json(*t.info);
+    if (s.input) j["input"] = to_json(*s.input);
+    if (!s.error.empty()) {
+      j["status"] = "failed";
+      j["error"] = fmt::format("{}: {}", t.entry.path.string(), s.error);
+      ++sum.failed;
+    } else {
+      const bool all_resumed = std::all_of(s.resumed.begin(), s.resumed.end(), [](bool b) { return b; });
+      j["status"] = all_resumed ? "resumed" : "ok";
+      all_resumed ? ++sum.resumed : ++sum.succeeded;
+      if (!all_resumed) sum.audio_s += t.duration_s();
+      json outs = json::object();
+      bool qc_ok = true;
+      for (std::size_t f = 0; f < n_formats; ++f) {
+        json o = s.outputs[f];
+        o["resumed"] = static_cast<bool>(s.resumed[f]);
+        qc_ok = qc_ok && o.value("pass", false);
+        outs[plan.profiles[f].name] = o;
+      }
+      j["outputs"] = outs;
+      if (!qc_ok) ++sum.qc_failed;
+    }
+    tracks.push_back(j);
+  }
+  // Album loudness of the inputs, from the merged gating blocks of every analysed track.
+  for (const auto& [album, members] : plan.albums) {
+    loudness_blocks merged;
+    bool complete = true;
+    for (std::size_t i : members) {
+      if (state[i].input) merged.merge(state[i].input->blocks);
+      else complete = false;
+    }
+    if (!album_reports.contains(album)) album_reports[album] = {{"tracks", members.size()}};
+    if (complete) album_reports[album]["input_album_loudness_lufs"] = rounded(merged.integrated_lufs(), 2);
+  }
+  sum.wall_s = now_s() - t0;
+  json formats = json::array();
+  for (const delivery_profile& p : plan.profiles) formats.push_back(to_json(p));
+  const json report = {
+      {"lathe_version", LATHE_VERSION},
+      {"catalog", opt.catalog},
+      {"mode", plan.mode == album_mode::album ? "album" : "track"},
+      {"backend", opt.backend.reason},
+      {"formats", formats},
+      {"summary",
+       {{"tracks", sum.tracks},
+        {"succeeded", sum.succeeded},
+        {"failed", sum.failed},
+        {"resumed", sum.resumed},
+        {"qc_failed", sum.qc_failed},
+        {"audio_hours", rounded(sum.audio_s / 3600.0, 4)},
+        {"wall_s", rounded(sum.wall_s, 2)},
+        {"x_realtime", rounded(sum.wall_s > 0 ? sum.audio_s / sum.wall_s : 0.0, 1)},
+        {"threads", threads},
+        {"max_memory_bytes", budget},
+        {"peak_reserved_bytes", sum.peak_reserved_bytes}}},
+      {"albums", album_reports},
+      {"tracks", tracks}};
+  write_text_atomic(opt.out_dir / "report.json", report.dump(2));
+  return sum;
+}
+
+}  // namespace lathe

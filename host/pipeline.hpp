@@ -1,0 +1,44 @@
+#pragma once
+// The catalog job: decode -> analyze and process -> render formats -> encode and write, on a
+// tbb::parallel_pipeline, with the tracks in flight bounded by a memory budget.
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "backend.hpp"
+#include "plan.hpp"
+
+namespace lathe {
+
+enum class log_format { text, json };
+
+struct master_options {
+  std::filesystem::path out_dir;
+  int jobs = 0;                      ///< worker threads; 0 = every core
+  std::size_t max_memory_bytes = 0;  ///< bound on the audio held by tracks in flight; 0 = half of RAM
+  log_format log = log_format::text;
+  bool progress_on_terminal = false;  ///< one updating status line on stderr
+  backend_choice backend;
+  std::string catalog;  ///< what the user pointed at, for the report
+};
+
+struct master_summary {
+  std::size_t tracks = 0, succeeded = 0, failed = 0, resumed = 0, qc_failed = 0;
+  double audio_s = 0.0;  ///< audio mastered in this run (resumed tracks excluded)
+  double wall_s = 0.0;
+  std::size_t peak_reserved_bytes = 0;  ///< the memory gate's high-water mark
+};
+
+/// Masters every track of the plan to every profile, writes `report.json` into out_dir and
+/// returns the counts. One bad track never stops the others. Deterministic: the same inputs,
+/// profiles and version give bit-identical files whatever the thread count.
+master_summary run_master(const run_plan& plan, const master_options& options);
+
+/// Parses "512M", "4G", "1.5GiB", "2000000000" into bytes; throws config_error.
+std::size_t parse_size(const std::string& text);
+
+/// Estimated peak bytes one track holds while in flight (decoded audio, pre-chains, masters).
+std::size_t estimate_track_bytes(const planned_track& t, const run_plan& plan);
+
+}  // namespace lathe

@@ -1,0 +1,74 @@
+#pragma once
+// The mastering chain for one track and one delivery profile, on the CPU:
+//   1-2. high-pass and linear-phase EQ at the source rate       (apply_prechain)
+//   5a.  sample-rate conversion to the profile's rate            (resample)
+//   3-4. loudness normalization iterated with the true-peak limiter, at the output rate
+//   5b.  dither and quantization, once, last, only when the bit depth drops
+// followed by an independent measurement of exactly what is delivered.
+// Loudness and limiting run at the output rate so the final master is what was measured.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lathe/analysis.hpp"
+#include "lathe/audio_buffer.hpp"
+#include "lathe/profile.hpp"
+
+namespace lathe {
+
+/// Text naming the settings of stages 1-2, so formats with equal pre-chains share one run.
+std::string prechain_key(const delivery_profile& p);
+
+/// Stages 1-2 over a whole buffer, latency compensated (output sample-aligned with input).
+/// Allocates; thread-safe.
+audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p);
+
+/// Integrated loudness (LUFS) of a whole buffer.
+double integrated_loudness(const audio_buffer& audio, double sample_rate_hz);
+
+/// What normalization did for one master.
+struct normalization_result {
+  double pre_loudness_lufs = 0.0;  ///< before the gain, at the output rate
+  double target_lufs = 0.0;        ///< this track's target (album mode shifts it)
+  double gain_db = 0.0;            ///< the normalization gain applied before the limiter
+  double shortfall_lu = 0.0;       ///< linear mode: how far below the target it stopped (>= 0)
+  int iterations = 0;              ///< limiter/meter passes
+  bool limited = false;            ///< the limiter reduced gain somewhere
+  double limiter_ceiling_dbtp = 0.0;  ///< the ceiling the limiter finally aimed at
+  limiter_stats limiter;
+};
+
+/// What was measured on the delivered samples (after quantization).
+struct output_measurement {
+  double integrated_lufs = silence_lufs;
+  double true_peak_dbtp = -std::numeric_limits<double>::infinity();
+  double sample_peak_dbfs = -std::numeric_limits<double>::infinity();
+  double loudness_range_lu = 0.0;
+  double sample_rate_hz = 0.0;
+  int bit_depth = 0;
+  std::size_t frames = 0;
+  double duration_s = 0.0;
+  std::size_t clamped_samples = 0;  ///< quantization clamps (should be 0)
+};
+
+struct rendered_master {
+  normalization_result normalization;
+  output_measurement measured;
+  bool passed = false;
+  std::vector<std::string> failures;  ///< why it failed the profile's checks, in words
+  // The delivered samples: integer PCM (bit_depth 16/24) or float (32), interleaved.
+  std::vector<std::int32_t> int_samples;
+  std::vector<float> float_samples;
+};
+
+/// Renders one master from `pre` (the pre-chain output at `pre_rate_hz`) for profile `p`,
+/// aiming at `target_lufs` (the profile's target in track mode; shifted per track in album
+/// mode). `dither_seed` makes the dither reproducible per track and format. Allocates;
+/// thread-safe; deterministic.
+rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const delivery_profile& p,
+                              double target_lufs, std::uint64_t dither_seed);
+
+/// 64-bit FNV-1a, for fingerprints and dither seeds (stable across runs and machines).
+std::uint64_t fnv1a64(std::string_view text, std::uint64_t h = 0xcbf29ce484222325ull) noexcept;
+
+}  // namespace lathe

@@ -1,0 +1,228 @@
+#include "lathe/master.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "lathe/eq.hpp"
+#include "lathe/highpass.hpp"
+#include "lathe/limiter.hpp"
+#include "lathe/loudness.hpp"
+#include "lathe/resampler.hpp"
+
+namespace lathe {
+namespace {
+
+// The normalization loop stops once the master is this close to its target; well inside the
+// +-0.1 LU delivery tolerance so that dither and resampling cannot push it out.
+constexpr double converged_lu = 0.02;
+constexpr int max_iterations = 12;
+// Attempts at the limiter ceiling: the first at the profile's ceiling, later ones lowered by the
+// overshoot the final meter found (inter-sample peaks from gain modulation or dither).
+constexpr int max_ceiling_attempts = 4;
+constexpr double ceiling_step_extra_db = 0.02;
+
+double db_to_gain(double db) noexcept { return std::pow(10.0, db / 20.0); }
+
+void scale(const audio_buffer& in, double gain_db, audio_buffer& out) {
+  if (out.channels() != in.channels() || out.frames() != in.frames()) out.resize(in.channels(), in.frames());
+  const auto g = static_cast<float>(db_to_gain(gain_db));
+  for (int c = 0; c < in.channels(); ++c) {
+    const float* x = in.channel(c);
+    float* y = out.channel(c);
+    for (std::size_t i = 0; i < in.frames(); ++i) y[i] = x[i] * g;
+  }
+}
+
+double max_true_peak_dbtp(const audio_buffer& audio, double rate_hz) {
+  float peak = 0.0f;
+  for (int c = 0; c < audio.channels(); ++c) peak = std::max(peak, true_peak_of(audio.channel(c), audio.frames(), rate_hz));
+  return 20.0 * std::log10(static_cast<double>(peak));
+}
+
+// Quantizes (or interleaves float) into `m`, then measures exactly the delivered samples.
+void deliver(const audio_buffer& audio, double rate_hz, const delivery_profile& p, std::uint64_t seed,
+             rendered_master& m) {
+  const std::size_t n = audio.frames();
+  const int ch = audio.channels();
+  audio_buffer delivered(ch, n);
+  m.int_samples.clear();
+  m.float_samples.clear();
+  m.measured.clamped_samples = 0;
+  if (p.bit_depth == 32) {
+    m.float_samples.resize(n * static_cast<std::size_t>(ch));
+    for (int c = 0; c < ch; ++c) {
+      const float* x = audio.channel(c);
+      for (std::size_t i = 0; i < n; ++i) m.float_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] = x[i];
+    }
+    delivered = audio;
+  } else {
+    quantize_params q;
+    q.bit_depth = p.bit_depth;
+    q.shaping = p.shaping;
+    q.seed = seed;
+    q.sample_rate_hz = rate_hz;
+    m.measured.clamped_samples = quantize(audio, q, m.int_samples).clipped_samples;
+    const double inv_full_scale = std::ldexp(1.0, -(p.bit_depth - 1));
+    for (int c = 0; c < ch; ++c) {
+      float* y = delivered.channel(c);
+      for (std::size_t i = 0; i < n; ++i)
+        y[i] = static_cast<float>(m.int_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] * inv_full_scale);
+    }
+  }
+  const track_analysis a = analyze(delivered, rate_hz);
+  m.measured.integrated_lufs = a.integrated_lufs;
+  m.measured.true_peak_dbtp = a.true_peak_dbtp;
+  m.measured.sample_peak_dbfs = a.sample_peak_dbfs;
+  m.measured.loudness_range_lu = a.loudness_range_lu;
+  m.measured.sample_rate_hz = rate_hz;
+  m.measured.bit_depth = p.bit_depth;
+  m.measured.frames = n;
+  m.measured.duration_s = static_cast<double>(n) / rate_hz;
+}
+
+// Gain that brings `src` to the target through the limiter: secant iteration on
+// loudness(gain), which is monotone and has slope 1 until the limiter engages, less after.
+double converge_gain(const offline_limiter& limiter, const audio_buffer& src, double rate_hz, double target_lufs,
+                     double first_gain_db, audio_buffer& out, normalization_result& n) {
+  double g = first_gain_db;
+  double g_prev = 0.0, l_prev = 0.0;
+  for (int it = 0; it < max_iterations; ++it) {
+    n.limiter = limiter.render(src, g, out);
+    ++n.iterations;
+    const double l = integrated_loudness(out, rate_hz);
+    const double err = target_lufs - l;
+    if (std::abs(err) <= converged_lu || !std::isfinite(l)) return g;
+    double slope = 1.0;
+    if (it > 0 && g != g_prev) slope = std::clamp((l - l_prev) / (g - g_prev), 0.05, 1.0);
+    g_prev = g;
+    l_prev = l;
+    g += err / slope;
+  }
+  return g;
+}
+
+}  // namespace
+
+std::uint64_t fnv1a64(std::string_view text, std::uint64_t h) noexcept {
+  for (const unsigned char ch : text) {
+    h ^= ch;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string prechain_key(const delivery_profile& p) {
+  std::string key = fmt::format("hp:{:.17g}/{}/{:.17g};eq:{}/{}", p.highpass.cutoff_hz, p.highpass.order,
+                                p.highpass.dc_cutoff_hz, p.eq.fir_taps, p.eq.partition_frames);
+  for (const eq_band& b : p.eq.bands)
+    key += fmt::format(";{}:{:.17g}/{:.17g}/{:.17g}", to_string(b.type), b.freq_hz, b.gain_db, b.q);
+  return key;
+}
+
+audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p) {
+  stream_spec spec;
+  spec.sample_rate_hz = sample_rate_hz;
+  spec.channels = in.channels();
+  spec.max_block_frames = 8192;
+  audio_buffer out = in;
+  highpass_stage hp(p.highpass);
+  hp.prepare(spec);
+  hp.process(out.view(), out.view());  // latency 0: in place over the whole buffer
+  // A band at or above Nyquist cannot act at this rate (an air band of a 96 kHz profile on an
+  // 8 kHz source): it is left out rather than failing the track.
+  eq_params eq_at_rate = p.eq;
+  std::erase_if(eq_at_rate.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * sample_rate_hz; });
+  linear_phase_eq_stage eq(eq_at_rate);
+  if (!eq.bypassed()) {
+    eq.prepare(spec);
+    run_aligned(eq, out, spec.max_block_frames);
+  }
+  return out;
+}
+
+double integrated_loudness(const audio_buffer& audio, double sample_rate_hz) {
+  loudness_meter meter;
+  meter.prepare(sample_rate_hz, audio.channels());
+  meter.process(audio.view());
+  return meter.integrated_lufs();
+}
+
+rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const delivery_profile& p,
+                              double target_lufs, std::uint64_t dither_seed) {
+  rendered_master m;
+  normalization_result& n = m.normalization;
+  const double rate = p.output_rate_hz(pre_rate_hz);
+  audio_buffer resampled;
+  const audio_buffer* src = &pre;
+  if (rate != pre_rate_hz) {
+    resampled = resample(pre, pre_rate_hz, rate);
+    src = &resampled;
+  }
+  n.target_lufs = target_lufs;
+  n.pre_loudness_lufs = integrated_loudness(*src, rate);
+  n.limiter_ceiling_dbtp = p.ceiling_dbtp;
+
+  audio_buffer out;
+  if (!std::isfinite(n.pre_loudness_lufs)) {
+    // Silence (nothing above the -70 LUFS gate): no gain can reach a target.
+    out = *src;
+    deliver(out, rate, p, dither_seed, m);
+    m.failures.push_back("the track is silent (no audio above -70 LUFS), so it cannot be normalized");
+  } else if (p.normalization == normalization_mode::linear) {
+    // Gain only. When the ceiling forbids the full gain, stop short and say so.
+    const double headroom_db = p.ceiling_dbtp - p.limiter.margin_db - max_true_peak_dbtp(*src, rate);
+    double g = target_lufs - n.pre_loudness_lufs;
+    if (g > headroom_db) g = headroom_db;
+    for (int attempt = 0; attempt < max_ceiling_attempts; ++attempt) {
+      scale(*src, g, out);
+      n.iterations = attempt + 1;
+      deliver(out, rate, p, dither_seed, m);
+      if (m.measured.true_peak_dbtp <= p.ceiling_dbtp) break;
+      g -= m.measured.true_peak_dbtp - p.ceiling_dbtp + ceiling_step_extra_db;
+    }
+    n.gain_db = g;
+    n.shortfall_lu = std::max(0.0, target_lufs - m.measured.integrated_lufs);
+  } else {
+    limiter_params lp = p.limiter;
+    lp.ceiling_dbtp = p.ceiling_dbtp;
+    offline_limiter limiter;
+    double g = target_lufs - n.pre_loudness_lufs;
+    for (int attempt = 0; attempt < max_ceiling_attempts; ++attempt) {
+      limiter.analyze(*src, rate, lp);
+      g = converge_gain(limiter, *src, rate, target_lufs, g, out, n);
+      n.limiter = limiter.render(*src, g, out);
+      deliver(out, rate, p, dither_seed, m);
+      n.limiter_ceiling_dbtp = lp.ceiling_dbtp;
+      if (m.measured.true_peak_dbtp <= p.ceiling_dbtp) break;
+      lp.ceiling_dbtp -= m.measured.true_peak_dbtp - p.ceiling_dbtp + ceiling_step_extra_db;
+    }
+    n.gain_db = g;
+    n.limited = n.limiter.frames_limited > 0;
+  }
+
+  // Checks against the profile, on what is delivered.
+  const output_measurement& o = m.measured;
+  if (std::isfinite(n.pre_loudness_lufs)) {
+    const double miss = o.integrated_lufs - target_lufs;
+    if (n.shortfall_lu > p.tolerance_lu) {
+      m.failures.push_back(fmt::format(
+          "linear normalization stopped {:.2f} LU short of the target ({:.2f} LUFS) to keep true peak under "
+          "{:.1f} dBTP; use normalization = \"limit\" or a lower target to reach it",
+          n.shortfall_lu, target_lufs, p.ceiling_dbtp));
+    } else if (!(std::abs(miss) <= p.tolerance_lu)) {
+      m.failures.push_back(fmt::format("integrated loudness {:.2f} LUFS is {:+.2f} LU from the target {:.2f} LUFS "
+                                       "(tolerance {:.2f} LU)",
+                                       o.integrated_lufs, miss, target_lufs, p.tolerance_lu));
+    }
+  }
+  if (o.true_peak_dbtp > p.ceiling_dbtp)
+    m.failures.push_back(fmt::format("true peak {:.2f} dBTP is above the ceiling {:.2f} dBTP", o.true_peak_dbtp, p.ceiling_dbtp));
+  if (o.clamped_samples > 0)
+    m.failures.push_back(fmt::format("{} samples clipped at quantization", o.clamped_samples));
+  m.passed = m.failures.empty();
+  return m;
+}
+
+}  // namespace lathe

@@ -1,0 +1,115 @@
+// The per-track chain: normalization with the limiter, linear mode, silence, dither placement.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "lathe/master.hpp"
+#include "support/signals.hpp"
+
+namespace lathe {
+namespace {
+
+constexpr double loudness_tolerance_lu = 0.1;
+
+delivery_profile base_profile() {
+  delivery_profile p;
+  p.name = "t";
+  p.target_lufs = -14.0;
+  p.ceiling_dbtp = -1.0;
+  p.bit_depth = 24;
+  p.highpass.cutoff_hz = 20.0;
+  return p;
+}
+
+// High crest factor: a noise bed near -21 LUFS with 1 ms clicks at -6 dBFS twice a second, so
+// reaching -14 LUFS needs about +7 dB of gain and the clicks must be limited.
+audio_buffer peaky(double fs) {
+  audio_buffer a = test::white_noise(-26.0, 10.0, fs, 2, 7);
+  const auto period = static_cast<std::size_t>(fs / 2), click = static_cast<std::size_t>(fs / 1000);
+  for (int c = 0; c < 2; ++c)
+    for (std::size_t i = 0; i < a.frames(); ++i)
+      if (i % period < click) a.channel(c)[i] += (i % 2 == 0 ? 0.5f : -0.5f);
+  return a;
+}
+
+TEST(RenderMaster, LimitModeReachesTheTargetUnderTheCeiling) {
+  const double fs = 44'100.0;
+  const audio_buffer in = peaky(fs);
+  const delivery_profile p = base_profile();
+  const rendered_master m = render_master(in, fs, p, p.target_lufs, 1);
+  EXPECT_NEAR(m.measured.integrated_lufs, p.target_lufs, loudness_tolerance_lu);
+  EXPECT_LE(m.measured.true_peak_dbtp, p.ceiling_dbtp);
+  EXPECT_TRUE(m.normalization.limited);
+  EXPECT_GT(m.normalization.limiter.max_gain_reduction_db, 0.0);
+  EXPECT_TRUE(m.passed);
+  EXPECT_EQ(m.int_samples.size(), 2 * in.frames());
+}
+
+TEST(RenderMaster, LinearModeNeverLimitsAndSaysHowFarShortItStopped) {
+  const double fs = 48'000.0;
+  const audio_buffer in = peaky(fs);
+  delivery_profile p = base_profile();
+  p.normalization = normalization_mode::linear;
+  p.bit_depth = 32;  // float: no dither, so the output is exactly a gain of the input
+  const rendered_master m = render_master(in, fs, p, p.target_lufs, 1);
+  EXPECT_FALSE(m.normalization.limited);
+  EXPECT_GT(m.normalization.shortfall_lu, 1.0);
+  EXPECT_FALSE(m.passed);
+  ASSERT_FALSE(m.failures.empty());
+  EXPECT_NE(m.failures.front().find("short of the target"), std::string::npos);
+  EXPECT_LE(m.measured.true_peak_dbtp, p.ceiling_dbtp);
+  // Pure gain: every output sample is the input times one constant.
+  const float g = static_cast<float>(std::pow(10.0, m.normalization.gain_db / 20.0));
+  for (std::size_t i = 0; i < in.frames(); i += 997)
+    ASSERT_EQ(m.float_samples[2 * i], in.channel(0)[i] * g) << i;
+  EXPECT_NEAR(m.measured.integrated_lufs + m.normalization.shortfall_lu, p.target_lufs, 0.01);
+}
+
+TEST(RenderMaster, LinearModeReachesTheTargetWhenHeadroomAllows) {
+  const double fs = 44'100.0;
+  const audio_buffer in = test::sine(1000.0, -30.0, 5.0, fs);
+  delivery_profile p = base_profile();
+  p.normalization = normalization_mode::linear;
+  p.target_lufs = -23.0;
+  const rendered_master m = render_master(in, fs, p, p.target_lufs, 1);
+  EXPECT_NEAR(m.measured.integrated_lufs, -23.0, loudness_tolerance_lu);
+  EXPECT_EQ(m.normalization.shortfall_lu, 0.0);
+  EXPECT_TRUE(m.passed);
+}
+
+TEST(RenderMaster, SilenceIsReportedNotNormalized) {
+  const audio_buffer in(2, 44'100 * 3);
+  const delivery_profile p = base_profile();
+  const rendered_master m = render_master(in, 44'100.0, p, p.target_lufs, 1);
+  EXPECT_FALSE(m.passed);
+  EXPECT_NE(m.failures.front().find("silent"), std::string::npos);
+}
+
+TEST(RenderMaster, ResamplesToTheProfileRateAndDeterministically) {
+  const double fs = 44'100.0;
+  const audio_buffer in = peaky(fs);
+  delivery_profile p = base_profile();
+  p.sample_rate_hz = 48'000.0;
+  p.bit_depth = 16;
+  const rendered_master a = render_master(in, fs, p, p.target_lufs, 42);
+  const rendered_master b = render_master(in, fs, p, p.target_lufs, 42);
+  EXPECT_EQ(a.measured.sample_rate_hz, 48'000.0);
+  EXPECT_EQ(a.int_samples.size(), 2 * static_cast<std::size_t>(std::llround(in.frames() * 48'000.0 / fs)));
+  EXPECT_EQ(a.int_samples, b.int_samples);
+  const rendered_master c = render_master(in, fs, p, p.target_lufs, 43);
+  EXPECT_NE(a.int_samples, c.int_samples);  // the seed drives the dither
+  EXPECT_NEAR(a.measured.integrated_lufs, p.target_lufs, loudness_tolerance_lu);
+}
+
+TEST(Prechain, KeysDifferWhenSettingsDiffer) {
+  delivery_profile a = base_profile(), b = base_profile();
+  EXPECT_EQ(prechain_key(a), prechain_key(b));
+  b.eq.bands.push_back({eq_band_type::bell, 100.0, 2.0, 1.0});
+  EXPECT_NE(prechain_key(a), prechain_key(b));
+  b = base_profile();
+  b.target_lufs = -23.0;  // loudness is not part of the pre-chain
+  EXPECT_EQ(prechain_key(a), prechain_key(b));
+}
+
+}  // namespace
+}  // namespace lathe
