@@ -1,5 +1,6 @@
 #include "lathe/resampler.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -47,6 +48,9 @@ audio_buffer resample(const audio_buffer& in, double in_rate_hz, double out_rate
   // flushed stream; if soxr stops a fraction of a sample short, the zero-filled tail stays.
   std::vector<const float*> in_ptr(static_cast<std::size_t>(channels));
   std::vector<float*> out_ptr(static_cast<std::size_t>(channels));
+  // Input goes in bounded chunks: handed a whole track at once, soxr grows its internal FIFO by
+  // realloc in small steps, which costs more than the resampling (mremap and TLB shootdowns).
+  constexpr std::size_t chunk_frames = 1 << 16;
   std::size_t in_pos = 0, out_pos = 0;
   while (out_pos < out_frames) {
     for (int c = 0; c < channels; ++c) {
@@ -55,7 +59,8 @@ audio_buffer resample(const audio_buffer& in, double in_rate_hz, double out_rate
     }
     const bool end_of_input = in_pos == in_frames;  // a null input asks soxr to flush
     std::size_t in_done = 0, out_done = 0;
-    err = soxr_process(s.get(), end_of_input ? nullptr : in_ptr.data(), in_frames - in_pos, &in_done, out_ptr.data(),
+    err = soxr_process(s.get(), end_of_input ? nullptr : in_ptr.data(),
+                       std::min(chunk_frames, in_frames - in_pos), &in_done, out_ptr.data(),
                        out_frames - out_pos, &out_done);
     if (err != nullptr) fail_soxr("soxr_process", err);
     in_pos += in_done;
