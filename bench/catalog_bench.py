@@ -17,6 +17,7 @@ Usage: bench/catalog_bench.py --lathe build/lathe [--jobs N] [--limit K] [--out 
 """
 import argparse
 import concurrent.futures as cf
+import csv
 import datetime
 import glob
 import json
@@ -46,15 +47,23 @@ def run(cmd, **kw):
 
 
 def decode_catalog(work, limit):
+    """Decodes the Opus catalog once to 24-bit FLAC (not timed) and writes manifest.csv with each
+    track's album, artist, title and number from the package's album.json files."""
     src = sorted(glob.glob(os.path.join(MUSIC, "**", "*.opus"), recursive=True) +
                  glob.glob(os.path.join(MUSIC, "**", "*.ogg"), recursive=True))
     if not src:
         sys.exit("warzone2100-music is not installed (scripts/install-deps.sh --bench)")
     if limit:
         src = src[:limit]
+    meta = {}
+    for album_json in glob.glob(os.path.join(MUSIC, "albums", "*", "album.json")):
+        album = json.load(open(album_json))
+        for n, t in enumerate(album["tracks"], 1):
+            meta[os.path.join(os.path.dirname(album_json), t["filename"])] = (
+                album["title"], t.get("author", album.get("author", "")), t.get("title", ""), n)
     cat = os.path.join(work, "catalog")
     os.makedirs(cat, exist_ok=True)
-    files = []
+    files, rows = [], []
     for s in src:
         rel = os.path.relpath(s, MUSIC).replace(os.sep, "__")
         dst = os.path.join(cat, os.path.splitext(rel)[0] + ".flac")
@@ -63,6 +72,12 @@ def decode_catalog(work, limit):
                  "-sample_fmt", "s32", "-bits_per_raw_sample", "24", dst + ".tmp.flac"])
             os.rename(dst + ".tmp.flac", dst)
         files.append(dst)
+        album, artist, title, number = meta.get(s, ("", "", os.path.splitext(os.path.basename(s))[0], 0))
+        rows.append([os.path.basename(dst), album, artist, title, str(number) if number else ""])
+    with open(os.path.join(cat, "manifest.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "album", "artist", "title", "track_number"])
+        w.writerows(rows)
     return cat, files
 
 
