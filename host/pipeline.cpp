@@ -159,6 +159,7 @@ struct track_state {
   std::vector<double> targets_lufs;     // per format
   std::vector<json> outputs;            // per format: report entry
   std::vector<bool> resumed;            // per format: output already complete
+  std::vector<loudness_blocks> output_blocks;  // per format, album tracks rendered in this run
   std::string error;                    // the track failed
   bool needs_render = false;
   bool needs_album_pass = false;
@@ -428,6 +429,10 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                   json entry = to_json(m, p);
                   entry["path"] = t.outputs[f].generic_string();
                   s.outputs[f] = entry;
+                  if (!t.album_key.empty()) {
+                    s.output_blocks.resize(n_formats);
+                    s.output_blocks[f] = std::move(m.measured.blocks);
+                  }
                   const json sidecar = {{"fingerprint", t.fingerprints[f]},
                                         {"bytes", std::filesystem::file_size(dest)},
                                         {"output", entry}};
@@ -498,6 +503,17 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     }
     if (!album_reports.contains(album)) album_reports[album] = {{"tracks", members.size()}};
     if (complete) album_reports[album]["input_album_loudness_lufs"] = rounded(merged.integrated_lufs(), 2);
+    // Album loudness of each format's masters, when every track of the album was rendered in
+    // this run (a resumed master's blocks are not kept).
+    for (std::size_t f = 0; f < n_formats; ++f) {
+      loudness_blocks out;
+      const bool all = std::all_of(members.begin(), members.end(), [&](std::size_t i) {
+        return state[i].output_blocks.size() == n_formats && !state[i].output_blocks[f].momentary_energy.empty();
+      });
+      if (!all || !album_reports[album].contains("formats")) continue;
+      for (std::size_t i : members) out.merge(state[i].output_blocks[f]);
+      album_reports[album]["formats"][plan.profiles[f].name]["output_album_loudness_lufs"] = rounded(out.integrated_lufs(), 2);
+    }
   }
   sum.wall_s = now_s() - t0;
   json formats = json::array();

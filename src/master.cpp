@@ -71,7 +71,7 @@ void deliver(const audio_buffer& audio, double rate_hz, const delivery_profile& 
         y[i] = static_cast<float>(m.int_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] * inv_full_scale);
     }
   }
-  const track_analysis a = analyze(delivered, rate_hz);
+  track_analysis a = analyze(delivered, rate_hz);
   m.measured.integrated_lufs = a.integrated_lufs;
   m.measured.true_peak_dbtp = a.true_peak_dbtp;
   m.measured.sample_peak_dbfs = a.sample_peak_dbfs;
@@ -80,6 +80,7 @@ void deliver(const audio_buffer& audio, double rate_hz, const delivery_profile& 
   m.measured.bit_depth = p.bit_depth;
   m.measured.frames = n;
   m.measured.duration_s = static_cast<double>(n) / rate_hz;
+  m.measured.blocks = std::move(a.blocks);
 }
 
 // Gain that brings `src` to the target through the limiter: secant iteration on

@@ -139,6 +139,7 @@ TEST_F(EndToEnd, AlbumModeKeepsRelativeLoudnessAndPutsTheLoudestOnTarget) {
     }
     SCOPED_TRACE(name);
     EXPECT_NEAR(measured[loudest], ps[0].target_lufs, loudness_tolerance_lu);
+    EXPECT_TRUE(decision.contains("output_album_loudness_lufs"));
     for (const auto& [path, l] : measured) {
       // Relative loudness kept: the report's pre-chain loudness is rounded to 0.01 LU.
       EXPECT_NEAR(l - measured[loudest], pre[path] - pre[loudest], loudness_tolerance_lu + 0.01) << path;
@@ -199,6 +200,31 @@ TEST_F(EndToEnd, RerunSkipsCompleteOutputsAndRedoesChangedInputs) {
   EXPECT_EQ(fourth.succeeded, 1u);
   fs::remove_all(out);
   fs::remove_all(cat);
+}
+
+TEST_F(EndToEnd, MemoryBudgetBoundsTheTracksInFlight) {
+  const auto ps = profiles({"streaming"});
+  const run_plan plan = make_plan(load_catalog(*catalog_ / "manifest.csv"), ps, album_mode::track);
+  std::size_t largest = 0, total = 0;
+  for (const planned_track& t : plan.tracks) {
+    largest = std::max(largest, estimate_track_bytes(t, plan));
+    total += estimate_track_bytes(t, plan);
+  }
+  ASSERT_GT(largest, 0u);
+  for (const std::size_t budget : {std::size_t{1}, largest + largest / 2, 3 * largest}) {
+    const fs::path out = temp_dir("mem");
+    master_options opt;
+    opt.out_dir = out;
+    opt.jobs = 2;
+    opt.max_memory_bytes = budget;
+    opt.log = log_format::json;
+    const master_summary s = run_master(plan, opt);
+    EXPECT_EQ(s.succeeded, 7u);
+    // A track larger than the budget runs alone; otherwise the budget holds.
+    EXPECT_LE(s.peak_reserved_bytes, std::max(budget, largest)) << "budget " << budget;
+    EXPECT_LT(s.peak_reserved_bytes, total);
+    fs::remove_all(out);
+  }
 }
 
 TEST_F(EndToEnd, BrokenFilesFailAloneWithReasonsAndExitStatusTwo) {

@@ -49,6 +49,7 @@ struct output_measurement {
   std::size_t frames = 0;
   double duration_s = 0.0;
   std::size_t clamped_samples = 0;  ///< quantization clamps (should be 0)
+  loudness_blocks blocks;           ///< for the album loudness of the delivered masters
 };
 
 struct rendered_master {
