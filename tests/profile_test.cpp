@@ -111,10 +111,10 @@ TEST_P(shipped_profiles, hold_the_published_figures) {
 INSTANTIATE_TEST_SUITE_P(
     configs, shipped_profiles,
     ::testing::Values(
-        shipped{"streaming", -14.0, 0.5, -1.0, 0, 0, 24, container_format::flac, noise_shaping::none,
+        shipped{"streaming", -14.0, 0.1, -1.0, 0, 0, 24, container_format::flac, noise_shaping::none,
                 "support.spotify.com/us/artists/article/loudness-normalization"},
-        shipped{"apple", -16.0, 0.5, -1.0, 0, 44'100, 24, container_format::wav, noise_shaping::none, "third-party"},
-        shipped{"cd", -12.0, 0.5, -0.3, 44'100, 0, 16, container_format::wav, noise_shaping::f_weighted, "Red Book"},
+        shipped{"apple", -16.0, 0.1, -1.0, 0, 44'100, 24, container_format::wav, noise_shaping::none, "third-party"},
+        shipped{"cd", -12.0, 0.1, -0.3, 44'100, 0, 16, container_format::wav, noise_shaping::f_weighted, "Red Book"},
         shipped{"hires", -16.0, 0.2, -1.0, 96'000, 0, 24, container_format::flac, noise_shaping::none, "TD1008"},
         shipped{"broadcast", -23.0, 0.2, -1.0, 48'000, 0, 24, container_format::wav, noise_shaping::none, "R 128"},
         shipped{"atsc", -24.0, 2.0, -2.0, 48'000, 0, 24, container_format::wav, noise_shaping::none, "A/85"}),
