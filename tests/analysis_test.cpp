@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <vector>
 
@@ -165,20 +164,6 @@ TEST(Analyze, FiveChannelsUseTheSurroundWeights) {
   m.prepare(fs, 5, weights);
   m.process(b.view());
   EXPECT_EQ(a.integrated_lufs, m.integrated_lufs());
-}
-
-TEST(Analyze, Speed) {
-  const double fs = 44'100.0, seconds = 30.0;
-  const audio_buffer b = test::white_noise(-16.0, seconds, fs, 2, 12);
-  double best_s = 1e9;
-  for (int rep = 0; rep < 2; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const track_analysis a = analyze(b, fs);
-    best_s = std::min(best_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    ASSERT_TRUE(std::isfinite(a.integrated_lufs));
-  }
-  std::printf("analyze(), 44.1 kHz stereo: %.0fx realtime\n", seconds / best_s);
-  RecordProperty("x_realtime", static_cast<int>(seconds / best_s));
 }
 
 }  // namespace

@@ -3,9 +3,7 @@
 // sine fits of the stage's output (end to end).
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -294,34 +292,6 @@ TEST(EqStage, BlockSizeIndependent) {
       pos += n;
     }
     for (int c = 0; c < 2; ++c) ASSERT_EQ(0, std::memcmp(whole.channel(c), y.channel(c), x.frames() * sizeof(float)));
-  }
-}
-
-// Throughput, not a correctness test: run with --gtest_also_run_disabled_tests. Chooses the
-// default partition by measurement (16385 taps, also 1025 and 65537, 44.1 kHz stereo, 4096-frame blocks).
-TEST(EqStage, DISABLED_ThroughputByPartition) {
-  const double fs = 44'100.0, seconds = 60.0;
-  const audio_buffer x = test::white_noise(-12.0, seconds, fs, 2, 9);
-  const std::vector<eq_band> bands = {band(eq_band_type::high_pass, 30, 0, 0.707), band(eq_band_type::bell, 3'000, -4, 2)};
-  for (std::size_t taps : {16'385u, 1'025u, 65'537u})
-  for (std::size_t part : {512u, 1'024u, 2'048u, 4'096u, 8'192u, 16'384u}) {
-    linear_phase_eq_stage st({bands, taps, part});
-    const auto p0 = std::chrono::steady_clock::now();
-    st.prepare({fs, 2, 4'096});
-    const double prepare_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
-    double best = 1e9;
-    audio_buffer y(2, x.frames());
-    for (int rep = 0; rep < 3; ++rep) {
-      st.reset();
-      const auto t0 = std::chrono::steady_clock::now();
-      for (std::size_t pos = 0; pos < x.frames(); pos += 4'096) {
-        const std::size_t n = std::min<std::size_t>(4'096, x.frames() - pos);
-        st.process(x.view(pos, n), y.view(pos, n));
-      }
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::printf("eq %5zu taps, partition %5zu: %6.0f x realtime (prepare %.1f ms)\n", taps, part, seconds / best,
-                prepare_s * 1e3);
   }
 }
 

@@ -3,9 +3,7 @@
 // stage's own output.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -163,22 +161,6 @@ TEST(Highpass, RejectsBadParameters) {
   EXPECT_THROW(bad_order.prepare(spec_for(48'000.0, 2)), logic_error);
   highpass_stage bad_cutoff({30'000.0, 4, 2.0});
   EXPECT_THROW(bad_cutoff.prepare(spec_for(48'000.0, 2)), logic_error);
-}
-
-// Throughput, not a correctness test: run with --gtest_also_run_disabled_tests.
-TEST(Highpass, DISABLED_Throughput) {
-  const double fs = 44'100.0, seconds = 120.0;
-  audio_buffer x = test::white_noise(-12.0, seconds, fs, 2, 3);
-  highpass_stage st({20.0, 4, 2.0});
-  st.prepare(spec_for(fs, 2));
-  double best = 1e9;
-  for (int rep = 0; rep < 5; ++rep) {
-    audio_buffer y = x;
-    const auto t0 = std::chrono::steady_clock::now();
-    process_in_blocks(st, y, {4096});
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::printf("highpass order 4, 44.1 kHz stereo: %.0f x realtime\n", seconds / best);
 }
 
 }  // namespace
