@@ -75,7 +75,7 @@ run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_prof
     t.tags.title = first_non_empty({&t.entry.title, &file_tags.title, &stem});
     t.tags.artist = first_non_empty({&t.entry.artist, &file_tags.artist});
     t.tags.album = first_non_empty({&t.entry.album, &file_tags.album});
-    t.tags.isrc = t.entry.isrc;
+    t.tags.isrc = first_non_empty({&t.entry.isrc, &file_tags.isrc});
     t.tags.track_number = t.entry.track_number != 0 ? t.entry.track_number : file_tags.track_number;
   }
 
@@ -101,8 +101,8 @@ run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_prof
     } else {
       for (const auto& part : t.entry.relative_path.parent_path()) folder /= sanitize_name(part.string());
     }
-    std::string base = sanitize_name(t.tags.track_number > 0 ? fmt::format("{:02} - {}", t.tags.track_number, t.tags.title)
-                                                             : t.tags.title);
+    std::string base = sanitize_name(
+        t.tags.track_number > 0 ? fmt::format("{:02} - {}", t.tags.track_number, t.tags.title) : t.tags.title);
     for (const delivery_profile& p : plan.profiles) {
       const std::string ext = file_extension(p.container);
       std::filesystem::path rel = std::filesystem::path(sanitize_name(p.name)) / folder / (base + "." + ext);
@@ -124,9 +124,10 @@ run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_prof
     const std::string identity = input_identity(t);
     t.dither_seed_base = fnv1a64(t.entry.relative_path.generic_string());
     for (std::size_t f = 0; f < plan.profiles.size(); ++f) {
-      const std::string key = fmt::format("lathe {}\n{}\n{}\n{}\n{}|{}|{}|{}|{}\n{}", LATHE_VERSION, profile_fingerprint(plan.profiles[f]),
-                                          identity, context, t.tags.title, t.tags.artist, t.tags.album,
-                                          t.tags.track_number, t.tags.isrc, t.outputs[f].generic_string());
+      const std::string key =
+          fmt::format("lathe {}\n{}\n{}\n{}\n{}|{}|{}|{}|{}\n{}", LATHE_VERSION, profile_fingerprint(plan.profiles[f]),
+                      identity, context, t.tags.title, t.tags.artist, t.tags.album, t.tags.track_number, t.tags.isrc,
+                      t.outputs[f].generic_string());
       t.fingerprints.push_back(fmt::format("{:016x}", fnv1a64(key)));
     }
   }

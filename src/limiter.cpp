@@ -48,7 +48,9 @@ namespace {
 constexpr double held_scale = 4294967296.0;  // 2^32: quantum of the held minimum
 constexpr double release_snap = 1.0 - 1.0 / held_scale;
 
-double db_to_gain(double db) { return std::pow(10.0, db / 20.0); }
+double db_to_gain(double db) {
+  return std::pow(10.0, db / 20.0);
+}
 
 std::size_t lookahead_frames_for(const limiter_params& p, double sample_rate_hz) {
   return static_cast<std::size_t>(std::llround(p.lookahead_ms * sample_rate_hz / 1000.0));
@@ -98,7 +100,9 @@ void meter_peak_interpolator::prepare(double sample_rate_hz, std::size_t latency
   // libebur128's design: h[j] = sinc((j - 24) / F) * Hann(j), j = 0..48. The point t = n + p/F
   // takes x[n + a] with weight h[24 + p - F a], so |a| <= 24 / F.
   constexpr int length = 49, centre = 24;
-  const int reach = centre / factor_;
+  // Without oversampling (factor 1, at 192 kHz and above) every tap but the centre is a zero of
+  // the sinc, so the detector reads the samples themselves and reaches no neighbours.
+  const int reach = factor_ == 1 ? 0 : centre / factor_;
   LATHE_EXPECTS(latency_frames >= static_cast<std::size_t>(reach), "latency shorter than the filter's reach");
   taps_ = static_cast<std::size_t>(2 * reach + 1);
   coeffs_.assign(static_cast<std::size_t>(factor_) * taps_, 0.0f);
@@ -109,7 +113,8 @@ void meter_peak_interpolator::prepare(double sample_rate_hz, std::size_t latency
       const double s = static_cast<double>(j - centre) / factor_;
       const double sinc = j == centre ? 1.0 : std::sin(M_PI * s) / (M_PI * s);
       const double hann = 0.5 * (1.0 - std::cos(2.0 * M_PI * j / (length - 1)));
-      coeffs_[static_cast<std::size_t>(p) * taps_ + static_cast<std::size_t>(a + reach)] = static_cast<float>(sinc * hann);
+      coeffs_[static_cast<std::size_t>(p) * taps_ + static_cast<std::size_t>(a + reach)] =
+          static_cast<float>(sinc * hann);
     }
   }
   history_ = latency_frames + static_cast<std::size_t>(reach);
@@ -117,7 +122,9 @@ void meter_peak_interpolator::prepare(double sample_rate_hz, std::size_t latency
   acc_.assign(chunk_frames, 0.0f);
 }
 
-void meter_peak_interpolator::reset() noexcept { std::fill(work_.begin(), work_.end(), 0.0f); }
+void meter_peak_interpolator::reset() noexcept {
+  std::fill(work_.begin(), work_.end(), 0.0f);
+}
 
 void meter_peak_interpolator::process(const float* in, float* peak_out, std::size_t frames) noexcept {
   const std::size_t taps = taps_;
@@ -323,9 +330,13 @@ void true_peak_limiter::reset() noexcept {
   stats_ = {};
 }
 
-void true_peak_limiter::set_input_gain_db(double gain_db) noexcept { input_gain_ = db_to_gain(gain_db); }
+void true_peak_limiter::set_input_gain_db(double gain_db) noexcept {
+  input_gain_ = db_to_gain(gain_db);
+}
 
-std::size_t true_peak_limiter::latency_frames() const noexcept { return latency_; }
+std::size_t true_peak_limiter::latency_frames() const noexcept {
+  return latency_;
+}
 
 void true_peak_limiter::process(const_block_view in, block_view out) noexcept {
   const int channels = in.channels;
@@ -347,7 +358,8 @@ void true_peak_limiter::process(const_block_view in, block_view out) noexcept {
     }
     for (std::size_t i = 0; i < n; ++i) {
       float linked = scratch_[i];
-      for (int c = 1; c < channels; ++c) linked = std::max(linked, scratch_[static_cast<std::size_t>(c) * max_block_frames_ + i]);
+      for (int c = 1; c < channels; ++c)
+        linked = std::max(linked, scratch_[static_cast<std::size_t>(c) * max_block_frames_ + i]);
       const double g = law_.step(gain * static_cast<double>(window.push(linked)));
       const double applied = gain * g;
       for (int c = 0; c < channels; ++c) {

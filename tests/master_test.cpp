@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 
 #include "lathe/master.hpp"
 #include "support/signals.hpp"
@@ -60,8 +61,7 @@ TEST(RenderMaster, LinearModeNeverLimitsAndSaysHowFarShortItStopped) {
   EXPECT_LE(m.measured.true_peak_dbtp, p.ceiling_dbtp);
   // Pure gain: every output sample is the input times one constant.
   const float g = static_cast<float>(std::pow(10.0, m.normalization.gain_db / 20.0));
-  for (std::size_t i = 0; i < in.frames(); i += 997)
-    ASSERT_EQ(m.float_samples[2 * i], in.channel(0)[i] * g) << i;
+  for (std::size_t i = 0; i < in.frames(); i += 997) ASSERT_EQ(m.float_samples[2 * i], in.channel(0)[i] * g) << i;
   EXPECT_NEAR(m.measured.integrated_lufs + m.normalization.shortfall_lu, p.target_lufs, 0.01);
 }
 
@@ -99,6 +99,25 @@ TEST(RenderMaster, ResamplesToTheProfileRateAndDeterministically) {
   const rendered_master c = render_master(in, fs, p, p.target_lufs, 43);
   EXPECT_NE(a.int_samples, c.int_samples);  // the seed drives the dither
   EXPECT_NEAR(a.measured.integrated_lufs, p.target_lufs, loudness_tolerance_lu);
+}
+
+TEST(RenderMaster, ExtremeSourceRatesLandOnTarget) {
+  // 8 and 384 kHz are the ends of the accepted range; an EQ band above the source's Nyquist is
+  // left out rather than failing the track.
+  for (const double fs : {8'000.0, 384'000.0}) {
+    SCOPED_TRACE(fs);
+    const audio_buffer in = peaky(fs);
+    delivery_profile p = base_profile();
+    p.eq.bands.push_back({eq_band_type::high_shelf, 10'000.0, 1.0, 0.707});
+    const audio_buffer pre = apply_prechain(in, fs, p);
+    for (const std::optional<double> rate : {std::optional<double>{}, std::optional<double>{44'100.0}}) {
+      p.sample_rate_hz = rate;
+      const rendered_master m = render_master(pre, fs, p, p.target_lufs, 5);
+      EXPECT_NEAR(m.measured.integrated_lufs, p.target_lufs, loudness_tolerance_lu);
+      EXPECT_LE(m.measured.true_peak_dbtp, p.ceiling_dbtp);
+      EXPECT_EQ(m.measured.sample_rate_hz, rate.value_or(fs));
+    }
+  }
 }
 
 TEST(Prechain, KeysDifferWhenSettingsDiffer) {
