@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
                                      EBUR128_MODE_I | EBUR128_MODE_LRA | EBUR128_MODE_TRUE_PEAK);
     std::vector<double> buf(static_cast<std::size_t>(8192 * info.channels));
     sf_count_t n = 0;
-    while ((n = sf_readf_double(f, buf.data(), 8192)) > 0) ebur128_add_frames_double(st, buf.data(), static_cast<std::size_t>(n));
+    while ((n = sf_readf_double(f, buf.data(), 8192)) > 0)
+      ebur128_add_frames_double(st, buf.data(), static_cast<std::size_t>(n));
     double integrated = 0.0, lra = 0.0, tp = 0.0;
     ebur128_loudness_global(st, &integrated);
     ebur128_loudness_range(st, &lra);
@@ -39,7 +40,10 @@ int main(int argc, char** argv) {
                    {"true_peak_dbtp", 20.0 * std::log10(tp)},
                    {"sample_rate_hz", info.samplerate},
                    {"channels", info.channels},
-                   {"bit_depth", sub == SF_FORMAT_PCM_16 ? 16 : sub == SF_FORMAT_PCM_24 ? 24 : sub == SF_FORMAT_FLOAT ? 32 : 0},
+                   {"bit_depth", sub == SF_FORMAT_PCM_16   ? 16
+                                 : sub == SF_FORMAT_PCM_24 ? 24
+                                 : sub == SF_FORMAT_FLOAT  ? 32
+                                                           : 0},
                    {"frames", info.frames}});
     ebur128_destroy(&st);
     sf_close(f);

@@ -165,23 +165,17 @@ void eq_run(benchmark::State& state, std::size_t taps, std::size_t partition_fra
 }
 
 // Taps chosen automatically (4097 for these bands at 44.1 kHz).
-void BM_eq_run_aligned(benchmark::State& state) { eq_run(state, 0, static_cast<std::size_t>(state.range(0))); }
-BENCHMARK(BM_eq_run_aligned)
-    ->ArgName("partition")
-    ->Arg(1'024)
-    ->Arg(2'048)
-    ->Arg(4'096)
-    ->Arg(8'192)
-    ->Apply(timing);
+void BM_eq_run_aligned(benchmark::State& state) {
+  eq_run(state, 0, static_cast<std::size_t>(state.range(0)));
+}
+BENCHMARK(BM_eq_run_aligned)->ArgName("partition")->Arg(1'024)->Arg(2'048)->Arg(4'096)->Arg(8'192)->Apply(timing);
 
 // Longer filters than the auto choice, at the default partition: a profile with a
 // low-frequency band of high Q asks for them.
-void BM_eq_taps(benchmark::State& state) { eq_run(state, static_cast<std::size_t>(state.range(0)), 4'096); }
-BENCHMARK(BM_eq_taps)
-    ->ArgName("taps")
-    ->Arg(16'385)
-    ->Arg(65'537)
-    ->Apply(timing);
+void BM_eq_taps(benchmark::State& state) {
+  eq_run(state, static_cast<std::size_t>(state.range(0)), 4'096);
+}
+BENCHMARK(BM_eq_taps)->ArgName("taps")->Arg(16'385)->Arg(65'537)->Apply(timing);
 
 // Design plus FFTW planning: paid once per track and pre-chain, so it matters for short tracks.
 void BM_eq_prepare(benchmark::State& state) {
@@ -193,12 +187,7 @@ void BM_eq_prepare(benchmark::State& state) {
     benchmark::DoNotOptimize(st.taps());
   }
 }
-BENCHMARK(BM_eq_prepare)
-    ->ArgName("partition")
-    ->Arg(1'024)
-    ->Arg(4'096)
-    ->Arg(8'192)
-    ->Apply(timing);
+BENCHMARK(BM_eq_prepare)->ArgName("partition")->Arg(1'024)->Arg(4'096)->Arg(8'192)->Apply(timing);
 
 void BM_apply_prechain(benchmark::State& state) {
   const delivery_profile p = streaming_profile();
@@ -223,11 +212,7 @@ void BM_true_peak_of(benchmark::State& state) {
   tp.prepare(fs);
   state.counters["oversampling"] = tp.factor();
 }
-BENCHMARK(BM_true_peak_of)
-    ->ArgName("rate_hz")
-    ->Arg(44'100)
-    ->Arg(96'000)
-    ->Apply(timing);
+BENCHMARK(BM_true_peak_of)->ArgName("rate_hz")->Arg(44'100)->Arg(96'000)->Apply(timing);
 
 // Fed in 4096-frame blocks, then the gated integrated loudness.
 void loudness_run(benchmark::State& state, const audio_buffer& x, double fs) {
@@ -242,7 +227,9 @@ void loudness_run(benchmark::State& state, const audio_buffer& x, double fs) {
   report_audio(state, x.frames(), fs);
 }
 
-void BM_loudness_integrated(benchmark::State& state) { loudness_run(state, song(44'100.0), 44'100.0); }
+void BM_loudness_integrated(benchmark::State& state) {
+  loudness_run(state, song(44'100.0), 44'100.0);
+}
 BENCHMARK(BM_loudness_integrated)->Apply(timing);
 
 // The song followed by as long again of digital silence: the K-weighting filters decay into the
@@ -298,11 +285,7 @@ void BM_limiter_render(benchmark::State& state) {
   state.counters["frames_limited"] = static_cast<double>(stats.frames_limited);
   report_audio(state, x.frames(), fs);
 }
-BENCHMARK(BM_limiter_render)
-    ->ArgName("db_over_ceiling")
-    ->Arg(6)
-    ->Arg(-1)
-    ->Apply(timing);
+BENCHMARK(BM_limiter_render)->ArgName("db_over_ceiling")->Arg(6)->Arg(-1)->Apply(timing);
 
 // ---- stage 5: resampling and quantization ------------------------------------------------------
 
@@ -337,8 +320,12 @@ void quantize_run(benchmark::State& state, noise_shaping shaping) {
   }
   report_audio(state, x.frames(), fs);
 }
-void BM_quantize16_none(benchmark::State& state) { quantize_run(state, noise_shaping::none); }
-void BM_quantize16_f_weighted(benchmark::State& state) { quantize_run(state, noise_shaping::f_weighted); }
+void BM_quantize16_none(benchmark::State& state) {
+  quantize_run(state, noise_shaping::none);
+}
+void BM_quantize16_f_weighted(benchmark::State& state) {
+  quantize_run(state, noise_shaping::f_weighted);
+}
 BENCHMARK(BM_quantize16_none)->Apply(timing);
 BENCHMARK(BM_quantize16_f_weighted)->Apply(timing);
 
@@ -360,8 +347,12 @@ void master_run(benchmark::State& state, const delivery_profile& p, double sourc
   state.counters["passed"] = m.passed ? 1.0 : 0.0;
   report_audio(state, x.frames(), source_hz);
 }
-void BM_render_master_streaming(benchmark::State& state) { master_run(state, streaming_profile(), 44'100.0); }
-void BM_render_master_cd_from_48k(benchmark::State& state) { master_run(state, cd_profile(), 48'000.0); }
+void BM_render_master_streaming(benchmark::State& state) {
+  master_run(state, streaming_profile(), 44'100.0);
+}
+void BM_render_master_cd_from_48k(benchmark::State& state) {
+  master_run(state, cd_profile(), 48'000.0);
+}
 BENCHMARK(BM_render_master_streaming)->Apply(timing);
 BENCHMARK(BM_render_master_cd_from_48k)->Apply(timing);
 
@@ -397,8 +388,12 @@ void write_run(benchmark::State& state, container_format container, int bit_dept
   state.counters["file_mb"] = static_cast<double>(std::filesystem::file_size(dest)) / 1e6;
   report_audio(state, e.pcm.frames(), e.pcm.sample_rate_hz);
 }
-void BM_write_flac24(benchmark::State& state) { write_run(state, container_format::flac, 24); }
-void BM_write_wav16(benchmark::State& state) { write_run(state, container_format::wav, 16); }
+void BM_write_flac24(benchmark::State& state) {
+  write_run(state, container_format::flac, 24);
+}
+void BM_write_wav16(benchmark::State& state) {
+  write_run(state, container_format::wav, 16);
+}
 BENCHMARK(BM_write_flac24)->Apply(timing);
 BENCHMARK(BM_write_wav16)->Apply(timing);
 
@@ -415,8 +410,12 @@ void decode_run(benchmark::State& state, container_format container, int bit_dep
   }
   report_audio(state, frames, e.pcm.sample_rate_hz);
 }
-void BM_decode_flac24(benchmark::State& state) { decode_run(state, container_format::flac, 24); }
-void BM_decode_wav16(benchmark::State& state) { decode_run(state, container_format::wav, 16); }
+void BM_decode_flac24(benchmark::State& state) {
+  decode_run(state, container_format::flac, 24);
+}
+void BM_decode_wav16(benchmark::State& state) {
+  decode_run(state, container_format::wav, 16);
+}
 BENCHMARK(BM_decode_flac24)->Apply(timing);
 BENCHMARK(BM_decode_wav16)->Apply(timing);
 

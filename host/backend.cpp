@@ -8,10 +8,14 @@
 namespace lathe {
 
 bool parse_backend(const std::string& name, backend_kind& out) {
-  if (name == "cpu") out = backend_kind::cpu;
-  else if (name == "gpu") out = backend_kind::gpu;
-  else if (name == "auto") out = backend_kind::automatic;
-  else return false;
+  if (name == "cpu")
+    out = backend_kind::cpu;
+  else if (name == "gpu")
+    out = backend_kind::gpu;
+  else if (name == "auto")
+    out = backend_kind::automatic;
+  else
+    return false;
   return true;
 }
 

@@ -1,16 +1,16 @@
 #include "cli.hpp"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "backend.hpp"
 #include "lathe/analysis.hpp"
@@ -48,8 +48,10 @@ std::vector<delivery_profile> load_all_profiles(const std::string& config_dir, c
     delivery_profile p = load_profile(file);
     // A user's profile of the same name replaces the shipped one.
     auto same = std::find_if(all.begin(), all.end(), [&](const delivery_profile& q) { return q.name == p.name; });
-    if (same != all.end()) *same = std::move(p);
-    else all.push_back(std::move(p));
+    if (same != all.end())
+      *same = std::move(p);
+    else
+      all.push_back(std::move(p));
   }
   return all;
 }
@@ -62,7 +64,8 @@ std::vector<delivery_profile> select_formats(std::vector<delivery_profile> all, 
     std::vector<delivery_profile> chosen;
     for (const std::string& f : extra_files) {
       const delivery_profile p = load_profile(f);
-      chosen.push_back(*std::find_if(all.begin(), all.end(), [&](const delivery_profile& q) { return q.name == p.name; }));
+      chosen.push_back(
+          *std::find_if(all.begin(), all.end(), [&](const delivery_profile& q) { return q.name == p.name; }));
     }
     return chosen;
   }
@@ -79,9 +82,11 @@ std::vector<delivery_profile> select_formats(std::vector<delivery_profile> all, 
     if (it == all.end()) {
       std::string known;
       for (const delivery_profile& p : all) known += (known.empty() ? "" : ", ") + p.name;
-      throw config_error(fmt::format("--formats: no profile named '{}' (known: {}; add your own with --profile FILE.toml)", name, known));
+      throw config_error(fmt::format(
+          "--formats: no profile named '{}' (known: {}; add your own with --profile FILE.toml)", name, known));
     }
-    if (std::none_of(chosen.begin(), chosen.end(), [&](const delivery_profile& p) { return p.name == name; })) chosen.push_back(*it);
+    if (std::none_of(chosen.begin(), chosen.end(), [&](const delivery_profile& p) { return p.name == name; }))
+      chosen.push_back(*it);
   }
   if (chosen.empty()) throw config_error("--formats: no format named");
   return chosen;
@@ -101,7 +106,8 @@ int run_formats(const std::string& config_dir, const std::vector<std::string>& e
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("%-12s %9s %9s %8s %-20s %5s %-5s  %s\n", "format", "target", "ceiling", "mode", "rate", "bits", "file", "source of the figures");
+  std::printf("%-12s %9s %9s %8s %-20s %5s %-5s  %s\n", "format", "target", "ceiling", "mode", "rate", "bits", "file",
+              "source of the figures");
   for (const auto& p : all) {
     std::printf("%-12s %6.1f LUFS %5.1f dBTP %-8s %-20s %5d %-5s  %s\n", p.name.c_str(), p.target_lufs, p.ceiling_dbtp,
                 p.normalization == normalization_mode::linear ? "linear" : "limit", describe_rate(p).c_str(),
@@ -112,7 +118,8 @@ int run_formats(const std::string& config_dir, const std::vector<std::string>& e
 
 bool is_audio_file(const fs::path& p) {
   std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   const auto& exts = audio_extensions();
   return std::find(exts.begin(), exts.end(), ext) != exts.end();
 }
@@ -151,14 +158,18 @@ int run_analyze(const std::vector<std::string>& inputs, bool as_json, int jobs) 
     std::printf("%9s %7s %8s %8s %7s %8s  %s\n", "LUFS", "LRA", "dBTP", "PLR", "DC dB", "clipped", "file");
     for (const json& j : results) {
       if (j["status"] == "failed") {
-        std::printf("%-50s  %s: %s\n", "FAILED", j["path"].get<std::string>().c_str(), j["error"].get<std::string>().c_str());
+        std::printf("%-50s  %s: %s\n", "FAILED", j["path"].get<std::string>().c_str(),
+                    j["error"].get<std::string>().c_str());
         continue;
       }
       const json& a = j["analysis"];
-      auto num = [](const json& v) { return v.is_number() ? fmt::format("{:.1f}", v.get<double>()) : std::string("-inf"); };
-      std::printf("%9s %7s %8s %8s %7s %8zu  %s\n", num(a["integrated_lufs"]).c_str(), num(a["loudness_range_lu"]).c_str(),
-                  num(a["true_peak_dbtp"]).c_str(), num(a["plr_db"]).c_str(), num(a["dc_offset_dbfs"]).c_str(),
-                  a["clipped_samples"].get<std::size_t>(), j["path"].get<std::string>().c_str());
+      auto num = [](const json& v) {
+        return v.is_number() ? fmt::format("{:.1f}", v.get<double>()) : std::string("-inf");
+      };
+      std::printf("%9s %7s %8s %8s %7s %8zu  %s\n", num(a["integrated_lufs"]).c_str(),
+                  num(a["loudness_range_lu"]).c_str(), num(a["true_peak_dbtp"]).c_str(), num(a["plr_db"]).c_str(),
+                  num(a["dc_offset_dbfs"]).c_str(), a["clipped_samples"].get<std::size_t>(),
+                  j["path"].get<std::string>().c_str());
     }
   }
   return failed > 0 ? 2 : 0;
@@ -173,7 +184,8 @@ struct master_args {
 
 int run_master_command(const master_args& a) {
   backend_kind requested;
-  if (!parse_backend(a.backend, requested)) throw config_error("--backend: expected cpu, gpu or auto, got '" + a.backend + "'");
+  if (!parse_backend(a.backend, requested))
+    throw config_error("--backend: expected cpu, gpu or auto, got '" + a.backend + "'");
   master_options opt;
   opt.backend = choose_backend(requested);
   opt.out_dir = a.out;
@@ -181,9 +193,12 @@ int run_master_command(const master_args& a) {
   opt.catalog = a.catalog;
   if (!a.max_memory.empty()) opt.max_memory_bytes = parse_size(a.max_memory);
   const bool tty = ::isatty(STDERR_FILENO) != 0;
-  if (a.log_format == "json") opt.log = log_format::json;
-  else if (a.log_format == "text" || a.log_format.empty()) opt.log = log_format::text;
-  else throw config_error("--log-format: expected text or json, got '" + a.log_format + "'");
+  if (a.log_format == "json")
+    opt.log = log_format::json;
+  else if (a.log_format == "text" || a.log_format.empty())
+    opt.log = log_format::text;
+  else
+    throw config_error("--log-format: expected text or json, got '" + a.log_format + "'");
   if (a.log_format.empty() && !tty) opt.log = log_format::json;
   opt.progress_on_terminal = tty;
 
@@ -192,20 +207,25 @@ int run_master_command(const master_args& a) {
   const fs::path out = fs::absolute(a.out).lexically_normal();
   const fs::path cat = fs::absolute(a.catalog).lexically_normal();
   if (fs::is_directory(cat) && (out == cat || out.string().rfind(cat.string() + "/", 0) == 0))
-    throw config_error(fmt::format("--out {} lies inside the catalog folder {}; choose a folder outside it so masters are "
-                                   "never read back as inputs",
-                                   out.string(), cat.string()));
+    throw config_error(
+        fmt::format("--out {} lies inside the catalog folder {}; choose a folder outside it so masters are "
+                    "never read back as inputs",
+                    out.string(), cat.string()));
   auto entries = load_catalog(a.catalog);
-  const run_plan plan = make_plan(std::move(entries), std::move(formats), a.track_mode ? album_mode::track : album_mode::album);
-  std::fprintf(stderr, "lathe %s: %zu tracks, %zu albums, formats:", LATHE_VERSION, plan.tracks.size(), plan.albums.size());
+  const run_plan plan =
+      make_plan(std::move(entries), std::move(formats), a.track_mode ? album_mode::track : album_mode::album);
+  std::fprintf(stderr, "lathe %s: %zu tracks, %zu albums, formats:", LATHE_VERSION, plan.tracks.size(),
+               plan.albums.size());
   for (const auto& p : plan.profiles) std::fprintf(stderr, " %s", p.name.c_str());
   std::fprintf(stderr, "; %s\n", opt.backend.reason.c_str());
 
   const master_summary s = run_master(plan, opt);
-  std::printf("%zu tracks: %zu mastered, %zu resumed, %zu failed, %zu outside their profile's checks; %.2f h of audio in %.1f s "
-              "(%.1fx realtime)\nmasters: %s/<format>/\nreport:  %s\n",
-              s.tracks, s.succeeded, s.resumed, s.failed, s.qc_failed, s.audio_s / 3600.0, s.wall_s,
-              s.wall_s > 0 ? s.audio_s / s.wall_s : 0.0, out.string().c_str(), (out / "report.json").string().c_str());
+  std::printf(
+      "%zu tracks: %zu mastered, %zu resumed, %zu failed, %zu outside their profile's checks; %.2f h of audio in %.1f "
+      "s "
+      "(%.1fx realtime)\nmasters: %s/<format>/\nreport:  %s\n",
+      s.tracks, s.succeeded, s.resumed, s.failed, s.qc_failed, s.audio_s / 3600.0, s.wall_s,
+      s.wall_s > 0 ? s.audio_s / s.wall_s : 0.0, out.string().c_str(), (out / "report.json").string().c_str());
   return s.failed > 0 ? 2 : 0;
 }
 
@@ -218,21 +238,32 @@ int cli_main(int argc, char** argv) {
 
   master_args m;
   CLI::App* master = app.add_subcommand("master", "Master a catalog (folder or CSV manifest) to every chosen format");
-  master->add_option("catalog", m.catalog, "Folder searched recursively for audio, or a CSV manifest (columns: path, album, artist, title, track_number, isrc)")->required();
-  master->add_option("--out,-o", m.out, "Output folder: <out>/<format>/<album>/<NN - title>.<ext> and report.json")->required();
-  master->add_option("--formats,-f", m.formats, "Comma-separated profile names (default: every profile); see `lathe formats`");
-  master->add_option("--profile,-p", m.profiles, "Extra profile TOML file (repeatable); replaces a shipped profile of the same name");
+  master
+      ->add_option("catalog", m.catalog,
+                   "Folder searched recursively for audio, or a CSV manifest (columns: path, album, artist, title, "
+                   "track_number, isrc)")
+      ->required();
+  master->add_option("--out,-o", m.out, "Output folder: <out>/<format>/<album>/<NN - title>.<ext> and report.json")
+      ->required();
+  master->add_option("--formats,-f", m.formats,
+                     "Comma-separated profile names (default: every profile); see `lathe formats`");
+  master->add_option("--profile,-p", m.profiles,
+                     "Extra profile TOML file (repeatable); replaces a shipped profile of the same name");
   master->add_option("--backend", m.backend, "cpu, gpu or auto (default auto: GPU when one is usable)");
   master->add_option("--jobs,-j", m.jobs, "Worker threads (default: every core)")->check(CLI::NonNegativeNumber);
   master->add_option("--max-memory", m.max_memory, "Bound on audio held in memory, e.g. 4G (default: half of RAM)");
-  master->add_flag("--track-mode", m.track_mode, "Normalize each track alone (default: album mode for tracks sharing an album)");
-  master->add_option("--log-format", m.log_format, "text (progress line) or json (one line per track; the default when stderr is not a terminal)");
-  master->add_option("--config-dir", m.config_dir, "Folder of shipped profiles (default: $LATHE_CONFIG_DIR or the installed configs)");
+  master->add_flag("--track-mode", m.track_mode,
+                   "Normalize each track alone (default: album mode for tracks sharing an album)");
+  master->add_option("--log-format", m.log_format,
+                     "text (progress line) or json (one line per track; the default when stderr is not a terminal)");
+  master->add_option("--config-dir", m.config_dir,
+                     "Folder of shipped profiles (default: $LATHE_CONFIG_DIR or the installed configs)");
 
   std::vector<std::string> analyze_inputs;
   bool analyze_json = false;
   int analyze_jobs = 0;
-  CLI::App* analyze_cmd = app.add_subcommand("analyze", "Measure files or catalogs without writing audio (loudness, LRA, true peak, PLR, DC, clipping)");
+  CLI::App* analyze_cmd = app.add_subcommand(
+      "analyze", "Measure files or catalogs without writing audio (loudness, LRA, true peak, PLR, DC, clipping)");
   analyze_cmd->add_option("inputs", analyze_inputs, "Audio files, folders or CSV manifests")->required();
   analyze_cmd->add_flag("--json", analyze_json, "Print JSON instead of a table");
   analyze_cmd->add_option("--jobs,-j", analyze_jobs, "Worker threads (default: every core)");

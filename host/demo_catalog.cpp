@@ -14,7 +14,9 @@ namespace {
 
 constexpr double two_pi = 2.0 * M_PI;
 
-double midi_hz(double note) { return 440.0 * std::pow(2.0, (note - 69.0) / 12.0); }
+double midi_hz(double note) {
+  return 440.0 * std::pow(2.0, (note - 69.0) / 12.0);
+}
 
 // One voice of additive synthesis with a decaying envelope, added into both channels with a pan.
 void add_note(audio_buffer& b, double fs, double start_s, double dur_s, double hz, double amp, double pan,
@@ -109,13 +111,62 @@ void write_demo_catalog(const std::filesystem::path& dir, double seconds) {
     int bits;
   };
   const item items[] = {
-      {"night-drive/01-headlights.flac", "Night Drive", "Headlights", 1, "XXLTH2600001", {seconds, 44'100, -4.0, 118, 0, 11}, container_format::flac, 24},
-      {"night-drive/02-overpass.flac", "Night Drive", "Overpass", 2, "XXLTH2600002", {seconds, 44'100, -9.0, 96, 3, 12}, container_format::flac, 24},
-      {"night-drive/03-last-exit.wav", "Night Drive", "Last Exit", 3, "XXLTH2600003", {seconds, 48'000, -6.0, 128, -2, 13}, container_format::wav, 24},
-      {"tide/01-undertow.wav", "Tide", "Undertow", 1, "XXLTH2600004", {seconds, 48'000, -14.0, 84, 5, 21}, container_format::wav, 16},
-      {"tide/02-salt.flac", "Tide", "Salt", 2, "XXLTH2600005", {seconds, 96'000, -16.0, 100, 7, 22, true}, container_format::flac, 24},
-      {"tide/03-low-water.flac", "Tide", "Low Water", 3, "XXLTH2600006", {seconds, 44'100, -12.0, 72, 2, 23}, container_format::flac, 16},
-      {"singles/signal.wav", "", "Signal", 0, "XXLTH2600007", {seconds, 44'100, 2.0, 140, -5, 31}, container_format::wav, 24},
+      {"night-drive/01-headlights.flac",
+       "Night Drive",
+       "Headlights",
+       1,
+       "XXLTH2600001",
+       {seconds, 44'100, -4.0, 118, 0, 11},
+       container_format::flac,
+       24},
+      {"night-drive/02-overpass.flac",
+       "Night Drive",
+       "Overpass",
+       2,
+       "XXLTH2600002",
+       {seconds, 44'100, -9.0, 96, 3, 12},
+       container_format::flac,
+       24},
+      {"night-drive/03-last-exit.wav",
+       "Night Drive",
+       "Last Exit",
+       3,
+       "XXLTH2600003",
+       {seconds, 48'000, -6.0, 128, -2, 13},
+       container_format::wav,
+       24},
+      {"tide/01-undertow.wav",
+       "Tide",
+       "Undertow",
+       1,
+       "XXLTH2600004",
+       {seconds, 48'000, -14.0, 84, 5, 21},
+       container_format::wav,
+       16},
+      {"tide/02-salt.flac",
+       "Tide",
+       "Salt",
+       2,
+       "XXLTH2600005",
+       {seconds, 96'000, -16.0, 100, 7, 22, true},
+       container_format::flac,
+       24},
+      {"tide/03-low-water.flac",
+       "Tide",
+       "Low Water",
+       3,
+       "XXLTH2600006",
+       {seconds, 44'100, -12.0, 72, 2, 23},
+       container_format::flac,
+       16},
+      {"singles/signal.wav",
+       "",
+       "Signal",
+       0,
+       "XXLTH2600007",
+       {seconds, 44'100, 2.0, 140, -5, 31},
+       container_format::wav,
+       24},
   };
   std::filesystem::create_directories(dir);
   std::ofstream manifest(dir / "manifest.csv.tmp");

@@ -11,9 +11,9 @@ namespace lathe {
 struct demo_track_spec {
   double seconds = 20.0;
   double sample_rate_hz = 44'100.0;
-  double level_db = 0.0;   ///< overall gain applied to the mix
+  double level_db = 0.0;  ///< overall gain applied to the mix
   double tempo_bpm = 120.0;
-  int key_semitones = 0;   ///< transposition from A minor
+  int key_semitones = 0;  ///< transposition from A minor
   unsigned seed = 1;
   bool mono = false;
 };

@@ -1,5 +1,6 @@
 #include "pipeline.hpp"
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -9,13 +10,12 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <unistd.h>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 #include <oneapi/tbb/parallel_pipeline.h>
+#include <nlohmann/json.hpp>
 
 #include "lathe/analysis.hpp"
 #include "lathe/error.hpp"
@@ -35,14 +35,21 @@ std::size_t parse_size(const std::string& text) {
     throw config_error(fmt::format("--max-memory: '{}' is not a size (examples: 512M, 4G, 1.5GiB)", text));
   }
   std::string unit = text.substr(pos);
-  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  std::transform(unit.begin(), unit.end(), unit.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   double mult = 1.0;
-  if (unit.empty() || unit == "B") mult = 1.0;
-  else if (unit == "K" || unit == "KB" || unit == "KIB") mult = 1024.0;
-  else if (unit == "M" || unit == "MB" || unit == "MIB") mult = 1024.0 * 1024.0;
-  else if (unit == "G" || unit == "GB" || unit == "GIB") mult = 1024.0 * 1024.0 * 1024.0;
-  else if (unit == "T" || unit == "TB" || unit == "TIB") mult = 1024.0 * 1024.0 * 1024.0 * 1024.0;
-  else throw config_error(fmt::format("--max-memory: unknown unit '{}' in '{}' (use K, M, G or T)", unit, text));
+  if (unit.empty() || unit == "B")
+    mult = 1.0;
+  else if (unit == "K" || unit == "KB" || unit == "KIB")
+    mult = 1024.0;
+  else if (unit == "M" || unit == "MB" || unit == "MIB")
+    mult = 1024.0 * 1024.0;
+  else if (unit == "G" || unit == "GB" || unit == "GIB")
+    mult = 1024.0 * 1024.0 * 1024.0;
+  else if (unit == "T" || unit == "TB" || unit == "TIB")
+    mult = 1024.0 * 1024.0 * 1024.0 * 1024.0;
+  else
+    throw config_error(fmt::format("--max-memory: unknown unit '{}' in '{}' (use K, M, G or T)", unit, text));
   if (!(value > 0.0)) throw config_error(fmt::format("--max-memory: '{}' must be positive", text));
   return static_cast<std::size_t>(value * mult);
 }
@@ -156,11 +163,11 @@ struct track_state {
   std::optional<track_analysis> input;
   std::map<std::string, double> pre_loudness_lufs;  // pre-chain key -> loudness at the source rate
   std::map<std::string, double> pre_true_peak_dbtp;
-  std::vector<double> targets_lufs;     // per format
-  std::vector<json> outputs;            // per format: report entry
-  std::vector<bool> resumed;            // per format: output already complete
+  std::vector<double> targets_lufs;            // per format
+  std::vector<json> outputs;                   // per format: report entry
+  std::vector<bool> resumed;                   // per format: output already complete
   std::vector<loudness_blocks> output_blocks;  // per format, album tracks rendered in this run
-  std::string error;                    // the track failed
+  std::string error;                           // the track failed
   bool needs_render = false;
   bool needs_album_pass = false;
 };
@@ -170,8 +177,8 @@ struct work_item {
   std::size_t index = 0;
   std::size_t reserved_bytes = 0;
   std::optional<decoded_track> decoded;
-  std::map<std::string, audio_buffer> pre;                   // pre-chain key -> processed audio
-  std::vector<std::optional<rendered_master>> masters;       // per format
+  std::map<std::string, audio_buffer> pre;              // pre-chain key -> processed audio
+  std::vector<std::optional<rendered_master>> masters;  // per format
   std::string error;
 };
 using token = std::unique_ptr<work_item>;
@@ -184,7 +191,8 @@ bool resume_complete(const std::filesystem::path& out_dir, const planned_track& 
     json j = json::parse(in);
     std::error_code ec;
     const auto bytes = std::filesystem::file_size(out_dir / t.outputs[f], ec);
-    if (ec || j.value("fingerprint", "") != t.fingerprints[f] || j.value("bytes", std::uintmax_t{0}) != bytes) return false;
+    if (ec || j.value("fingerprint", "") != t.fingerprints[f] || j.value("bytes", std::uintmax_t{0}) != bytes)
+      return false;
     entry = j.at("output");
     return true;
   } catch (const std::exception&) {
@@ -293,25 +301,27 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   };
 
   // ---- pass 1 (album mode): loudness of every album track after the pre-chain -------------
-  tbb::parallel_pipeline(
-      max_tokens,
-      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order,
-                                    make_decoder([&](std::size_t i) { return state[i].needs_album_pass; })) &
-          tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
-            try {
-              if (!w->error.empty()) fail_track(*w, w->error);
-              else prepare(*w, false);
-            } catch (const std::exception& e) {
-              fail_track(*w, track_error_text(e));
-            }
-            gate.release(w->reserved_bytes);
-          }));
+  tbb::parallel_pipeline(max_tokens, tbb::make_filter<void, token>(
+                                         tbb::filter_mode::serial_in_order,
+                                         make_decoder([&](std::size_t i) { return state[i].needs_album_pass; })) &
+                                         tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
+                                           try {
+                                             if (!w->error.empty())
+                                               fail_track(*w, w->error);
+                                             else
+                                               prepare(*w, false);
+                                           } catch (const std::exception& e) {
+                                             fail_track(*w, track_error_text(e));
+                                           }
+                                           gate.release(w->reserved_bytes);
+                                         }));
 
   // Album decisions (AES TD1008 spirit): the album's loudest track lands on the target and the
   // others keep their loudness relative to it. Linear mode takes the one gain every track allows.
   json album_reports = json::object();
   for (const auto& [album, members] : plan.albums) {
-    if (std::none_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_album_pass; })) continue;
+    if (std::none_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_album_pass; }))
+      continue;
     json a = {{"tracks", members.size()}, {"formats", json::object()}};
     for (std::size_t f = 0; f < n_formats; ++f) {
       const delivery_profile& p = plan.profiles[f];
@@ -327,7 +337,8 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
           loudest = l;
           loudest_index = i;
         }
-        if (std::isfinite(l)) headroom = std::min(headroom, p.ceiling_dbtp - p.limiter.margin_db - s.pre_true_peak_dbtp.at(key));
+        if (std::isfinite(l))
+          headroom = std::min(headroom, p.ceiling_dbtp - p.limiter.margin_db - s.pre_true_peak_dbtp.at(key));
       }
       if (!std::isfinite(loudest)) continue;
       double album_gain = p.target_lufs - loudest;
@@ -340,9 +351,11 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       }
       json members_json = json::array();
       for (std::size_t i : members)
-        members_json.push_back({{"path", plan.tracks[i].entry.relative_path.generic_string()},
-                                {"pre_loudness_lufs", rounded(state[i].pre_loudness_lufs.count(key) ? state[i].pre_loudness_lufs.at(key) : NAN, 2)},
-                                {"target_lufs", rounded(state[i].targets_lufs[f], 2)}});
+        members_json.push_back(
+            {{"path", plan.tracks[i].entry.relative_path.generic_string()},
+             {"pre_loudness_lufs",
+              rounded(state[i].pre_loudness_lufs.count(key) ? state[i].pre_loudness_lufs.at(key) : NAN, 2)},
+             {"target_lufs", rounded(state[i].targets_lufs[f], 2)}});
       a["formats"][p.name] = {{"loudest_track", plan.tracks[loudest_index].entry.relative_path.generic_string()},
                               {"loudest_pre_loudness_lufs", rounded(loudest, 2)},
                               {"album_gain_db", rounded(album_gain, 3)},
@@ -352,7 +365,9 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   }
 
   // ---- pass 2: render every output not already complete ----------------------------------
-  progress_reporter progress(opt, std::count_if(state.begin(), state.end(), [](const track_state& s) { return s.needs_render || !s.error.empty(); }),
+  progress_reporter progress(opt,
+                             std::count_if(state.begin(), state.end(),
+                                           [](const track_state& s) { return s.needs_render || !s.error.empty(); }),
                              audio_to_do_s);
   std::vector<char> reported(n_tracks, 0);
   auto finish_track = [&](work_item& w) {
@@ -370,8 +385,9 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
 
   tbb::parallel_pipeline(
       max_tokens,
-      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order,
-                                    make_decoder([&](std::size_t i) { return state[i].needs_render && state[i].error.empty(); })) &
+      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order, make_decoder([&](std::size_t i) {
+                                      return state[i].needs_render && state[i].error.empty();
+                                    })) &
           // analyze and process: input analysis and the pre-chains
           tbb::make_filter<token, token>(tbb::filter_mode::parallel,
                                          [&](token w) {
@@ -399,7 +415,8 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                                                if (s.resumed[f]) continue;
                                                const delivery_profile& p = plan.profiles[f];
                                                const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
-                                               w->masters[f] = render_master(w->pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed);
+                                               w->masters[f] = render_master(w->pre.at(prechain_key(p)), rate, p,
+                                                                             s.targets_lufs[f], seed);
                                              }
                                            } catch (const std::exception& e) {
                                              fail_track(*w, track_error_text(e));
@@ -498,8 +515,10 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     loudness_blocks merged;
     bool complete = true;
     for (std::size_t i : members) {
-      if (state[i].input) merged.merge(state[i].input->blocks);
-      else complete = false;
+      if (state[i].input)
+        merged.merge(state[i].input->blocks);
+      else
+        complete = false;
     }
     if (!album_reports.contains(album)) album_reports[album] = {{"tracks", members.size()}};
     if (complete) album_reports[album]["input_album_loudness_lufs"] = rounded(merged.integrated_lufs(), 2);
@@ -512,32 +531,32 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       });
       if (!all || !album_reports[album].contains("formats")) continue;
       for (std::size_t i : members) out.merge(state[i].output_blocks[f]);
-      album_reports[album]["formats"][plan.profiles[f].name]["output_album_loudness_lufs"] = rounded(out.integrated_lufs(), 2);
+      album_reports[album]["formats"][plan.profiles[f].name]["output_album_loudness_lufs"] =
+          rounded(out.integrated_lufs(), 2);
     }
   }
   sum.wall_s = now_s() - t0;
   json formats = json::array();
   for (const delivery_profile& p : plan.profiles) formats.push_back(to_json(p));
-  const json report = {
-      {"lathe_version", LATHE_VERSION},
-      {"catalog", opt.catalog},
-      {"mode", plan.mode == album_mode::album ? "album" : "track"},
-      {"backend", opt.backend.reason},
-      {"formats", formats},
-      {"summary",
-       {{"tracks", sum.tracks},
-        {"succeeded", sum.succeeded},
-        {"failed", sum.failed},
-        {"resumed", sum.resumed},
-        {"qc_failed", sum.qc_failed},
-        {"audio_hours", rounded(sum.audio_s / 3600.0, 4)},
-        {"wall_s", rounded(sum.wall_s, 2)},
-        {"x_realtime", rounded(sum.wall_s > 0 ? sum.audio_s / sum.wall_s : 0.0, 1)},
-        {"threads", threads},
-        {"max_memory_bytes", budget},
-        {"peak_reserved_bytes", sum.peak_reserved_bytes}}},
-      {"albums", album_reports},
-      {"tracks", tracks}};
+  const json report = {{"lathe_version", LATHE_VERSION},
+                       {"catalog", opt.catalog},
+                       {"mode", plan.mode == album_mode::album ? "album" : "track"},
+                       {"backend", opt.backend.reason},
+                       {"formats", formats},
+                       {"summary",
+                        {{"tracks", sum.tracks},
+                         {"succeeded", sum.succeeded},
+                         {"failed", sum.failed},
+                         {"resumed", sum.resumed},
+                         {"qc_failed", sum.qc_failed},
+                         {"audio_hours", rounded(sum.audio_s / 3600.0, 4)},
+                         {"wall_s", rounded(sum.wall_s, 2)},
+                         {"x_realtime", rounded(sum.wall_s > 0 ? sum.audio_s / sum.wall_s : 0.0, 1)},
+                         {"threads", threads},
+                         {"max_memory_bytes", budget},
+                         {"peak_reserved_bytes", sum.peak_reserved_bytes}}},
+                       {"albums", album_reports},
+                       {"tracks", tracks}};
   write_text_atomic(opt.out_dir / "report.json", report.dump(2));
   return sum;
 }

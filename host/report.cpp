@@ -1,8 +1,8 @@
 #include "report.hpp"
 
+#include <unistd.h>
 #include <cmath>
 #include <fstream>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -12,7 +12,9 @@ namespace lathe {
 
 using nlohmann::json;
 
-json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json number_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
 
 json rounded(double v, int decimals) {
   if (!std::isfinite(v)) return nullptr;
@@ -21,9 +23,8 @@ json rounded(double v, int decimals) {
 }
 
 json to_json(const source_info& info) {
-  return {{"container", info.container},   {"encoding", info.encoding},
-          {"bit_depth", info.bit_depth},   {"sample_rate_hz", info.sample_rate_hz},
-          {"channels", info.channels},     {"frames", info.frames},
+  return {{"container", info.container},           {"encoding", info.encoding}, {"bit_depth", info.bit_depth},
+          {"sample_rate_hz", info.sample_rate_hz}, {"channels", info.channels}, {"frames", info.frames},
           {"file_bytes", info.file_bytes}};
 }
 
@@ -74,23 +75,22 @@ json to_json(const rendered_master& m, const delivery_profile& p) {
   json bands = json::array();
   for (const eq_band& b : p.eq.bands)
     bands.push_back({{"type", to_string(b.type)}, {"freq_hz", b.freq_hz}, {"gain_db", b.gain_db}, {"q", b.q}});
-  json chain = {
-      {"highpass", {{"cutoff_hz", p.highpass.cutoff_hz}, {"order", p.highpass.order}}},
-      {"eq", {{"bands", bands}}},
-      {"normalization",
-       {{"mode", p.normalization == normalization_mode::linear ? "linear" : "limit"},
-        {"pre_loudness_lufs", rounded(n.pre_loudness_lufs, 2)},
-        {"target_lufs", rounded(n.target_lufs, 2)},
-        {"gain_db", rounded(n.gain_db, 3)},
-        {"shortfall_lu", rounded(n.shortfall_lu, 2)},
-        {"iterations", n.iterations}}},
-      {"limiter",
-       {{"ceiling_dbtp", rounded(n.limiter_ceiling_dbtp, 3)},
-        {"max_gain_reduction_db", rounded(n.limiter.max_gain_reduction_db, 2)},
-        {"mean_gain_reduction_db", rounded(n.limiter.mean_gain_reduction_db, 3)},
-        {"frames_limited", n.limiter.frames_limited}}},
-      {"dither", p.bit_depth == 32 ? json("none (float output)")
-                                   : json(fmt::format("TPDF, noise shaping {}", to_string(p.shaping)))}};
+  json chain = {{"highpass", {{"cutoff_hz", p.highpass.cutoff_hz}, {"order", p.highpass.order}}},
+                {"eq", {{"bands", bands}}},
+                {"normalization",
+                 {{"mode", p.normalization == normalization_mode::linear ? "linear" : "limit"},
+                  {"pre_loudness_lufs", rounded(n.pre_loudness_lufs, 2)},
+                  {"target_lufs", rounded(n.target_lufs, 2)},
+                  {"gain_db", rounded(n.gain_db, 3)},
+                  {"shortfall_lu", rounded(n.shortfall_lu, 2)},
+                  {"iterations", n.iterations}}},
+                {"limiter",
+                 {{"ceiling_dbtp", rounded(n.limiter_ceiling_dbtp, 3)},
+                  {"max_gain_reduction_db", rounded(n.limiter.max_gain_reduction_db, 2)},
+                  {"mean_gain_reduction_db", rounded(n.limiter.mean_gain_reduction_db, 3)},
+                  {"frames_limited", n.limiter.frames_limited}}},
+                {"dither", p.bit_depth == 32 ? json("none (float output)")
+                                             : json(fmt::format("TPDF, noise shaping {}", to_string(p.shaping)))}};
   json measured = {{"integrated_lufs", rounded(o.integrated_lufs, 2)},
                    {"true_peak_dbtp", rounded(o.true_peak_dbtp, 2)},
                    {"sample_peak_dbfs", rounded(o.sample_peak_dbfs, 2)},
@@ -105,8 +105,8 @@ json to_json(const rendered_master& m, const delivery_profile& p) {
 void write_text_atomic(const std::filesystem::path& dest, const std::string& text) {
   std::error_code ec;
   std::filesystem::create_directories(dest.parent_path(), ec);
-  const std::filesystem::path tmp =
-      dest.parent_path() / fmt::format(".{}.tmp-{}-{}", dest.filename().string(), ::getpid(), std::hash<std::string>{}(text) & 0xffff);
+  const std::filesystem::path tmp = dest.parent_path() / fmt::format(".{}.tmp-{}-{}", dest.filename().string(),
+                                                                     ::getpid(), std::hash<std::string>{}(text)&0xffff);
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     f << text;

@@ -8,7 +8,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config
   libsndfile1-dev libflac-dev libtbb-dev libspdlog-dev libfmt-dev
   libgtest-dev libfftw3-dev libsoxr-dev libtomlplusplus-dev libcli11-dev
-  nlohmann-json3-dev libebur128-dev
+  nlohmann-json3-dev libebur128-dev clang-format
 )
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(ffmpeg sox warzone2100-music flac python3)

@@ -86,9 +86,8 @@ track_analysis analyze(const audio_buffer& audio, double sample_rate_hz) {
   r.sample_peak_dbfs = amplitude_to_db(sample_peak);
   r.true_peak_dbtp = amplitude_to_db(true_peak);
   r.dc_offset_dbfs = amplitude_to_db(max_abs_dc);
-  r.plr_db = std::isfinite(r.integrated_lufs) && std::isfinite(r.true_peak_dbtp)
-                 ? r.true_peak_dbtp - r.integrated_lufs
-                 : 0.0;
+  r.plr_db =
+      std::isfinite(r.integrated_lufs) && std::isfinite(r.true_peak_dbtp) ? r.true_peak_dbtp - r.integrated_lufs : 0.0;
   r.blocks = meter.blocks();
   return r;
 }

@@ -35,7 +35,9 @@ constexpr std::size_t io_chunk_frames = 16'384;
 constexpr double min_rate_hz = 8'000.0;
 constexpr double max_rate_hz = 384'000.0;
 
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string errno_text(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
 
 /// Owns a POSIX file descriptor.
 class unique_fd {
@@ -112,36 +114,98 @@ format_names describe_format(int format) {
   format_names n;
   switch (format & SF_FORMAT_TYPEMASK) {
     case SF_FORMAT_WAV:
-    case SF_FORMAT_WAVEX: n.container = "wav"; break;
-    case SF_FORMAT_AIFF: n.container = "aiff"; break;
-    case SF_FORMAT_FLAC: n.container = "flac"; break;
-    case SF_FORMAT_OGG: n.container = "ogg"; break;
-    case SF_FORMAT_MPEG: n.container = "mp3"; break;
-    case SF_FORMAT_RF64: n.container = "rf64"; break;
-    case SF_FORMAT_W64: n.container = "w64"; break;
-    case SF_FORMAT_CAF: n.container = "caf"; break;
-    default: n.container = sf_format_name(format & SF_FORMAT_TYPEMASK); break;
+    case SF_FORMAT_WAVEX:
+      n.container = "wav";
+      break;
+    case SF_FORMAT_AIFF:
+      n.container = "aiff";
+      break;
+    case SF_FORMAT_FLAC:
+      n.container = "flac";
+      break;
+    case SF_FORMAT_OGG:
+      n.container = "ogg";
+      break;
+    case SF_FORMAT_MPEG:
+      n.container = "mp3";
+      break;
+    case SF_FORMAT_RF64:
+      n.container = "rf64";
+      break;
+    case SF_FORMAT_W64:
+      n.container = "w64";
+      break;
+    case SF_FORMAT_CAF:
+      n.container = "caf";
+      break;
+    default:
+      n.container = sf_format_name(format & SF_FORMAT_TYPEMASK);
+      break;
   }
   switch (format & SF_FORMAT_SUBMASK) {
     case SF_FORMAT_PCM_S8:
-    case SF_FORMAT_PCM_U8: n.encoding = "pcm8"; n.bit_depth = 8; break;
-    case SF_FORMAT_PCM_16: n.encoding = "pcm16"; n.bit_depth = 16; break;
-    case SF_FORMAT_PCM_24: n.encoding = "pcm24"; n.bit_depth = 24; break;
-    case SF_FORMAT_PCM_32: n.encoding = "pcm32"; n.bit_depth = 32; break;
-    case SF_FORMAT_FLOAT: n.encoding = "float"; break;
-    case SF_FORMAT_DOUBLE: n.encoding = "double"; break;
-    case SF_FORMAT_VORBIS: n.encoding = "vorbis"; break;
-    case SF_FORMAT_OPUS: n.encoding = "opus"; break;
-    case SF_FORMAT_MPEG_LAYER_I: n.encoding = "mp1"; break;
-    case SF_FORMAT_MPEG_LAYER_II: n.encoding = "mp2"; break;
-    case SF_FORMAT_MPEG_LAYER_III: n.encoding = "mp3"; break;
-    case SF_FORMAT_ALAC_16: n.encoding = "alac16"; n.bit_depth = 16; break;
-    case SF_FORMAT_ALAC_20: n.encoding = "alac20"; n.bit_depth = 20; break;
-    case SF_FORMAT_ALAC_24: n.encoding = "alac24"; n.bit_depth = 24; break;
-    case SF_FORMAT_ALAC_32: n.encoding = "alac32"; n.bit_depth = 32; break;
-    case SF_FORMAT_ULAW: n.encoding = "ulaw"; break;
-    case SF_FORMAT_ALAW: n.encoding = "alaw"; break;
-    default: n.encoding = sf_format_name(format & SF_FORMAT_SUBMASK); break;
+    case SF_FORMAT_PCM_U8:
+      n.encoding = "pcm8";
+      n.bit_depth = 8;
+      break;
+    case SF_FORMAT_PCM_16:
+      n.encoding = "pcm16";
+      n.bit_depth = 16;
+      break;
+    case SF_FORMAT_PCM_24:
+      n.encoding = "pcm24";
+      n.bit_depth = 24;
+      break;
+    case SF_FORMAT_PCM_32:
+      n.encoding = "pcm32";
+      n.bit_depth = 32;
+      break;
+    case SF_FORMAT_FLOAT:
+      n.encoding = "float";
+      break;
+    case SF_FORMAT_DOUBLE:
+      n.encoding = "double";
+      break;
+    case SF_FORMAT_VORBIS:
+      n.encoding = "vorbis";
+      break;
+    case SF_FORMAT_OPUS:
+      n.encoding = "opus";
+      break;
+    case SF_FORMAT_MPEG_LAYER_I:
+      n.encoding = "mp1";
+      break;
+    case SF_FORMAT_MPEG_LAYER_II:
+      n.encoding = "mp2";
+      break;
+    case SF_FORMAT_MPEG_LAYER_III:
+      n.encoding = "mp3";
+      break;
+    case SF_FORMAT_ALAC_16:
+      n.encoding = "alac16";
+      n.bit_depth = 16;
+      break;
+    case SF_FORMAT_ALAC_20:
+      n.encoding = "alac20";
+      n.bit_depth = 20;
+      break;
+    case SF_FORMAT_ALAC_24:
+      n.encoding = "alac24";
+      n.bit_depth = 24;
+      break;
+    case SF_FORMAT_ALAC_32:
+      n.encoding = "alac32";
+      n.bit_depth = 32;
+      break;
+    case SF_FORMAT_ULAW:
+      n.encoding = "ulaw";
+      break;
+    case SF_FORMAT_ALAW:
+      n.encoding = "alaw";
+      break;
+    default:
+      n.encoding = sf_format_name(format & SF_FORMAT_SUBMASK);
+      break;
   }
   return n;
 }
@@ -196,7 +260,9 @@ struct open_input {
   std::uintmax_t file_bytes = 0;
 };
 
-[[noreturn]] void fail(const fs::path& p, const std::string& reason) { throw input_error(p.string(), reason); }
+[[noreturn]] void fail(const fs::path& p, const std::string& reason) {
+  throw input_error(p.string(), reason);
+}
 
 void open_checked(const fs::path& path, open_input& in) {
   std::error_code ec;
@@ -225,8 +291,7 @@ void open_checked(const fs::path& path, open_input& in) {
   if (in.info.channels < 1) fail(path, "declares no channels; the file is corrupt");
   const double rate = in.info.samplerate;
   if (rate < min_rate_hz || rate > max_rate_hz) {
-    fail(path, "has a sample rate of " + std::to_string(in.info.samplerate) +
-                   " Hz; lathe accepts 8000 to 384000 Hz");
+    fail(path, "has a sample rate of " + std::to_string(in.info.samplerate) + " Hz; lathe accepts 8000 to 384000 Hz");
   }
   if (in.info.frames <= 0) fail(path, "contains no audio (0 sample frames)");
   if (const auto declared = declared_frames(in.fd.get(), in.info.format);
@@ -368,8 +433,12 @@ bool parse_container(const std::string& name, container_format& out) {
   return false;
 }
 
-const char* to_string(container_format c) noexcept { return c == container_format::wav ? "wav" : "flac"; }
-const char* file_extension(container_format c) noexcept { return to_string(c); }
+const char* to_string(container_format c) noexcept {
+  return c == container_format::wav ? "wav" : "flac";
+}
+const char* file_extension(container_format c) noexcept {
+  return to_string(c);
+}
 
 // ---- writing -----------------------------------------------------------------------------------
 
@@ -387,8 +456,9 @@ class temp_output {
     name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(temp_counter.fetch_add(1));
     path_ = dir / name;
     fd_.reset(::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
-    if (fd_.get() < 0) throw output_error(dest.string() + ": cannot create a temporary file in " + dir.string() +
-                                          ": " + errno_text(errno));
+    if (fd_.get() < 0)
+      throw output_error(dest.string() + ": cannot create a temporary file in " + dir.string() + ": " +
+                         errno_text(errno));
   }
   temp_output(const temp_output&) = delete;
   temp_output& operator=(const temp_output&) = delete;
@@ -428,12 +498,11 @@ void write_wav(temp_output& tmp, const fs::path& dest, const pcm_frames& pcm, co
   SF_INFO info{};
   info.samplerate = static_cast<int>(std::lround(pcm.sample_rate_hz));
   info.channels = pcm.channels;
-  info.format = SF_FORMAT_WAV |
-                (pcm.bit_depth == 16 ? SF_FORMAT_PCM_16 : pcm.bit_depth == 24 ? SF_FORMAT_PCM_24 : SF_FORMAT_FLOAT);
+  info.format = SF_FORMAT_WAV | (pcm.bit_depth == 16   ? SF_FORMAT_PCM_16
+                                 : pcm.bit_depth == 24 ? SF_FORMAT_PCM_24
+                                                       : SF_FORMAT_FLOAT);
   sndfile_ptr f(sf_open_fd(tmp.fd(), SFM_WRITE, &info, 0));
-  auto sf_fail = [&](SNDFILE* s) {
-    throw output_error(dest.string() + ": cannot write WAV: " + sf_strerror(s));
-  };
+  auto sf_fail = [&](SNDFILE* s) { throw output_error(dest.string() + ": cannot write WAV: " + sf_strerror(s)); };
   if (!f) sf_fail(nullptr);
   // Strings go in before the audio so libsndfile places the LIST/INFO chunk in the header.
   if (!tags.title.empty()) sf_set_string(f.get(), SF_STR_TITLE, tags.title.c_str());
@@ -458,7 +527,8 @@ void write_wav(temp_output& tmp, const fs::path& dest, const pcm_frames& pcm, co
       const std::int32_t* src = pcm.int_samples.data() + pos * ch;
       for (std::size_t i = 0; i < n * ch; ++i)
         buf[i] = static_cast<std::int32_t>(static_cast<std::uint32_t>(src[i]) << shift);
-      if (sf_writef_int(f.get(), buf.data(), static_cast<sf_count_t>(n)) != static_cast<sf_count_t>(n)) sf_fail(f.get());
+      if (sf_writef_int(f.get(), buf.data(), static_cast<sf_count_t>(n)) != static_cast<sf_count_t>(n))
+        sf_fail(f.get());
     }
   }
   // sf_close rewrites the header sizes; its status is the last chance to see a write error.
@@ -471,8 +541,8 @@ struct flac_sink {
   int err = 0;
 };
 
-FLAC__StreamEncoderWriteStatus flac_write(const FLAC__StreamEncoder*, const FLAC__byte buffer[], size_t bytes,
-                                          uint32_t, uint32_t, void* client) {
+FLAC__StreamEncoderWriteStatus flac_write(const FLAC__StreamEncoder*, const FLAC__byte buffer[], size_t bytes, uint32_t,
+                                          uint32_t, void* client) {
   auto* s = static_cast<flac_sink*>(client);
   while (bytes > 0) {
     const ssize_t w = ::write(s->fd, buffer, bytes);
@@ -490,7 +560,7 @@ FLAC__StreamEncoderWriteStatus flac_write(const FLAC__StreamEncoder*, const FLAC
 FLAC__StreamEncoderSeekStatus flac_seek(const FLAC__StreamEncoder*, FLAC__uint64 offset, void* client) {
   auto* s = static_cast<flac_sink*>(client);
   return ::lseek(s->fd, static_cast<off_t>(offset), SEEK_SET) < 0 ? FLAC__STREAM_ENCODER_SEEK_STATUS_ERROR
-                                                                   : FLAC__STREAM_ENCODER_SEEK_STATUS_OK;
+                                                                  : FLAC__STREAM_ENCODER_SEEK_STATUS_OK;
 }
 
 FLAC__StreamEncoderTellStatus flac_tell(const FLAC__StreamEncoder*, FLAC__uint64* offset, void* client) {
@@ -560,8 +630,7 @@ void write_flac(temp_output& tmp, const fs::path& dest, const pcm_frames& pcm, c
 
 }  // namespace
 
-void write_audio_file(const fs::path& dest, container_format container, const pcm_frames& pcm,
-                      const track_tags& tags) {
+void write_audio_file(const fs::path& dest, container_format container, const pcm_frames& pcm, const track_tags& tags) {
   LATHE_EXPECTS(pcm.channels == 1 || pcm.channels == 2, "lathe writes mono or stereo");
   LATHE_EXPECTS(pcm.bit_depth == 16 || pcm.bit_depth == 24 || pcm.bit_depth == 32, "bit depth 16, 24 or 32");
   if (container == container_format::flac && pcm.bit_depth == 32) {
@@ -584,8 +653,9 @@ void write_audio_file(const fs::path& dest, container_format container, const pc
   std::error_code ec;
   if (dest.has_parent_path()) {
     fs::create_directories(dest.parent_path(), ec);
-    if (ec) throw output_error(dest.string() + ": cannot create the folder " + dest.parent_path().string() + ": " +
-                               ec.message());
+    if (ec)
+      throw output_error(dest.string() + ": cannot create the folder " + dest.parent_path().string() + ": " +
+                         ec.message());
   }
   temp_output tmp(dest);
   if (container == container_format::wav) {

@@ -16,7 +16,7 @@ namespace lathe {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& audio_extensions() {
-  static const std::vector<std::string> exts = {".wav", ".wave", ".aif", ".aiff", ".aifc",
+  static const std::vector<std::string> exts = {".wav",  ".wave", ".aif", ".aiff", ".aifc",
                                                 ".flac", ".ogg",  ".oga", ".opus", ".mp3"};
   return exts;
 }
@@ -118,7 +118,8 @@ class csv_reader {
         continue;
       }
       if (c == '"') {
-        if (!field.empty()) error(line_, "a quote inside an unquoted field; enclose the field in quotes and double the quote (\"\")");
+        if (!field.empty())
+          error(line_, "a quote inside an unquoted field; enclose the field in quotes and double the quote (\"\")");
         any_quoted = true;
         read_quoted(field, r.line);
         continue;
@@ -138,8 +139,10 @@ class csv_reader {
     ++pos_;  // opening quote
     for (;;) {
       if (pos_ >= text_.size()) {
-        error(open_line, "unterminated quoted field: the quote opened on this line is never closed" +
-                             std::string(record_line != open_line ? " (record starts on line " + std::to_string(record_line) + ")" : ""));
+        error(open_line,
+              "unterminated quoted field: the quote opened on this line is never closed" +
+                  std::string(record_line != open_line ? " (record starts on line " + std::to_string(record_line) + ")"
+                                                       : ""));
       }
       const char c = text_[pos_++];
       if (c == '"') {
@@ -214,14 +217,23 @@ std::vector<catalog_entry> read_manifest(const fs::path& manifest) {
           if (trim(v).empty()) csv.error(rec->line, "empty path");
           e.path = fs::path(v);
           break;
-        case column::album: e.album = std::move(v); break;
-        case column::artist: e.artist = std::move(v); break;
-        case column::title: e.title = std::move(v); break;
-        case column::isrc: e.isrc = trim(v); break;
+        case column::album:
+          e.album = std::move(v);
+          break;
+        case column::artist:
+          e.artist = std::move(v);
+          break;
+        case column::title:
+          e.title = std::move(v);
+          break;
+        case column::isrc:
+          e.isrc = trim(v);
+          break;
         case column::track_number: {
           const std::string t = trim(v);
           if (t.empty()) break;
-          const bool digits = t.size() <= 6 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+          const bool digits =
+              t.size() <= 6 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
           if (!digits) csv.error(rec->line, "track_number \"" + t + "\" is not a whole number (write e.g. 3)");
           e.track_number = std::stoi(t);
           break;

@@ -25,13 +25,9 @@ float* alloc_floats(std::size_t n) {
 // (partition_frames + 1) bins per partition of input. Compiled for AVX2 and baseline SSE2 and
 // picked at load time; both use only separate multiplies and adds (no FMA), so the result is the
 // same on either path.
-__attribute__((target_clones("avx2", "default"))) void complex_mac(float* __restrict acc_re,
-                                                                   float* __restrict acc_im,
-                                                                   const float* __restrict x_re,
-                                                                   const float* __restrict x_im,
-                                                                   const float* __restrict h_re,
-                                                                   const float* __restrict h_im,
-                                                                   std::size_t n) noexcept {
+__attribute__((target_clones("avx2", "default"))) void complex_mac(
+    float* __restrict acc_re, float* __restrict acc_im, const float* __restrict x_re, const float* __restrict x_im,
+    const float* __restrict h_re, const float* __restrict h_im, std::size_t n) noexcept {
   for (std::size_t k = 0; k < n; ++k) {
     const float xr = x_re[k], xi = x_im[k], hr = h_re[k], hi = h_im[k];
     acc_re[k] += xr * hr - xi * hi;
@@ -110,19 +106,21 @@ partitioned_filter::partitioned_filter(std::span<const float> impulse_response, 
   fftwf_free(freq);
 }
 
-partitioned_filter::~partitioned_filter() { release_filter(r2c_plan_, c2r_plan_, spectra_); }
+partitioned_filter::~partitioned_filter() {
+  release_filter(r2c_plan_, c2r_plan_, spectra_);
+}
 
 struct partitioned_convolver::impl {
   std::shared_ptr<const partitioned_filter> filter;
-  std::size_t block = 0;   // partition_frames
-  std::size_t stride = 0;  // floats per split array
-  std::size_t slots = 0;   // partitions = frequency-domain delay line length
-  float* window = nullptr;     // 2 * block: [previous input partition | current input partition]
-  float* result = nullptr;     // 2 * block: inverse FFT; its second half is the output partition
+  std::size_t block = 0;              // partition_frames
+  std::size_t stride = 0;             // floats per split array
+  std::size_t slots = 0;              // partitions = frequency-domain delay line length
+  float* window = nullptr;            // 2 * block: [previous input partition | current input partition]
+  float* result = nullptr;            // 2 * block: inverse FFT; its second half is the output partition
   fftwf_complex* spectrum = nullptr;  // bins: FFT output / inverse FFT input (scratch)
-  float* fdl = nullptr;        // [slot][re[stride], im[stride]] input spectra, newest at `head`
-  float* acc = nullptr;        // re[stride], im[stride]
-  std::size_t fill = 0;        // input frames gathered into the current partition
+  float* fdl = nullptr;               // [slot][re[stride], im[stride]] input spectra, newest at `head`
+  float* acc = nullptr;               // re[stride], im[stride]
+  std::size_t fill = 0;               // input frames gathered into the current partition
   std::size_t head = 0;
 
   explicit impl(std::shared_ptr<const partitioned_filter> f) : filter(std::move(f)) {
@@ -218,12 +216,16 @@ partitioned_convolver::~partitioned_convolver() = default;
 partitioned_convolver::partitioned_convolver(partitioned_convolver&&) noexcept = default;
 partitioned_convolver& partitioned_convolver::operator=(partitioned_convolver&&) noexcept = default;
 
-void partitioned_convolver::reset() noexcept { impl_->reset(); }
+void partitioned_convolver::reset() noexcept {
+  impl_->reset();
+}
 
 void partitioned_convolver::process(const float* in, float* out, std::size_t frames) noexcept {
   impl_->process(in, out, frames);
 }
 
-std::size_t partitioned_convolver::latency_frames() const noexcept { return impl_->block; }
+std::size_t partitioned_convolver::latency_frames() const noexcept {
+  return impl_->block;
+}
 
 }  // namespace lathe

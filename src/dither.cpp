@@ -19,8 +19,8 @@ constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
 
 // The (seed, channel, substream) part of dither_uniform, hoisted out of the per-frame loop.
 constexpr std::uint64_t stream_key(std::uint64_t seed, int channel, int substream) noexcept {
-  const std::uint64_t stream = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(channel)) << 32) |
-                               static_cast<std::uint32_t>(substream);
+  const std::uint64_t stream =
+      (static_cast<std::uint64_t>(static_cast<std::uint32_t>(channel)) << 32) | static_cast<std::uint32_t>(substream);
   return mix64(seed ^ mix64(stream + golden_gamma));
 }
 
@@ -33,15 +33,17 @@ inline double uniform_from_key(std::uint64_t key, std::uint64_t frame) noexcept 
 // used for 46 kHz +-5%, i.e. 44.1 and 48 kHz) with the same sign convention (d -= c_k e[n-k]).
 constexpr std::array<double, 9> f_weighted_44k = {2.412, -3.370, 3.937, -4.174, 3.353, -2.205, 1.281, -0.569, 0.0847};
 
-bool f_weighted_rate(double sample_rate_hz) { return std::abs(sample_rate_hz - 46'000.0) <= 0.05 * 46'000.0; }
+bool f_weighted_rate(double sample_rate_hz) {
+  return std::abs(sample_rate_hz - 46'000.0) <= 0.05 * 46'000.0;
+}
 
 struct channel_job {
   const float* in;
   std::size_t frames;
   std::size_t stride;  // channels, for the interleaved output
   std::int32_t* out;
-  double scale;        // 2^(b-1)
-  double lo, hi;       // integer range
+  double scale;   // 2^(b-1)
+  double lo, hi;  // integer range
   std::uint64_t key0, key1;
 };
 
@@ -75,9 +77,12 @@ std::size_t quantize_channel(const channel_job& job, const double* coeffs) noexc
 template <bool Dither>
 std::size_t quantize_channel_any(const channel_job& job, const std::vector<double>& coeffs) noexcept {
   switch (coeffs.size()) {
-    case 0: return quantize_channel<0, Dither>(job, coeffs.data());
-    case 1: return quantize_channel<1, Dither>(job, coeffs.data());
-    default: return quantize_channel<f_weighted_44k.size(), Dither>(job, coeffs.data());
+    case 0:
+      return quantize_channel<0, Dither>(job, coeffs.data());
+    case 1:
+      return quantize_channel<1, Dither>(job, coeffs.data());
+    default:
+      return quantize_channel<f_weighted_44k.size(), Dither>(job, coeffs.data());
   }
 }
 
@@ -98,9 +103,12 @@ bool parse_noise_shaping(const std::string& name, noise_shaping& out) {
 
 const char* to_string(noise_shaping s) noexcept {
   switch (s) {
-    case noise_shaping::none: return "none";
-    case noise_shaping::first_order: return "first_order";
-    case noise_shaping::f_weighted: return "f_weighted";
+    case noise_shaping::none:
+      return "none";
+    case noise_shaping::first_order:
+      return "first_order";
+    case noise_shaping::f_weighted:
+      return "f_weighted";
   }
   return "unknown";
 }
@@ -111,8 +119,10 @@ double dither_uniform(std::uint64_t seed, int channel, std::uint64_t frame, int 
 
 std::vector<double> noise_shaping_coefficients(noise_shaping shaping, double sample_rate_hz) {
   switch (shaping) {
-    case noise_shaping::none: return {};
-    case noise_shaping::first_order: return {1.0};  // NTF 1 - z^-1: |NTF|^2 = 4 sin^2(pi f/fs)
+    case noise_shaping::none:
+      return {};
+    case noise_shaping::first_order:
+      return {1.0};  // NTF 1 - z^-1: |NTF|^2 = 4 sin^2(pi f/fs)
     case noise_shaping::f_weighted:
       if (f_weighted_rate(sample_rate_hz)) return {f_weighted_44k.begin(), f_weighted_44k.end()};
       return {1.0};  // the filter is only valid near 44.1/48 kHz
@@ -130,11 +140,17 @@ quantize_stats quantize(const audio_buffer& in, const quantize_params& params, s
   const double scale = std::ldexp(1.0, params.bit_depth - 1);
   quantize_stats stats;
   for (int c = 0; c < channels; ++c) {
-    const channel_job job{in.channel(c),          in.frames(), static_cast<std::size_t>(channels),
-                          out.data() + c,         scale,       -scale,
-                          scale - 1.0,            stream_key(params.seed, c, 0),
+    const channel_job job{in.channel(c),
+                          in.frames(),
+                          static_cast<std::size_t>(channels),
+                          out.data() + c,
+                          scale,
+                          -scale,
+                          scale - 1.0,
+                          stream_key(params.seed, c, 0),
                           stream_key(params.seed, c, 1)};
-    stats.clipped_samples += params.dither ? quantize_channel_any<true>(job, coeffs) : quantize_channel_any<false>(job, coeffs);
+    stats.clipped_samples +=
+        params.dither ? quantize_channel_any<true>(job, coeffs) : quantize_channel_any<false>(job, coeffs);
   }
   return stats;
 }

@@ -121,8 +121,8 @@ void fft_inverse(std::vector<double>& re, std::vector<double>& im) {
 }  // namespace
 
 bool parse_eq_band_type(const std::string& name, eq_band_type& out) {
-  for (eq_band_type t : {eq_band_type::bell, eq_band_type::low_shelf, eq_band_type::high_shelf,
-                         eq_band_type::high_pass, eq_band_type::low_pass}) {
+  for (eq_band_type t : {eq_band_type::bell, eq_band_type::low_shelf, eq_band_type::high_shelf, eq_band_type::high_pass,
+                         eq_band_type::low_pass}) {
     if (name == to_string(t)) {
       out = t;
       return true;
@@ -133,11 +133,16 @@ bool parse_eq_band_type(const std::string& name, eq_band_type& out) {
 
 const char* to_string(eq_band_type t) noexcept {
   switch (t) {
-    case eq_band_type::bell: return "bell";
-    case eq_band_type::low_shelf: return "low_shelf";
-    case eq_band_type::high_shelf: return "high_shelf";
-    case eq_band_type::high_pass: return "high_pass";
-    case eq_band_type::low_pass: return "low_pass";
+    case eq_band_type::bell:
+      return "bell";
+    case eq_band_type::low_shelf:
+      return "low_shelf";
+    case eq_band_type::high_shelf:
+      return "high_shelf";
+    case eq_band_type::high_pass:
+      return "high_pass";
+    case eq_band_type::low_pass:
+      return "low_pass";
   }
   return "unknown";
 }

@@ -13,8 +13,7 @@ namespace {
 // CPU's pipeline, and the signal stays float64 between sections instead of being rounded to
 // float after each one.
 template <std::size_t Sections, class State>
-void run_cascade(const biquad_coeffs* coeffs, State* state, const float* in, float* out,
-                 std::size_t frames) noexcept {
+void run_cascade(const biquad_coeffs* coeffs, State* state, const float* in, float* out, std::size_t frames) noexcept {
   double b0[Sections], b1[Sections], b2[Sections], a1[Sections], a2[Sections];
   double s1[Sections], s2[Sections];
   for (std::size_t s = 0; s < Sections; ++s) {
@@ -61,7 +60,8 @@ void highpass_stage::prepare(const stream_spec& spec) {
     LATHE_EXPECTS(params_.order >= 1 && params_.order <= 8, "high-pass order must be 1..8");
     // Every section is prewarped at the same cutoff, so the cascade is the bilinear transform of
     // the whole Butterworth prototype and |H| is exactly -3.01 dB at cutoff_hz.
-    for (double q : butterworth_pair_q(params_.order)) sections_.push_back(design_highpass(params_.cutoff_hz, q, fs_hz_));
+    for (double q : butterworth_pair_q(params_.order))
+      sections_.push_back(design_highpass(params_.cutoff_hz, q, fs_hz_));
     if (params_.order % 2 == 1) sections_.push_back(design_highpass_1st(params_.cutoff_hz, fs_hz_));
   } else {
     LATHE_EXPECTS(params_.cutoff_hz == 0.0, "high-pass cutoff must be >= 0 Hz (0 turns it off)");
@@ -88,10 +88,18 @@ void highpass_stage::process(const_block_view in, block_view out) noexcept {
       const float* x = in[c] + pos;
       float* y = out[c] + pos;
       switch (sections) {
-        case 1: run_cascade<1>(sections_.data(), st, x, y, len); break;
-        case 2: run_cascade<2>(sections_.data(), st, x, y, len); break;
-        case 3: run_cascade<3>(sections_.data(), st, x, y, len); break;
-        default: run_cascade<4>(sections_.data(), st, x, y, len); break;
+        case 1:
+          run_cascade<1>(sections_.data(), st, x, y, len);
+          break;
+        case 2:
+          run_cascade<2>(sections_.data(), st, x, y, len);
+          break;
+        case 3:
+          run_cascade<3>(sections_.data(), st, x, y, len);
+          break;
+        default:
+          run_cascade<4>(sections_.data(), st, x, y, len);
+          break;
       }
     }
     pos += len;

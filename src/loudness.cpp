@@ -21,7 +21,7 @@ constexpr double highpass_f0_hz = 38.13547087602444;
 constexpr double highpass_q = 0.5003270373238773;
 
 constexpr double lufs_offset_db = -0.691;
-constexpr double relative_gate_db = -10.0;   // BS.1770-4 integrated
+constexpr double relative_gate_db = -10.0;      // BS.1770-4 integrated
 constexpr double lra_relative_gate_db = -20.0;  // Tech 3342
 constexpr double lra_low_percentile = 0.10;
 constexpr double lra_high_percentile = 0.95;
@@ -38,8 +38,12 @@ double absolute_gate_energy() noexcept {
 class denormal_guard {
  public:
 #if LATHE_HAVE_MXCSR
-  denormal_guard() noexcept : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ | DAZ
-  ~denormal_guard() { _mm_setcsr(saved_); }
+  denormal_guard() noexcept : saved_(_mm_getcsr()) {
+    _mm_setcsr(saved_ | 0x8040u);
+  }  // FTZ | DAZ
+  ~denormal_guard() {
+    _mm_setcsr(saved_);
+  }
 
  private:
   unsigned int saved_;
@@ -85,8 +89,7 @@ k_weighting_coeffs design_k_weighting(double sample_rate_hz) {
 
 void loudness_blocks::merge(const loudness_blocks& other) {
   momentary_energy.insert(momentary_energy.end(), other.momentary_energy.begin(), other.momentary_energy.end());
-  short_term_energy.insert(short_term_energy.end(), other.short_term_energy.begin(),
-                           other.short_term_energy.end());
+  short_term_energy.insert(short_term_energy.end(), other.short_term_energy.begin(), other.short_term_energy.end());
 }
 
 double loudness_blocks::integrated_lufs() const {
@@ -205,8 +208,8 @@ inline void k_weight_one(const float* x, std::size_t n, biquad& pre, biquad& rlb
   sum = s;
 }
 
-inline void k_weight_two(const float* x0, const float* x1, std::size_t n, biquad& pre0, biquad& rlb0,
-                         biquad& pre1, biquad& rlb1, double& sum0, double& sum1) noexcept {
+inline void k_weight_two(const float* x0, const float* x1, std::size_t n, biquad& pre0, biquad& rlb0, biquad& pre1,
+                         biquad& rlb1, double& sum0, double& sum1) noexcept {
   biquad p0 = pre0, r0 = rlb0, p1 = pre1, r1 = rlb1;
   double s0 = sum0, s1 = sum1;
   for (std::size_t i = 0; i < n; ++i) {
@@ -295,7 +298,11 @@ double loudness_meter::momentary_lufs() const noexcept {
 double loudness_meter::short_term_lufs() const noexcept {
   return ticks_seen_ >= short_term_ticks ? energy_to_lufs(short_term_energy_) : silence_lufs;
 }
-double loudness_meter::max_momentary_lufs() const noexcept { return energy_to_lufs(max_momentary_energy_); }
-double loudness_meter::max_short_term_lufs() const noexcept { return energy_to_lufs(max_short_term_energy_); }
+double loudness_meter::max_momentary_lufs() const noexcept {
+  return energy_to_lufs(max_momentary_energy_);
+}
+double loudness_meter::max_short_term_lufs() const noexcept {
+  return energy_to_lufs(max_short_term_energy_);
+}
 
 }  // namespace lathe

@@ -23,7 +23,9 @@ constexpr int max_iterations = 12;
 constexpr int max_ceiling_attempts = 4;
 constexpr double ceiling_step_extra_db = 0.02;
 
-double db_to_gain(double db) noexcept { return std::pow(10.0, db / 20.0); }
+double db_to_gain(double db) noexcept {
+  return std::pow(10.0, db / 20.0);
+}
 
 void scale(const audio_buffer& in, double gain_db, audio_buffer& out) {
   if (out.channels() != in.channels() || out.frames() != in.frames()) out.resize(in.channels(), in.frames());
@@ -37,7 +39,8 @@ void scale(const audio_buffer& in, double gain_db, audio_buffer& out) {
 
 double max_true_peak_dbtp(const audio_buffer& audio, double rate_hz) {
   float peak = 0.0f;
-  for (int c = 0; c < audio.channels(); ++c) peak = std::max(peak, true_peak_of(audio.channel(c), audio.frames(), rate_hz));
+  for (int c = 0; c < audio.channels(); ++c)
+    peak = std::max(peak, true_peak_of(audio.channel(c), audio.frames(), rate_hz));
   return 20.0 * std::log10(static_cast<double>(peak));
 }
 
@@ -54,7 +57,8 @@ void deliver(const audio_buffer& audio, double rate_hz, const delivery_profile& 
     m.float_samples.resize(n * static_cast<std::size_t>(ch));
     for (int c = 0; c < ch; ++c) {
       const float* x = audio.channel(c);
-      for (std::size_t i = 0; i < n; ++i) m.float_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] = x[i];
+      for (std::size_t i = 0; i < n; ++i)
+        m.float_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] = x[i];
     }
     delivered = audio;
   } else {
@@ -68,7 +72,8 @@ void deliver(const audio_buffer& audio, double rate_hz, const delivery_profile& 
     for (int c = 0; c < ch; ++c) {
       float* y = delivered.channel(c);
       for (std::size_t i = 0; i < n; ++i)
-        y[i] = static_cast<float>(m.int_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] * inv_full_scale);
+        y[i] = static_cast<float>(m.int_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] *
+                                  inv_full_scale);
     }
   }
   track_analysis a = analyze(delivered, rate_hz);
@@ -213,15 +218,16 @@ rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const
           "{:.1f} dBTP; use normalization = \"limit\" or a lower target to reach it",
           n.shortfall_lu, target_lufs, p.ceiling_dbtp));
     } else if (!(std::abs(miss) <= p.tolerance_lu)) {
-      m.failures.push_back(fmt::format("integrated loudness {:.2f} LUFS is {:+.2f} LU from the target {:.2f} LUFS "
-                                       "(tolerance {:.2f} LU)",
-                                       o.integrated_lufs, miss, target_lufs, p.tolerance_lu));
+      m.failures.push_back(
+          fmt::format("integrated loudness {:.2f} LUFS is {:+.2f} LU from the target {:.2f} LUFS "
+                      "(tolerance {:.2f} LU)",
+                      o.integrated_lufs, miss, target_lufs, p.tolerance_lu));
     }
   }
   if (o.true_peak_dbtp > p.ceiling_dbtp)
-    m.failures.push_back(fmt::format("true peak {:.2f} dBTP is above the ceiling {:.2f} dBTP", o.true_peak_dbtp, p.ceiling_dbtp));
-  if (o.clamped_samples > 0)
-    m.failures.push_back(fmt::format("{} samples clipped at quantization", o.clamped_samples));
+    m.failures.push_back(
+        fmt::format("true peak {:.2f} dBTP is above the ceiling {:.2f} dBTP", o.true_peak_dbtp, p.ceiling_dbtp));
+  if (o.clamped_samples > 0) m.failures.push_back(fmt::format("{} samples clipped at quantization", o.clamped_samples));
   m.passed = m.failures.empty();
   return m;
 }

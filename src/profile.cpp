@@ -2,6 +2,7 @@
 // with its position, never a silently ignored setting.
 #include "lathe/profile.hpp"
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,7 +10,6 @@
 #include <map>
 #include <string_view>
 #include <system_error>
-#include <toml++/toml.h>
 
 #include "lathe/error.hpp"
 
@@ -74,8 +74,8 @@ class table_reader {
       fail(n->source(), ticked(key) + " must be a number from " + fmt_num(lo) + " to " + fmt_num(hi));
     }
     if (!(v >= lo && v <= hi)) {
-      fail(n->source(), ticked(key) + " = " + fmt_num(v) + " is out of range; accepted: " + fmt_num(lo) +
-                            " to " + fmt_num(hi));
+      fail(n->source(),
+           ticked(key) + " = " + fmt_num(v) + " is out of range; accepted: " + fmt_num(lo) + " to " + fmt_num(hi));
     }
     out = v;
     return true;
@@ -122,7 +122,9 @@ class table_reader {
   std::string path_;
 };
 
-bool is_power_of_two(long long v) { return v > 0 && (v & (v - 1)) == 0; }
+bool is_power_of_two(long long v) {
+  return v > 0 && (v & (v - 1)) == 0;
+}
 
 void read_loudness(const table_reader& top, delivery_profile& p) {
   const toml::table* t = top.sub_table("loudness");
@@ -267,8 +269,9 @@ delivery_profile load_profile(const fs::path& file) {
   top.string("name", p.name);
   if (p.name.empty() || p.name[0] == '.' || p.name.find_first_of("/\\") != std::string::npos) {
     top.fail(top.find("name") ? top.find("name")->source() : doc.source(),
-             "profile name \"" + p.name + "\" must be non-empty, not start with '.', and hold no '/' or '\\' "
-             "(it names output folders)");
+             "profile name \"" + p.name +
+                 "\" must be non-empty, not start with '.', and hold no '/' or '\\' "
+                 "(it names output folders)");
   }
   top.string("description", p.description);
   top.string("source", p.source);

@@ -28,7 +28,8 @@ audio_buffer resample(const audio_buffer& in, double in_rate_hz, double out_rate
   if (in_rate_hz == out_rate_hz) return in;
   const int channels = in.channels();
   const std::size_t in_frames = in.frames();
-  const auto out_frames = static_cast<std::size_t>(std::llround(static_cast<double>(in_frames) * out_rate_hz / in_rate_hz));
+  const auto out_frames =
+      static_cast<std::size_t>(std::llround(static_cast<double>(in_frames) * out_rate_hz / in_rate_hz));
   audio_buffer out(channels, out_frames);
   if (channels == 0 || in_frames == 0) return out;
 
@@ -59,9 +60,8 @@ audio_buffer resample(const audio_buffer& in, double in_rate_hz, double out_rate
     }
     const bool end_of_input = in_pos == in_frames;  // a null input asks soxr to flush
     std::size_t in_done = 0, out_done = 0;
-    err = soxr_process(s.get(), end_of_input ? nullptr : in_ptr.data(),
-                       std::min(chunk_frames, in_frames - in_pos), &in_done, out_ptr.data(),
-                       out_frames - out_pos, &out_done);
+    err = soxr_process(s.get(), end_of_input ? nullptr : in_ptr.data(), std::min(chunk_frames, in_frames - in_pos),
+                       &in_done, out_ptr.data(), out_frames - out_pos, &out_done);
     if (err != nullptr) fail_soxr("soxr_process", err);
     in_pos += in_done;
     out_pos += out_done;

@@ -93,7 +93,9 @@ void true_peak_interpolator::prepare(double sample_rate_hz) {
   work_.assign(phase_len - 1 + chunk_frames, 0.0f);
 }
 
-void true_peak_interpolator::reset() noexcept { std::fill(work_.begin(), work_.end(), 0.0f); }
+void true_peak_interpolator::reset() noexcept {
+  std::fill(work_.begin(), work_.end(), 0.0f);
+}
 
 void true_peak_interpolator::process(const float* in, float* peak_out, std::size_t frames) noexcept {
   const std::size_t phase_len = taps_per_phase_ + 1;

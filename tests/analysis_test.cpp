@@ -21,7 +21,9 @@ constexpr double dc_against_samples = 1e-12;
 // A 997 Hz sine's true peak is its amplitude to the interpolator's accuracy (true_peak_test).
 constexpr double sine_true_peak_db = 0.01;
 
-double db(double a) { return 20.0 * std::log10(a); }
+double db(double a) {
+  return 20.0 * std::log10(a);
+}
 
 TEST(Analyze, DcOffsetOfSinePlusKnownDc) {
   const double fs = 48'000.0;
@@ -48,14 +50,16 @@ TEST(Analyze, ClippedRunsAreFoundWithStartLengthAndTime) {
   auto fill = [&](int c, std::size_t start, std::size_t n, float v) {
     for (std::size_t i = start; i < start + n; ++i) b.channel(c)[i] = v;
   };
-  fill(0, 1000, 5, 1.0f);           // run
-  fill(0, 5000, 3, -clip_level);    // run, exactly at the threshold, negative
-  fill(0, 9000, 2, 1.0f);           // too short: a peak, not clipping
-  fill(0, 12'000, 6, just_below);   // below the threshold
-  fill(1, 20'000, 10, 0.99999f);    // run
-  fill(1, end - 4, 4, -1.0f);       // run that ends the track
+  fill(0, 1000, 5, 1.0f);          // run
+  fill(0, 5000, 3, -clip_level);   // run, exactly at the threshold, negative
+  fill(0, 9000, 2, 1.0f);          // too short: a peak, not clipping
+  fill(0, 12'000, 6, just_below);  // below the threshold
+  fill(1, 20'000, 10, 0.99999f);   // run
+  fill(1, end - 4, 4, -1.0f);      // run that ends the track
   const track_analysis a = analyze(b, fs);
-  const std::vector<clip_run> expected = {{0, 1000, 5, 1000 / fs}, {0, 5000, 3, 5000 / fs}, {1, 20'000, 10, 20'000 / fs},
+  const std::vector<clip_run> expected = {{0, 1000, 5, 1000 / fs},
+                                          {0, 5000, 3, 5000 / fs},
+                                          {1, 20'000, 10, 20'000 / fs},
                                           {1, end - 4, 4, static_cast<double>(end - 4) / fs}};
   ASSERT_EQ(a.clip_runs.size(), expected.size());
   for (std::size_t k = 0; k < expected.size(); ++k) {
@@ -133,7 +137,8 @@ TEST(Analyze, SinePlrFromTheory) {
   const double fs = 48'000.0;
   const track_analysis a = analyze(test::sine(997.0, -10.0, 10.0, fs), fs);
   const k_weighting_coeffs k = design_k_weighting(fs);
-  const double loudness = -10.0 + 10.0 * std::log10(std::norm(k.shelf.response(997.0, fs) * k.highpass.response(997.0, fs))) - 0.691;
+  const double loudness =
+      -10.0 + 10.0 * std::log10(std::norm(k.shelf.response(997.0, fs) * k.highpass.response(997.0, fs))) - 0.691;
   EXPECT_NEAR(a.true_peak_dbtp, -10.0, sine_true_peak_db);
   EXPECT_NEAR(a.integrated_lufs, loudness, 0.002);
   EXPECT_NEAR(a.plr_db, -10.0 - loudness, sine_true_peak_db + 0.002);

@@ -7,11 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <random>
@@ -39,8 +39,8 @@ class temp_dir_test : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string("audio_io-") + info->test_suite_name() + "-" + info->name() + "-" +
-                       std::to_string(::getpid());
+    std::string name =
+        std::string("audio_io-") + info->test_suite_name() + "-" + info->name() + "-" + std::to_string(::getpid());
     std::replace(name.begin(), name.end(), '/', '_');  // parameterized names hold slashes
     dir_ = fs::path(LATHE_BINARY_DIR) / "test-tmp" / name;
     fs::remove_all(dir_);
@@ -142,8 +142,8 @@ void expect_decoded_ints(const decoded_track& t, const std::vector<std::int32_t>
   for (std::size_t i = 0; i < frames; ++i) {
     for (int c = 0; c < 2; ++c) {
       const int src_c = channels == 1 ? 0 : c;
-      const float ref = static_cast<float>(static_cast<double>(ints[i * static_cast<std::size_t>(channels) +
-                                                                    static_cast<std::size_t>(src_c)]) * scale);
+      const float ref = static_cast<float>(
+          static_cast<double>(ints[i * static_cast<std::size_t>(channels) + static_cast<std::size_t>(src_c)]) * scale);
       if (std::fabs(t.audio.channel(c)[i] - ref) > exact_tolerance) ++mismatches;
     }
   }
@@ -179,19 +179,18 @@ TEST_P(decode_int_round_trip, exact_scaling_and_info) {
   EXPECT_EQ(t.info.path, p);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    formats, decode_int_round_trip,
-    ::testing::Values(int_case{"wav16", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16, "wav", "pcm16"},
-                      int_case{"wav24", SF_FORMAT_WAV | SF_FORMAT_PCM_24, 24, "wav", "pcm24"},
-                      int_case{"wav32", SF_FORMAT_WAV | SF_FORMAT_PCM_32, 32, "wav", "pcm32"},
-                      int_case{"aiff16", SF_FORMAT_AIFF | SF_FORMAT_PCM_16, 16, "aiff", "pcm16"},
-                      int_case{"flac16", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 16, "flac", "pcm16"},
-                      int_case{"flac24", SF_FORMAT_FLAC | SF_FORMAT_PCM_24, 24, "flac", "pcm24"}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(formats, decode_int_round_trip,
+                         ::testing::Values(int_case{"wav16", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16, "wav", "pcm16"},
+                                           int_case{"wav24", SF_FORMAT_WAV | SF_FORMAT_PCM_24, 24, "wav", "pcm24"},
+                                           int_case{"wav32", SF_FORMAT_WAV | SF_FORMAT_PCM_32, 32, "wav", "pcm32"},
+                                           int_case{"aiff16", SF_FORMAT_AIFF | SF_FORMAT_PCM_16, 16, "aiff", "pcm16"},
+                                           int_case{"flac16", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 16, "flac", "pcm16"},
+                                           int_case{"flac24", SF_FORMAT_FLAC | SF_FORMAT_PCM_24, 24, "flac", "pcm24"}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST_F(temp_dir_test, decode_float_wav_is_bit_exact) {
   std::vector<float> x = stereo_sine(997.0, 1.2, 20'000, 48'000.0);  // over full scale on purpose
-  x[10] = 1e-40f;                                                      // subnormal survives
+  x[10] = 1e-40f;                                                    // subnormal survives
   x[11] = -0.0f;
   const fs::path p = file("float.wav");
   sf_write_floats(p, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 2, 48'000, x);
@@ -227,8 +226,7 @@ TEST_F(temp_dir_test, decode_accepts_the_rate_range_limits) {
 
 /// Encodes a loud 1 kHz sine (2 s) with libsndfile at high quality, decodes it with lathe and
 /// checks the RMS against the sine's analytic RMS and (when `aligned`) the coding error.
-void check_lossy(const fs::path& p, int format, int rate, const char* container, const char* encoding,
-                 bool aligned) {
+void check_lossy(const fs::path& p, int format, int rate, const char* container, const char* encoding, bool aligned) {
   constexpr double peak = 0.7;
   const std::size_t frames = 2 * static_cast<std::size_t>(rate);
   const auto x = stereo_sine(1'000.0, peak, frames, rate);
@@ -298,7 +296,8 @@ void expect_input_error(Fn fn, const fs::path& p, std::initializer_list<const ch
   } catch (const input_error& e) {
     EXPECT_EQ(e.path(), p.string());
     EXPECT_NE(std::string(e.what()).find(p.string()), std::string::npos) << e.what();
-    for (const char* n : needles) EXPECT_NE(e.reason().find(n), std::string::npos) << "'" << n << "' not in: " << e.reason();
+    for (const char* n : needles)
+      EXPECT_NE(e.reason().find(n), std::string::npos) << "'" << n << "' not in: " << e.reason();
   }
 }
 
@@ -548,7 +547,8 @@ TEST_F(temp_dir_test, failure_parent_is_a_file_leaves_nothing) {
   pcm.bit_depth = 16;
   pcm.int_samples = ints;
   const fs::path dest = file("blocker/sub/out.wav");
-  expect_output_error([&] { write_audio_file(dest, container_format::wav, pcm, {}); }, dest, "cannot create the folder");
+  expect_output_error([&] { write_audio_file(dest, container_format::wav, pcm, {}); }, dest,
+                      "cannot create the folder");
   EXPECT_EQ(listing(), std::vector<std::string>{"blocker"});
 }
 
@@ -561,8 +561,11 @@ TEST_F(temp_dir_test, failure_at_rename_removes_the_temporary) {
   pcm_frames pcm;
   pcm.bit_depth = 24;
   pcm.int_samples = ints;
-  expect_output_error([&] { write_audio_file(dest, container_format::flac, pcm, {"t", "a", "b", "", 1}); }, dest,
-                      "cannot move");
+  expect_output_error(
+      [&] {
+        write_audio_file(dest, container_format::flac, pcm, {"t", "a", "b", "", 1});
+      },
+      dest, "cannot move");
   EXPECT_EQ(listing(), std::vector<std::string>{"taken.flac"});
   EXPECT_TRUE(fs::is_directory(dest / "inside"));
 }
@@ -592,16 +595,14 @@ TEST_F(temp_dir_test, concurrent_writes_to_distinct_dests) {
       pcm_frames pcm;
       pcm.bit_depth = 16;
       pcm.int_samples = data[static_cast<std::size_t>(i)];
-      write_audio_file(file(name(i)),
-                       i % 2 ? container_format::wav : container_format::flac, pcm, {});
+      write_audio_file(file(name(i)), i % 2 ? container_format::wav : container_format::flac, pcm, {});
     });
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(listing().size(), static_cast<std::size_t>(writers));
   for (int i = 0; i < writers; ++i) {
     SF_INFO info;
-    EXPECT_TRUE(sf_read_ints(file(name(i)), 16, info) ==
-                data[static_cast<std::size_t>(i)]);
+    EXPECT_TRUE(sf_read_ints(file(name(i)), 16, info) == data[static_cast<std::size_t>(i)]);
   }
 }
 

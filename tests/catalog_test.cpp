@@ -67,15 +67,15 @@ TEST_F(catalog_test, folder_scan_filters_sorts_and_skips_hidden) {
                         "v.aif", "u.aifc"}) {
     touch(f);
   }
-  for (const char* f : {"notes.txt", "cover.jpg", "wav", "b/readme.md", ".hidden.wav", ".trash/x.wav", "b/.cache/y.flac",
-                        "noext"}) {
+  for (const char* f :
+       {"notes.txt", "cover.jpg", "wav", "b/readme.md", ".hidden.wav", ".trash/x.wav", "b/.cache/y.flac", "noext"}) {
     touch(f);
   }
   fs::create_directories(dir_ / "folder.wav");  // a folder with an audio name is not a file
   const auto c = load_catalog(dir_);
   // Byte order of the generic relative path (upper case sorts before lower case).
   const std::vector<std::string> want = {"Z.Aiff", "a.mp3", "b/01 one.WAV", "b/02 two.flac", "c/d/e.opus",
-                                         "u.aifc", "v.aif", "w.wave", "x.ogg",  "y.oga"};
+                                         "u.aifc", "v.aif", "w.wave",       "x.ogg",         "y.oga"};
   EXPECT_EQ(relative_paths(c), want);
   for (const auto& e : c) {
     EXPECT_TRUE(fs::is_regular_file(e.path)) << e.path;
@@ -86,7 +86,9 @@ TEST_F(catalog_test, folder_scan_filters_sorts_and_skips_hidden) {
   }
 }
 
-TEST_F(catalog_test, empty_folder_gives_empty_catalog) { EXPECT_TRUE(load_catalog(dir_).empty()); }
+TEST_F(catalog_test, empty_folder_gives_empty_catalog) {
+  EXPECT_TRUE(load_catalog(dir_).empty());
+}
 
 TEST_F(catalog_test, extension_list_is_lower_case_with_dot) {
   for (const auto& e : audio_extensions()) {
@@ -100,12 +102,12 @@ TEST_F(catalog_test, manifest_quotes_bom_crlf_blank_lines) {
   touch("audio/one.wav");
   const std::string text =
       "\xEF\xBB\xBF"
-      " Title ,PATH,Track_Number,  isrc,album,artist\r\n"                       // line 1
+      " Title ,PATH,Track_Number,  isrc,album,artist\r\n"                            // line 1
       "\"Hello, World\",audio/one.wav,1,GBAYE0601498,\"The \"\"Best\"\" Of\",A\r\n"  // line 2
-      "\r\n"                                                                      // line 3: blank
-      "\"Two\nlines\",\"audio/two,comma.flac\",,,,\r\n"                           // lines 4-5
-      "plain,/abs/elsewhere/three.mp3, 12 ,,Album,\"\"\n"                         // line 6 (LF only)
-      "\n";                                                                       // line 7: blank
+      "\r\n"                                                                         // line 3: blank
+      "\"Two\nlines\",\"audio/two,comma.flac\",,,,\r\n"                              // lines 4-5
+      "plain,/abs/elsewhere/three.mp3, 12 ,,Album,\"\"\n"                            // line 6 (LF only)
+      "\n";                                                                          // line 7: blank
   const auto c = load_catalog(manifest(text));
   ASSERT_EQ(c.size(), 3u);
 

@@ -50,7 +50,8 @@ TEST(Cli, UsageAndConfigurationErrorsExitOneWithAReason) {
   const fs::path dir = fs::temp_directory_path() / ("lathe-cli-" + std::to_string(::getpid()));
   fs::create_directories(dir / "in");
   {
-    std::ofstream(dir / "bad.toml") << "name = \"mine\"\n[loudness]\ntarget_lufs = -14.0\nceiling_dbtp = -1.0\nloudnes = 3\n";
+    std::ofstream(dir / "bad.toml")
+        << "name = \"mine\"\n[loudness]\ntarget_lufs = -14.0\nceiling_dbtp = -1.0\nloudnes = 3\n";
   }
   const std::string in = (dir / "in").string(), out = (dir / "out").string();
 
@@ -80,7 +81,8 @@ TEST(Cli, UsageAndConfigurationErrorsExitOneWithAReason) {
 TEST(Cli, GpuBackendFailsClearlyWhenItCannotRun) {
   const fs::path dir = fs::temp_directory_path() / ("lathe-cli-gpu-" + std::to_string(::getpid()));
   fs::create_directories(dir / "in");
-  const result r = lathe("master " + (dir / "in").string() + " --out " + (dir / "out").string() + " --backend gpu" + configs);
+  const result r =
+      lathe("master " + (dir / "in").string() + " --out " + (dir / "out").string() + " --backend gpu" + configs);
   // This version has no GPU mastering engine, so --backend gpu never runs; it must say why.
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.output.find("--backend gpu"), std::string::npos) << r.output;

@@ -57,7 +57,8 @@ TEST(Convolver, MatchesDirectConvolution) {
   std::mt19937 rng(42);
   for (std::size_t part : {64u, 256u, 1024u}) {
     std::uniform_int_distribution<std::size_t> any_len(1, 6 * part);
-    const std::vector<std::size_t> lengths = {1, part / 3 + 1, part, 3 * part, 3 * part + 1, any_len(rng), any_len(rng)};
+    const std::vector<std::size_t> lengths = {1,           part / 3 + 1, part, 3 * part, 3 * part + 1, any_len(rng),
+                                              any_len(rng)};
     for (std::size_t ir_len : lengths) {
       const std::vector<float> h = random_signal(ir_len, static_cast<std::uint32_t>(ir_len * 7 + part));
       const std::vector<float> x = random_signal(9 * part + 123, static_cast<std::uint32_t>(ir_len + part));

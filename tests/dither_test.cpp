@@ -31,14 +31,17 @@ constexpr double kBandLevelToleranceDb = 0.3;
 // Chi-square acceptance for 1000 bins: mean 999, sd 44.7; 6 sd.
 constexpr double kChiSquareLimit = 999.0 + 6.0 * 44.7;
 
-double to_db_power(double v) { return 10.0 * std::log10(v); }
+double to_db_power(double v) {
+  return 10.0 * std::log10(v);
+}
 
 // Total error in LSB of channel c: out - x 2^(b-1).
 std::vector<double> error_lsb(const audio_buffer& x, const std::vector<std::int32_t>& q, int bits, int c) {
   const double scale = std::ldexp(1.0, bits - 1);
   std::vector<double> e(x.frames());
   for (std::size_t i = 0; i < x.frames(); ++i)
-    e[i] = static_cast<double>(q[i * static_cast<std::size_t>(x.channels()) + static_cast<std::size_t>(c)]) - x.channel(c)[i] * scale;
+    e[i] = static_cast<double>(q[i * static_cast<std::size_t>(x.channels()) + static_cast<std::size_t>(c)]) -
+           x.channel(c)[i] * scale;
   return e;
 }
 
@@ -49,7 +52,8 @@ std::vector<double> welch_psd(const std::vector<double>& e, std::size_t seg, boo
   fftwf_plan plan = fftwf_plan_dft_r2c_1d(static_cast<int>(seg), in.data(), out.data(), FFTW_ESTIMATE);
   std::vector<double> w(seg, 1.0);
   if (hann)
-    for (std::size_t i = 0; i < seg; ++i) w[i] = 0.5 * (1.0 - std::cos(2.0 * kPi * static_cast<double>(i) / static_cast<double>(seg)));
+    for (std::size_t i = 0; i < seg; ++i)
+      w[i] = 0.5 * (1.0 - std::cos(2.0 * kPi * static_cast<double>(i) / static_cast<double>(seg)));
   double w2 = 0.0;
   for (double v : w) w2 += v * v;
   std::vector<double> psd(seg / 2 + 1, 0.0);
@@ -83,7 +87,8 @@ double band_mean_analytic(const std::vector<double>& c, std::size_t seg, double 
     const double f = static_cast<double>(k) * fs / static_cast<double>(seg);
     if (f < f1 || f >= f2) continue;
     std::complex<double> h = 1.0;
-    for (std::size_t i = 0; i < c.size(); ++i) h -= c[i] * std::polar(1.0, -2.0 * kPi * f / fs * static_cast<double>(i + 1));
+    for (std::size_t i = 0; i < c.size(); ++i)
+      h -= c[i] * std::polar(1.0, -2.0 * kPi * f / fs * static_cast<double>(i + 1));
     sum += 0.25 * std::norm(h);
     ++n;
   }
@@ -98,7 +103,8 @@ TEST(Dither, ExactGridValuesRoundTripWithoutDither) {
     for (long k = -full; k < full; k += step) codes.push_back(k);
     codes.push_back(full - 1);
     audio_buffer x(1, codes.size());
-    for (std::size_t i = 0; i < codes.size(); ++i) x.channel(0)[i] = static_cast<float>(std::ldexp(static_cast<double>(codes[i]), 1 - bits));
+    for (std::size_t i = 0; i < codes.size(); ++i)
+      x.channel(0)[i] = static_cast<float>(std::ldexp(static_cast<double>(codes[i]), 1 - bits));
     for (noise_shaping s : {noise_shaping::none, noise_shaping::first_order, noise_shaping::f_weighted}) {
       quantize_params p;
       p.bit_depth = bits;
@@ -172,7 +178,8 @@ TEST(Dither, ErrorOfALowLevelToneHasNoHarmonicSpurs) {
     return to_db_power(peak / (sum / static_cast<double>(psd.size() - 2)));
   };
   const double dithered = spur_db(true), plain = spur_db(false);
-  std::printf("largest error-spectrum bin over the mean floor: %.1f dB dithered, %.1f dB undithered\n", dithered, plain);
+  std::printf("largest error-spectrum bin over the mean floor: %.1f dB dithered, %.1f dB undithered\n", dithered,
+              plain);
   EXPECT_LT(dithered, kSpurLimitDb);
   EXPECT_GT(plain, kUnditheredSpurMinDb) << "the criterion must detect undithered distortion";
 }
@@ -275,7 +282,8 @@ std::uint64_t doc_mix(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 double doc_uniform(std::uint64_t seed, int channel, std::uint64_t frame, int substream) {
-  const std::uint64_t stream = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(channel)) << 32) | static_cast<std::uint32_t>(substream);
+  const std::uint64_t stream =
+      (static_cast<std::uint64_t>(static_cast<std::uint32_t>(channel)) << 32) | static_cast<std::uint32_t>(substream);
   const std::uint64_t key = doc_mix(seed ^ doc_mix(stream + 0x9E3779B97F4A7C15ull));
   const std::uint64_t z = doc_mix(key + (frame + 1) * 0x9E3779B97F4A7C15ull);
   return static_cast<double>(z >> 11) * 0x1.0p-53;
@@ -313,7 +321,8 @@ TEST(Dither, UniformIsUniformAndUncorrelated) {
   }
   const double expected = static_cast<double>(n) / bins;
   double chi2 = 0.0;
-  for (std::size_t h : hist) chi2 += (static_cast<double>(h) - expected) * (static_cast<double>(h) - expected) / expected;
+  for (std::size_t h : hist)
+    chi2 += (static_cast<double>(h) - expected) * (static_cast<double>(h) - expected) / expected;
   std::printf("dither_uniform: chi-square %.1f over %zu bins (limit %.1f), n = %zu\n", chi2, bins, kChiSquareLimit, n);
   EXPECT_LT(chi2, kChiSquareLimit);
   EXPECT_NEAR(mean / static_cast<double>(n), 0.5, kSigmas * std::sqrt(1.0 / 12.0 / static_cast<double>(n)));

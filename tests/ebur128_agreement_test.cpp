@@ -38,8 +38,8 @@ constexpr double lra_sampling_lu = 0.5;
 // (hi-hats), so its reading is only a fair reference when it is itself close to the ideal one; the
 // ideal reading (band-limited FFT interpolation on the same grid as ours) is the real reference.
 constexpr double true_peak_required_db = 0.1;
-constexpr double ebur128_trusted_db = 0.05;   // libebur128 within this of ideal: we must agree
-constexpr double true_peak_ideal_db = 0.02;   // ours against the ideal interpolation
+constexpr double ebur128_trusted_db = 0.05;  // libebur128 within this of ideal: we must agree
+constexpr double true_peak_ideal_db = 0.02;  // ours against the ideal interpolation
 
 // ---- music-like programme ------------------------------------------------------------------------
 
@@ -154,7 +154,8 @@ ebur128_ptr run_ebur128(const audio_buffer& b, double fs, std::uint32_t seed) {
     const std::size_t n = std::min(b.frames() - pos, random_block(rng) * 7);
     interleaved.resize(n * static_cast<std::size_t>(b.channels()));
     for (std::size_t i = 0; i < n; ++i)
-      for (int c = 0; c < b.channels(); ++c) interleaved[i * static_cast<std::size_t>(b.channels()) + static_cast<std::size_t>(c)] = b.channel(c)[pos + i];
+      for (int c = 0; c < b.channels(); ++c)
+        interleaved[i * static_cast<std::size_t>(b.channels()) + static_cast<std::size_t>(c)] = b.channel(c)[pos + i];
     ebur128_add_frames_float(st.get(), interleaved.data(), n);
     pos += n;
   }
@@ -188,7 +189,8 @@ double ebur128_true_peak_db(ebur128_state* st, int channels) {
 loudness_blocks on_ebur128_grid(const loudness_blocks& b) {
   loudness_blocks d;
   d.momentary_energy = b.momentary_energy;
-  for (std::size_t i = 0; i < b.short_term_energy.size(); i += 10) d.short_term_energy.push_back(b.short_term_energy[i]);
+  for (std::size_t i = 0; i < b.short_term_energy.size(); i += 10)
+    d.short_term_energy.push_back(b.short_term_energy[i]);
   return d;
 }
 
@@ -209,7 +211,8 @@ double ideal_true_peak(const float* x, std::size_t frames, int factor) {
   const fftwf_plan inv = fftwf_plan_dft_c2r_1d(static_cast<int>(m), up, out, FFTW_ESTIMATE);
   double peak = 0.0;
   for (std::size_t start = 0; start + quarter < frames + quarter; start += hop) {
-    std::copy(padded.begin() + static_cast<std::ptrdiff_t>(start), padded.begin() + static_cast<std::ptrdiff_t>(start + n), in);
+    std::copy(padded.begin() + static_cast<std::ptrdiff_t>(start),
+              padded.begin() + static_cast<std::ptrdiff_t>(start + n), in);
     fftwf_execute(fwd);
     std::fill(up[0], up[0] + 2 * (m / 2 + 1), 0.0f);
     for (std::size_t k = 0; k <= n / 2; ++k) {
@@ -218,7 +221,8 @@ double ideal_true_peak(const float* x, std::size_t frames, int factor) {
       up[k][1] = spec[k][1] * w;
     }
     fftwf_execute(inv);
-    for (std::size_t i = quarter * static_cast<std::size_t>(factor); i < 3 * quarter * static_cast<std::size_t>(factor); ++i) {
+    for (std::size_t i = quarter * static_cast<std::size_t>(factor); i < 3 * quarter * static_cast<std::size_t>(factor);
+         ++i) {
       peak = std::max(peak, static_cast<double>(std::abs(out[i])));
     }
   }

@@ -38,7 +38,8 @@ fs::path temp_dir(const std::string& name) {
 
 std::vector<delivery_profile> profiles(std::initializer_list<const char*> names) {
   std::vector<delivery_profile> out;
-  for (const char* n : names) out.push_back(load_profile(fs::path(LATHE_SOURCE_DIR) / "configs" / (std::string(n) + ".toml")));
+  for (const char* n : names)
+    out.push_back(load_profile(fs::path(LATHE_SOURCE_DIR) / "configs" / (std::string(n) + ".toml")));
   return out;
 }
 
@@ -61,7 +62,8 @@ void write_float_wav(const fs::path& path, int channels, int rate, const std::ve
   info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
   SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
   ASSERT_NE(f, nullptr) << sf_strerror(nullptr);
-  sf_writef_float(f, interleaved.data(), static_cast<sf_count_t>(interleaved.size() / static_cast<std::size_t>(channels)));
+  sf_writef_float(f, interleaved.data(),
+                  static_cast<sf_count_t>(interleaved.size() / static_cast<std::size_t>(channels)));
   sf_close(f);
 }
 
@@ -135,7 +137,8 @@ TEST_F(EndToEnd, AlbumModeKeepsRelativeLoudnessAndPutsTheLoudestOnTarget) {
     for (const json& m : decision["tracks"]) {
       const std::string path = m["path"];
       pre[path] = m["pre_loudness_lufs"];
-      measured[path] = test::ebur128_measure_file(out / tracks[path]["outputs"]["streaming"]["path"].get<std::string>()).integrated_lufs;
+      measured[path] = test::ebur128_measure_file(out / tracks[path]["outputs"]["streaming"]["path"].get<std::string>())
+                           .integrated_lufs;
     }
     SCOPED_TRACE(name);
     EXPECT_NEAR(measured[loudest], ps[0].target_lufs, loudness_tolerance_lu);

@@ -30,9 +30,13 @@ constexpr double impulse_response_tolerance = 1e-5;
 // the dB error of any finite FIR is unbounded.
 constexpr double validity_floor_db = -30.0;
 
-double db(double x) { return 20.0 * std::log10(x); }
+double db(double x) {
+  return 20.0 * std::log10(x);
+}
 
-eq_band band(eq_band_type t, double f, double g, double q) { return eq_band{t, f, g, q}; }
+eq_band band(eq_band_type t, double f, double g, double q) {
+  return eq_band{t, f, g, q};
+}
 
 // The cookbook's digital biquad (bilinear transform prewarped at f0), a0 normalized.
 biquad_coeffs rbj_biquad(const eq_band& b, double fs) {
@@ -44,11 +48,13 @@ biquad_coeffs rbj_biquad(const eq_band& b, double fs) {
       b0 = 1 + alpha * a, b1 = -2 * cw, b2 = 1 - alpha * a, a0 = 1 + alpha / a, a1 = -2 * cw, a2 = 1 - alpha / a;
       break;
     case eq_band_type::low_shelf:
-      b0 = a * ((a + 1) - (a - 1) * cw + sa), b1 = 2 * a * ((a - 1) - (a + 1) * cw), b2 = a * ((a + 1) - (a - 1) * cw - sa);
+      b0 = a * ((a + 1) - (a - 1) * cw + sa), b1 = 2 * a * ((a - 1) - (a + 1) * cw),
+      b2 = a * ((a + 1) - (a - 1) * cw - sa);
       a0 = (a + 1) + (a - 1) * cw + sa, a1 = -2 * ((a - 1) + (a + 1) * cw), a2 = (a + 1) + (a - 1) * cw - sa;
       break;
     case eq_band_type::high_shelf:
-      b0 = a * ((a + 1) + (a - 1) * cw + sa), b1 = -2 * a * ((a - 1) + (a + 1) * cw), b2 = a * ((a + 1) + (a - 1) * cw - sa);
+      b0 = a * ((a + 1) + (a - 1) * cw + sa), b1 = -2 * a * ((a - 1) + (a + 1) * cw),
+      b2 = a * ((a + 1) + (a - 1) * cw - sa);
       a0 = (a + 1) - (a - 1) * cw + sa, a1 = 2 * ((a - 1) - (a + 1) * cw), a2 = (a + 1) - (a - 1) * cw - sa;
       break;
     case eq_band_type::high_pass:
@@ -98,20 +104,22 @@ std::vector<design_case> design_cases() {
   using t = eq_band_type;
   return {
       {{band(t::high_pass, 30, 0, 0.707), band(t::bell, 3'000, -4, 2)}, 44'100.0},
-      {{band(t::low_shelf, 80, 4, 0.707), band(t::bell, 400, -2.5, 1.2), band(t::high_shelf, 10'000, 3, 0.707)}, 48'000.0},
+      {{band(t::low_shelf, 80, 4, 0.707), band(t::bell, 400, -2.5, 1.2), band(t::high_shelf, 10'000, 3, 0.707)},
+       48'000.0},
       {{band(t::bell, 200, -10, 4)}, 96'000.0},
       {{band(t::bell, 60, 6, 0.9), band(t::low_pass, 18'000, 0, 0.707)}, 44'100.0},
-      {{band(t::high_pass, 20, 0, 1.0), band(t::bell, 2'500, 3, 0.7), band(t::high_shelf, 12'000, -6, 0.707)}, 48'000.0},
+      {{band(t::high_pass, 20, 0, 1.0), band(t::bell, 2'500, 3, 0.7), band(t::high_shelf, 12'000, -6, 0.707)},
+       48'000.0},
   };
 }
 
 TEST(EqTarget, MatchesCookbookDigitalBiquads) {
   using t = eq_band_type;
   for (double fs : {44'100.0, 96'000.0}) {
-    for (const eq_band& b : {band(t::bell, 1'000, 6, 1.4), band(t::bell, 90, -9, 0.5), band(t::low_shelf, 120, 5, 0.707),
-                             band(t::low_shelf, 300, -8, 1.1), band(t::high_shelf, 8'000, 4, 0.707),
-                             band(t::high_shelf, 15'000, -3, 0.5), band(t::high_pass, 40, 0, 0.707),
-                             band(t::low_pass, 16'000, 0, 2.0)}) {
+    for (const eq_band& b :
+         {band(t::bell, 1'000, 6, 1.4), band(t::bell, 90, -9, 0.5), band(t::low_shelf, 120, 5, 0.707),
+          band(t::low_shelf, 300, -8, 1.1), band(t::high_shelf, 8'000, 4, 0.707), band(t::high_shelf, 15'000, -3, 0.5),
+          band(t::high_pass, 40, 0, 0.707), band(t::low_pass, 16'000, 0, 2.0)}) {
       const biquad_coeffs c = rbj_biquad(b, fs);
       for (double f = 10.0; f < 0.49 * fs; f *= 1.02) {
         const double expected = std::abs(c.response(f, fs));
@@ -133,10 +141,10 @@ TEST(EqTarget, MatchesCookbookDigitalBiquads) {
 // (Q_eff = Q * max(A, 1/A) for bells, Q otherwise), up to 2^k + 1, clamped to 1025..65537.
 TEST(EqDesign, AutoTapsFollowResolutionRule) {
   using t = eq_band_type;
-  EXPECT_EQ(eq_auto_taps({band(t::bell, 1'000, 3, 1)}, 48'000.0), 1'025u);      // 384 -> clamp
+  EXPECT_EQ(eq_auto_taps({band(t::bell, 1'000, 3, 1)}, 48'000.0), 1'025u);         // 384 -> clamp
   EXPECT_EQ(eq_auto_taps({band(t::high_pass, 30, 0, 0.707)}, 44'100.0), 16'385u);  // 11760
-  EXPECT_EQ(eq_auto_taps({band(t::bell, 10, 3, 1)}, 44'100.0), 65'537u);       // 35280
-  EXPECT_EQ(eq_auto_taps({band(t::bell, 5, 3, 1)}, 44'100.0), 65'537u);        // 70560 -> clamp
+  EXPECT_EQ(eq_auto_taps({band(t::bell, 10, 3, 1)}, 44'100.0), 65'537u);           // 35280
+  EXPECT_EQ(eq_auto_taps({band(t::bell, 5, 3, 1)}, 44'100.0), 65'537u);            // 70560 -> clamp
   // Cut of 10 dB at Q 4: Q_eff = 4 * 10^(10/40) = 7.11 -> 8 * 96000 * 7.11 / 200 = 27314.
   EXPECT_EQ(eq_auto_taps({band(t::bell, 200, -10, 4)}, 96'000.0), 32'769u);
   for (const design_case& d : design_cases()) {
@@ -185,7 +193,8 @@ TEST(EqDesign, TapsExactlySymmetricWithPeakAtCentre) {
     for (std::size_t m = 1; m <= c; ++m) ASSERT_EQ(h[c + m], h[c - m]) << "m " << m;
     // Designs without a pass-band notch at DC have their largest tap at the centre.
     if (d.bands.front().type == eq_band_type::high_pass) continue;
-    const auto peak = std::max_element(h.begin(), h.end(), [](double a, double b) { return std::abs(a) < std::abs(b); });
+    const auto peak =
+        std::max_element(h.begin(), h.end(), [](double a, double b) { return std::abs(a) < std::abs(b); });
     EXPECT_EQ(static_cast<std::size_t>(peak - h.begin()), c);
   }
 }
@@ -210,7 +219,8 @@ TEST(EqBandType, ParsesAndPrints) {
 
 TEST(EqStage, LatencyCompensatedImpulseResponseIsTheDesignedFir) {
   const double fs = 48'000.0;
-  const std::vector<eq_band> bands = {band(eq_band_type::bell, 1'000, 3, 1), band(eq_band_type::high_shelf, 8'000, -2, 0.707)};
+  const std::vector<eq_band> bands = {band(eq_band_type::bell, 1'000, 3, 1),
+                                      band(eq_band_type::high_shelf, 8'000, -2, 0.707)};
   for (std::size_t part : {256u, 4'096u}) {
     linear_phase_eq_stage st({bands, 0, part});
     st.prepare({fs, 2, 4'096});
@@ -235,7 +245,8 @@ TEST(EqStage, LatencyCompensatedImpulseResponseIsTheDesignedFir) {
 
 TEST(EqStage, SteadyStateSineGainMatchesTarget) {
   const double fs = 44'100.0;
-  const std::vector<eq_band> bands = {band(eq_band_type::low_shelf, 80, 4, 0.707), band(eq_band_type::bell, 400, -2.5, 1.2),
+  const std::vector<eq_band> bands = {band(eq_band_type::low_shelf, 80, 4, 0.707),
+                                      band(eq_band_type::bell, 400, -2.5, 1.2),
                                       band(eq_band_type::high_shelf, 10'000, 3, 0.707)};
   linear_phase_eq_stage st({bands, 0, 2'048});
   st.prepare({fs, 2, 4'096});
@@ -274,7 +285,8 @@ TEST(EqStage, BypassIsBitExactWithZeroLatency) {
 TEST(EqStage, BlockSizeIndependent) {
   const double fs = 44'100.0;
   const audio_buffer x = test::white_noise(-12.0, 2.0, fs, 2, 5);
-  linear_phase_eq_stage st({{band(eq_band_type::high_pass, 30, 0, 0.707), band(eq_band_type::bell, 3'000, -4, 2)}, 0, 1'024});
+  linear_phase_eq_stage st(
+      {{band(eq_band_type::high_pass, 30, 0, 0.707), band(eq_band_type::bell, 3'000, -4, 2)}, 0, 1'024});
   st.prepare({fs, 2, x.frames()});
   audio_buffer whole = x;
   st.process(whole.view(), whole.view());
@@ -282,7 +294,8 @@ TEST(EqStage, BlockSizeIndependent) {
   std::uniform_int_distribution<std::size_t> pick(1, 6'000);
   std::vector<std::size_t> random_sizes = {1, 3, 7, 13, 997, 4'099};
   for (int i = 0; i < 64; ++i) random_sizes.push_back(pick(rng));
-  for (const std::vector<std::size_t>& sizes : {std::vector<std::size_t>{1}, std::vector<std::size_t>{997}, random_sizes}) {
+  for (const std::vector<std::size_t>& sizes :
+       {std::vector<std::size_t>{1}, std::vector<std::size_t>{997}, random_sizes}) {
     st.reset();
     audio_buffer y = x;
     std::size_t pos = 0, k = 0;

@@ -23,7 +23,9 @@ constexpr double measured_tolerance_db = 0.01;
 // Residual DC after settling.
 constexpr double dc_residual_limit_dbfs = -100.0;
 
-double db(double x) { return 20.0 * std::log10(x); }
+double db(double x) {
+  return 20.0 * std::log10(x);
+}
 
 // |H|^2 of an order-n Butterworth HIGH-pass after the bilinear transform prewarped at fc:
 // 1 / (1 + (tan(pi fc/fs) / tan(pi f/fs))^(2n)). (The low-pass has the ratio inverted.)
@@ -50,7 +52,9 @@ double fit_amplitude(const float* x, std::size_t begin, std::size_t end, double 
   return std::hypot(a, b);
 }
 
-stream_spec spec_for(double fs_hz, int channels) { return {fs_hz, channels, 8192}; }
+stream_spec spec_for(double fs_hz, int channels) {
+  return {fs_hz, channels, 8192};
+}
 
 // Runs the stage over `buf` in place, cutting it into blocks whose sizes cycle through `sizes`.
 void process_in_blocks(highpass_stage& st, audio_buffer& buf, const std::vector<std::size_t>& sizes) {
@@ -130,7 +134,9 @@ TEST(Highpass, RemovesDcWithHighpass) {
   expect_dc_removed({30.0, 1, 2.0});
 }
 
-TEST(Highpass, RemovesDcWithHighpassOff) { expect_dc_removed({0.0, 4, 2.0}); }
+TEST(Highpass, RemovesDcWithHighpassOff) {
+  expect_dc_removed({0.0, 4, 2.0});
+}
 
 TEST(Highpass, BlockSizeIndependentAndResettable) {
   const double fs = 44'100.0;
@@ -144,8 +150,8 @@ TEST(Highpass, BlockSizeIndependentAndResettable) {
     std::uniform_int_distribution<std::size_t> pick(1, 5'000);
     std::vector<std::size_t> random_sizes(64);
     for (auto& s : random_sizes) s = pick(rng);
-    for (const std::vector<std::size_t>& sizes : std::vector<std::vector<std::size_t>>{
-             {1}, {7}, {64}, {997}, {4096}, {1, 13, 2, 4099, 31}, random_sizes}) {
+    for (const std::vector<std::size_t>& sizes :
+         std::vector<std::vector<std::size_t>>{{1}, {7}, {64}, {997}, {4096}, {1, 13, 2, 4099, 31}, random_sizes}) {
       st.reset();
       audio_buffer y = x;
       process_in_blocks(st, y, sizes);

@@ -36,8 +36,12 @@ constexpr double kGainLawAbsTolerance = 1e-9;
 
 constexpr double kPi = 3.14159265358979323846;
 
-double to_db(double v) { return 20.0 * std::log10(v); }
-double ceiling_linear(const limiter_params& p) { return std::pow(10.0, p.ceiling_dbtp / 20.0); }
+double to_db(double v) {
+  return 20.0 * std::log10(v);
+}
+double ceiling_linear(const limiter_params& p) {
+  return std::pow(10.0, p.ceiling_dbtp / 20.0);
+}
 
 // ---- material ------------------------------------------------------------------------------
 
@@ -94,10 +98,11 @@ audio_buffer drums(double seconds, double fs, std::uint32_t seed) {
   const auto beat = static_cast<std::size_t>(0.25 * fs);
   double prev = 0.0;
   for (std::size_t i = 0; i < b.frames(); ++i) {
-    const double tb = static_cast<double>(i % beat) / fs;               // time since the beat
-    const double th = static_cast<double>(i % (beat / 2)) / fs;         // time since the eighth
+    const double tb = static_cast<double>(i % beat) / fs;        // time since the beat
+    const double th = static_cast<double>(i % (beat / 2)) / fs;  // time since the eighth
     const bool snare_beat = (i / beat) % 2 == 1;
-    const double kick = std::exp(-tb / 0.08) * std::sin(2.0 * kPi * (50.0 * tb + 60.0 * 0.03 * (1.0 - std::exp(-tb / 0.03))));
+    const double kick =
+        std::exp(-tb / 0.08) * std::sin(2.0 * kPi * (50.0 * tb + 60.0 * 0.03 * (1.0 - std::exp(-tb / 0.03))));
     const double n = u(rng);
     const double snare = snare_beat ? 0.8 * std::exp(-tb / 0.04) * n : 0.0;
     const double hat = 0.5 * std::exp(-th / 0.01) * (n - prev);
@@ -118,10 +123,12 @@ audio_buffer with_silent_tail(const audio_buffer& x, std::size_t tail) {
 
 double ebur128_true_peak_dbtp(const audio_buffer& x, double fs) {
   const audio_buffer padded = with_silent_tail(x, 256);  // flush libebur128's interpolator
-  ebur128_state* st = ebur128_init(static_cast<unsigned>(x.channels()), static_cast<unsigned long>(fs), EBUR128_MODE_TRUE_PEAK);
+  ebur128_state* st =
+      ebur128_init(static_cast<unsigned>(x.channels()), static_cast<unsigned long>(fs), EBUR128_MODE_TRUE_PEAK);
   std::vector<float> inter(padded.frames() * static_cast<std::size_t>(x.channels()));
   for (std::size_t i = 0; i < padded.frames(); ++i)
-    for (int c = 0; c < x.channels(); ++c) inter[i * static_cast<std::size_t>(x.channels()) + static_cast<std::size_t>(c)] = padded.channel(c)[i];
+    for (int c = 0; c < x.channels(); ++c)
+      inter[i * static_cast<std::size_t>(x.channels()) + static_cast<std::size_t>(c)] = padded.channel(c)[i];
   ebur128_add_frames_float(st, inter.data(), padded.frames());
   double best = 0.0;
   for (int c = 0; c < x.channels(); ++c) {
@@ -164,7 +171,8 @@ audio_buffer run_streaming(const audio_buffer& x, double fs, const limiter_param
   }
   const audio_buffer& src = in_place ? padded : out;
   audio_buffer aligned(x.channels(), x.frames());
-  for (int c = 0; c < x.channels(); ++c) std::copy(src.channel(c) + lat, src.channel(c) + lat + x.frames(), aligned.channel(c));
+  for (int c = 0; c < x.channels(); ++c)
+    std::copy(src.channel(c) + lat, src.channel(c) + lat + x.frames(), aligned.channel(c));
   if (stats != nullptr) *stats = lim.stats();
   return aligned;
 }
@@ -233,7 +241,8 @@ TEST(Limiter, BelowCeilingIsBitExactGainedPassThrough) {
   const double gain = std::pow(10.0, gain_db / 20.0);
   for (int c = 0; c < 2; ++c)
     for (std::size_t i = 0; i < x.frames(); ++i)
-      ASSERT_EQ(y.channel(c)[i], static_cast<float>(static_cast<double>(x.channel(c)[i]) * gain)) << "c=" << c << " i=" << i;
+      ASSERT_EQ(y.channel(c)[i], static_cast<float>(static_cast<double>(x.channel(c)[i]) * gain))
+          << "c=" << c << " i=" << i;
   EXPECT_EQ(st.frames_limited, 0u);
   EXPECT_EQ(st.max_gain_reduction_db, 0.0);
   EXPECT_EQ(st.mean_gain_reduction_db, 0.0);
@@ -245,7 +254,8 @@ TEST(Limiter, BelowCeilingIsBitExactGainedPassThrough) {
 // A quiet DC pilot makes the applied gain observable: g[m] = y[m] / (x[m] * gain).
 std::vector<double> observed_gain(const audio_buffer& x, const audio_buffer& y, double gain) {
   std::vector<double> g(x.frames());
-  for (std::size_t i = 0; i < x.frames(); ++i) g[i] = static_cast<double>(y.channel(0)[i]) / (static_cast<double>(x.channel(0)[i]) * gain);
+  for (std::size_t i = 0; i < x.frames(); ++i)
+    g[i] = static_cast<double>(y.channel(0)[i]) / (static_cast<double>(x.channel(0)[i]) * gain);
   return g;
 }
 
@@ -258,7 +268,8 @@ TEST(Limiter, ReleaseRecoversWithStatedTimeConstant) {
   const std::size_t burst_begin = 9'600, burst_end = 14'400;  // 100 ms of 1 kHz: whole periods
   for (std::size_t i = 0; i < x.frames(); ++i) {
     double v = pilot;
-    if (i >= burst_begin && i < burst_end) v += 4.0 * std::sin(2.0 * kPi * 1000.0 * static_cast<double>(i - burst_begin) / fs);
+    if (i >= burst_begin && i < burst_end)
+      v += 4.0 * std::sin(2.0 * kPi * 1000.0 * static_cast<double>(i - burst_begin) / fs);
     x.channel(0)[i] = x.channel(1)[i] = static_cast<float>(v);
   }
   offline_limiter lim;
@@ -287,7 +298,8 @@ TEST(Limiter, AttackReachesTargetBeforeThePeakArrives) {
   const double pilot = 0.25, loud = 3.25;
   audio_buffer x(2, static_cast<std::size_t>(0.3 * fs));
   const std::size_t step = 6'000;
-  for (std::size_t i = 0; i < x.frames(); ++i) x.channel(0)[i] = x.channel(1)[i] = static_cast<float>(i < step ? pilot : loud);
+  for (std::size_t i = 0; i < x.frames(); ++i)
+    x.channel(0)[i] = x.channel(1)[i] = static_cast<float>(i < step ? pilot : loud);
   offline_limiter lim;
   lim.analyze(x, fs, p);
   audio_buffer y;
@@ -445,7 +457,8 @@ TEST(Limiter, MatchesNaiveFloat64GainLaw) {
     for (int c = 0; c < 2; ++c) {
       for (std::size_t i = 0; i < x.frames(); ++i) {
         const double expect = static_cast<double>(x.channel(c)[i]) * gain * ref.gain[i];
-        const double tol = kGainLawRelTolerance * std::abs(expect) + kGainLawAbsTolerance * std::abs(x.channel(c)[i] * gain);
+        const double tol =
+            kGainLawRelTolerance * std::abs(expect) + kGainLawAbsTolerance * std::abs(x.channel(c)[i] * gain);
         ASSERT_NEAR(y.channel(c)[i], expect, tol) << "fs=" << fs << " c=" << c << " i=" << i;
       }
     }

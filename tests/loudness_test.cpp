@@ -55,7 +55,8 @@ struct segment {
 
 /// A 1 kHz sine with continuous phase whose level steps per segment, on `channels` channels with
 /// per-channel level offsets (dB).
-audio_buffer tone_segments(const std::vector<segment>& segs, double fs_hz, std::vector<double> channel_offsets_db = {0.0, 0.0}) {
+audio_buffer tone_segments(const std::vector<segment>& segs, double fs_hz,
+                           std::vector<double> channel_offsets_db = {0.0, 0.0}) {
   double total = 0.0;
   for (const auto& s : segs) total += s.seconds;
   const auto n = static_cast<std::size_t>(std::llround(total * fs_hz));
@@ -139,11 +140,15 @@ double reference_lra(std::vector<double> z) {
   const double mean = std::accumulate(z.begin(), z.end(), 0.0) / static_cast<double>(z.size());
   std::erase_if(z, [&](double e) { return e < 0.01 * mean; });
   std::sort(z.begin(), z.end());
-  const auto at = [&](double p) { return z[static_cast<std::size_t>((static_cast<double>(z.size()) - 1.0) * p + 0.5)]; };
+  const auto at = [&](double p) {
+    return z[static_cast<std::size_t>((static_cast<double>(z.size()) - 1.0) * p + 0.5)];
+  };
   return 10.0 * std::log10(at(0.95)) - 10.0 * std::log10(at(0.10));
 }
 
-double lufs(double energy) { return -0.691 + 10.0 * std::log10(energy); }
+double lufs(double energy) {
+  return -0.691 + 10.0 * std::log10(energy);
+}
 
 // ---- meter helpers -------------------------------------------------------------------------------
 
@@ -236,11 +241,18 @@ TEST_P(Tech3341Integrated, Cases1To6) {
       {"1: -23 dBFS, 20 s", -23.0, {{-23.0, 20.0}}, {0, 0}, {1, 1}},
       {"2: -33 dBFS, 20 s", -33.0, {{-33.0, 20.0}}, {0, 0}, {1, 1}},
       {"3: -36/-23/-36 dBFS, 10/60/10 s", -23.0, {{-36.0, 10.0}, {-23.0, 60.0}, {-36.0, 10.0}}, {0, 0}, {1, 1}},
-      {"4: -72/-36/-23/-36/-72 dBFS, 10/10/60/10/10 s", -23.0,
-       {{-72.0, 10.0}, {-36.0, 10.0}, {-23.0, 60.0}, {-36.0, 10.0}, {-72.0, 10.0}}, {0, 0}, {1, 1}},
+      {"4: -72/-36/-23/-36/-72 dBFS, 10/10/60/10/10 s",
+       -23.0,
+       {{-72.0, 10.0}, {-36.0, 10.0}, {-23.0, 60.0}, {-36.0, 10.0}, {-72.0, 10.0}},
+       {0, 0},
+       {1, 1}},
       {"5: -26/-20/-26 dBFS, 20/20.1/20 s", -23.0, {{-26.0, 20.0}, {-20.0, 20.1}, {-26.0, 20.0}}, {0, 0}, {1, 1}},
       // 5.0 L R C Ls Rs: -28, -28, -24, -30, -30 dBFS; surrounds weighted 1.41.
-      {"6: 5.0, L R -28, C -24, Ls Rs -30 dBFS, 20 s", -23.0, {{0.0, 20.0}}, {-28, -28, -24, -30, -30}, {1, 1, 1, 1.41, 1.41}},
+      {"6: 5.0, L R -28, C -24, Ls Rs -30 dBFS, 20 s",
+       -23.0,
+       {{0.0, 20.0}},
+       {-28, -28, -24, -30, -30},
+       {1, 1, 1, 1.41, 1.41}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -350,8 +362,12 @@ void check_successive_maxima(double burst_s, bool short_term) {
   }
 }
 
-TEST(Tech3341, Case11SuccessiveMaxShortTerm) { check_successive_maxima(3.0, true); }
-TEST(Tech3341, Case14SuccessiveMaxMomentary) { check_successive_maxima(0.4, false); }
+TEST(Tech3341, Case11SuccessiveMaxShortTerm) {
+  check_successive_maxima(3.0, true);
+}
+TEST(Tech3341, Case14SuccessiveMaxMomentary) {
+  check_successive_maxima(0.4, false);
+}
 
 // ---- EBU Tech 3342 -------------------------------------------------------------------------------
 
@@ -366,7 +382,8 @@ TEST(Tech3342, Cases1To4) {
       {"2: -20 then -15 dBFS, 20 s each", {{-20.0, 20.0}, {-15.0, 20.0}}, 5.0},
       {"3: -40 then -20 dBFS, 20 s each", {{-40.0, 20.0}, {-20.0, 20.0}}, 20.0},
       {"4: -50 -35 -20 -35 -50 dBFS, 20 s each",
-       {{-50.0, 20.0}, {-35.0, 20.0}, {-20.0, 20.0}, {-35.0, 20.0}, {-50.0, 20.0}}, 15.0},
+       {{-50.0, 20.0}, {-35.0, 20.0}, {-20.0, 20.0}, {-35.0, 20.0}, {-50.0, 20.0}},
+       15.0},
   };
   for (double fs : {48'000.0, 44'100.0}) {
     for (const auto& c : cases) {
@@ -441,11 +458,13 @@ TEST(LoudnessMeter, OneToEightChannelsWithWeights) {
   // Default weights: 1.41 on the surrounds of a 5-channel layout only.
   const std::vector<double> five = {-28, -28, -24, -30, -30};
   const loudness_meter m5 = run_meter(tone_segments({{0.0, 4.0}}, fs, five), fs);
-  EXPECT_NEAR(m5.integrated_lufs(), reference_integrated(analytic_blocks({{0.0, 4.0}}, 0.4, fs, five, {1, 1, 1, 1.41, 1.41})),
+  EXPECT_NEAR(m5.integrated_lufs(),
+              reference_integrated(analytic_blocks({{0.0, 4.0}}, 0.4, fs, five, {1, 1, 1, 1.41, 1.41})),
               analytic_tolerance_lu);
   const std::vector<double> six = {-28, -28, -24, -30, -30, -30};
   const loudness_meter m6 = run_meter(tone_segments({{0.0, 4.0}}, fs, six), fs);
-  EXPECT_NEAR(m6.integrated_lufs(), reference_integrated(analytic_blocks({{0.0, 4.0}}, 0.4, fs, six, {1, 1, 1, 1, 1, 1})),
+  EXPECT_NEAR(m6.integrated_lufs(),
+              reference_integrated(analytic_blocks({{0.0, 4.0}}, 0.4, fs, six, {1, 1, 1, 1, 1, 1})),
               analytic_tolerance_lu);
 }
 
@@ -456,7 +475,8 @@ TEST(LoudnessMeter, ResultsDoNotDependOnBlockSize) {
     audio_buffer b = test::white_noise(-20.0, 7.3, fs, 3, 11);
     const audio_buffer tone = tone_segments({{-10.0, 7.3}}, fs, {0, -3, -6});
     for (int c = 0; c < 3; ++c)
-      for (std::size_t i = 0; i < b.frames(); ++i) b.channel(c)[i] += tone.channel(c)[i] * (i > b.frames() / 2 ? 1.0f : 0.1f);
+      for (std::size_t i = 0; i < b.frames(); ++i)
+        b.channel(c)[i] += tone.channel(c)[i] * (i > b.frames() / 2 ? 1.0f : 0.1f);
     const loudness_meter whole = run_meter(b, fs, b.frames());
     for (int trial = 0; trial < 4; ++trial) {
       loudness_meter m;
@@ -506,9 +526,11 @@ TEST(LoudnessBlocks, MergeIsAlbumLoudness) {
   loudness_blocks merged = ma.blocks();
   merged.merge(mb.blocks());
   ASSERT_EQ(merged.momentary_energy.size(), ma.blocks().momentary_energy.size() + mb.blocks().momentary_energy.size());
-  ASSERT_EQ(merged.short_term_energy.size(), ma.blocks().short_term_energy.size() + mb.blocks().short_term_energy.size());
-  EXPECT_TRUE(std::equal(mb.blocks().momentary_energy.begin(), mb.blocks().momentary_energy.end(),
-                         merged.momentary_energy.begin() + static_cast<std::ptrdiff_t>(ma.blocks().momentary_energy.size())));
+  ASSERT_EQ(merged.short_term_energy.size(),
+            ma.blocks().short_term_energy.size() + mb.blocks().short_term_energy.size());
+  EXPECT_TRUE(
+      std::equal(mb.blocks().momentary_energy.begin(), mb.blocks().momentary_energy.end(),
+                 merged.momentary_energy.begin() + static_cast<std::ptrdiff_t>(ma.blocks().momentary_energy.size())));
 
   // Definition, computed from the blocks directly.
   EXPECT_NEAR(merged.integrated_lufs(), reference_integrated(merged.momentary_energy), 1e-12);
@@ -528,7 +550,8 @@ TEST(LoudnessBlocks, MergeIsAlbumLoudness) {
   ASSERT_EQ(joined.short_term_energy.size(), merged.short_term_energy.size());
   const double rel_i = std::abs(std::pow(10.0, (merged.integrated_lufs() - joined.integrated_lufs()) / 10.0) - 1.0);
   EXPECT_LE(rel_i, merge_relative_tolerance);
-  EXPECT_NEAR(merged.loudness_range_lu(), joined.loudness_range_lu(), 10.0 * std::log10(1.0 + merge_relative_tolerance));
+  EXPECT_NEAR(merged.loudness_range_lu(), joined.loudness_range_lu(),
+              10.0 * std::log10(1.0 + merge_relative_tolerance));
 }
 
 }  // namespace

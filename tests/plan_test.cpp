@@ -46,8 +46,8 @@ delivery_profile profile(const std::string& name, container_format c) {
 TEST(MakePlan, OutputPathsFollowFormatAlbumNumberTitleAndNeverCollide) {
   std::vector<catalog_entry> es = {entry("a/1.wav", "Album/One", "Intro", 1), entry("a/2.wav", "Album/One", "Intro", 1),
                                    entry("b/x.wav", "", "Loose", 0), entry("c/y.wav", "Solo", "Alone", 3)};
-  const run_plan plan = make_plan(es, {profile("cd", container_format::wav), profile("streaming", container_format::flac)},
-                                  album_mode::album);
+  const run_plan plan = make_plan(
+      es, {profile("cd", container_format::wav), profile("streaming", container_format::flac)}, album_mode::album);
   ASSERT_EQ(plan.tracks.size(), 4u);
   EXPECT_EQ(plan.tracks[0].outputs[0], "cd/Album_One/01 - Intro.wav");
   EXPECT_EQ(plan.tracks[1].outputs[0], "cd/Album_One/01 - Intro (2).wav");
@@ -70,7 +70,8 @@ TEST(MakePlan, TrackModeMakesNoAlbumsAndFingerprintsDifferByMode) {
   EXPECT_EQ(album.albums.size(), 1u);
   EXPECT_TRUE(track.albums.empty());
   EXPECT_NE(album.tracks[0].fingerprints[0], track.tracks[0].fingerprints[0]);
-  EXPECT_EQ(album.tracks[0].fingerprints[0], make_plan(es, {profile("cd", container_format::wav)}, album_mode::album).tracks[0].fingerprints[0]);
+  EXPECT_EQ(album.tracks[0].fingerprints[0],
+            make_plan(es, {profile("cd", container_format::wav)}, album_mode::album).tracks[0].fingerprints[0]);
 }
 
 TEST(ParseSize, AcceptsUnitsAndRejectsNonsense) {

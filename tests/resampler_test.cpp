@@ -29,7 +29,9 @@ struct rate_pair {
 };
 const rate_pair kPairs[] = {{44'100, 48'000}, {48'000, 44'100}, {44'100, 96'000}, {96'000, 44'100}};
 
-double to_db(double v) { return 20.0 * std::log10(v); }
+double to_db(double v) {
+  return 20.0 * std::log10(v);
+}
 
 // Least-squares fit y[n] ~ a sin(w n) + b cos(w n) over [begin, end): exact for a pure sinusoid
 // (no leakage, unlike a single-bin DFT). Returns {amplitude, phase (rad) relative to sin}.
@@ -72,11 +74,13 @@ TEST(Resampler, SinesKeepAmplitudeFrequencyAndAlignment) {
       const std::size_t w = edge;
       const fit first = fit_sine(y.channel(0), begin, begin + w, f, pr.out_hz);
       const fit last = fit_sine(y.channel(0), end - w, end, f, pr.out_hz);
-      const double freq_err_hz = std::abs(last.phase - first.phase) / (2.0 * kPi * (static_cast<double>(end - w - begin) / pr.out_hz));
+      const double freq_err_hz =
+          std::abs(last.phase - first.phase) / (2.0 * kPi * (static_cast<double>(end - w - begin) / pr.out_hz));
       std::printf("%6.0f -> %6.0f  %8.1f Hz: max err %7.1f dB, gain %+.5f dB, phase %+.2e rad, df %.1e Hz\n", pr.in_hz,
                   pr.out_hz, f, to_db(max_err / amp), to_db(whole.amplitude / amp), whole.phase, freq_err_hz);
       EXPECT_LT(to_db(max_err / amp), kWaveformErrorDb) << pr.in_hz << "->" << pr.out_hz << " f=" << f;
-      EXPECT_NEAR(to_db(whole.amplitude / amp), 0.0, kAmplitudeToleranceDb) << pr.in_hz << "->" << pr.out_hz << " f=" << f;
+      EXPECT_NEAR(to_db(whole.amplitude / amp), 0.0, kAmplitudeToleranceDb)
+          << pr.in_hz << "->" << pr.out_hz << " f=" << f;
       EXPECT_LT(freq_err_hz, 1e-3) << pr.in_hz << "->" << pr.out_hz << " f=" << f;
     }
   }
@@ -91,8 +95,7 @@ TEST(Resampler, RejectsAliasesAndImages) {
   };
   const probe probes[] = {
       {{48'000, 44'100}, 23'000.0, 44'100.0 - 23'000.0},  // above the output Nyquist: alias
-      {{96'000, 44'100}, 30'000.0, 44'100.0 - 30'000.0},
-      {{96'000, 44'100}, 40'000.0, 44'100.0 - 40'000.0},
+      {{96'000, 44'100}, 30'000.0, 44'100.0 - 30'000.0}, {{96'000, 44'100}, 40'000.0, 44'100.0 - 40'000.0},
       {{44'100, 96'000}, 15'000.0, 44'100.0 - 15'000.0},  // image of upsampling
       {{44'100, 48'000}, 20'000.0, 44'100.0 - 20'000.0},
   };
@@ -102,13 +105,14 @@ TEST(Resampler, RejectsAliasesAndImages) {
     const auto edge = static_cast<std::size_t>(kEdgeSeconds * p.rates.out_hz);
     const fit residual = fit_sine(y.channel(0), edge, y.frames() - edge, p.residual_hz, p.rates.out_hz);
     const double rejection_db = to_db(residual.amplitude / amp);
-    std::printf("%6.0f -> %6.0f  tone %7.0f Hz: residual at %7.0f Hz %7.1f dB\n", p.rates.in_hz, p.rates.out_hz, p.tone_hz,
-                p.residual_hz, rejection_db);
+    std::printf("%6.0f -> %6.0f  tone %7.0f Hz: residual at %7.0f Hz %7.1f dB\n", p.rates.in_hz, p.rates.out_hz,
+                p.tone_hz, p.residual_hz, rejection_db);
     EXPECT_LT(rejection_db, kRejectionDb) << p.tone_hz;
     if (p.tone_hz > 0.5 * p.rates.out_hz) {
       // Nothing of an out-of-band tone may survive anywhere: total output RMS too.
       double sum = 0.0;
-      for (std::size_t n = edge; n < y.frames() - edge; ++n) sum += static_cast<double>(y.channel(0)[n]) * y.channel(0)[n];
+      for (std::size_t n = edge; n < y.frames() - edge; ++n)
+        sum += static_cast<double>(y.channel(0)[n]) * y.channel(0)[n];
       const double rms = std::sqrt(sum / static_cast<double>(y.frames() - 2 * edge));
       EXPECT_LT(to_db(rms / (amp / std::sqrt(2.0))), kRejectionDb) << p.tone_hz;
     }

@@ -33,7 +33,9 @@ constexpr double grid_tolerance_db = 0.01;
 // A constant: each phase's taps sum to 1 up to float32 rounding (measured 2e-8).
 constexpr double dc_relative_tolerance = 1e-6;
 
-double to_db(double a) { return 20.0 * std::log10(a); }
+double to_db(double a) {
+  return 20.0 * std::log10(a);
+}
 
 /// `seconds` of A sin(2 pi f t + phase) with 20 ms raised-cosine fades (so the edges add no
 /// overshoot of their own), and the envelope used.
@@ -65,10 +67,8 @@ struct tp_case {
 TEST(Tech3341TruePeak, Cases15To19) {
   const double fs = 48'000.0;
   const tp_case cases[] = {
-      {"15: fs/4, 0.50 FS, 0 deg", 4.0, 0.5, 0.0, -6.0},
-      {"16: fs/4, 0.50 FS, 45 deg", 4.0, 0.5, 45.0, -6.0},
-      {"17: fs/6, 0.50 FS, 60 deg", 6.0, 0.5, 60.0, -6.0},
-      {"18: fs/8, 0.50 FS, 67.5 deg", 8.0, 0.5, 67.5, -6.0},
+      {"15: fs/4, 0.50 FS, 0 deg", 4.0, 0.5, 0.0, -6.0},   {"16: fs/4, 0.50 FS, 45 deg", 4.0, 0.5, 45.0, -6.0},
+      {"17: fs/6, 0.50 FS, 60 deg", 6.0, 0.5, 60.0, -6.0}, {"18: fs/8, 0.50 FS, 67.5 deg", 8.0, 0.5, 67.5, -6.0},
       {"19: fs/4, 1.41 FS, 45 deg", 4.0, 1.41, 45.0, 3.0},
   };
   for (const auto& c : cases) {

@@ -30,7 +30,8 @@ inline oracle_reading ebur128_measure_file(const std::filesystem::path& path) {
                                    EBUR128_MODE_I | EBUR128_MODE_LRA | EBUR128_MODE_TRUE_PEAK);
   std::vector<double> buf(static_cast<std::size_t>(4096 * info.channels));
   sf_count_t n = 0;
-  while ((n = sf_readf_double(f, buf.data(), 4096)) > 0) ebur128_add_frames_double(st, buf.data(), static_cast<std::size_t>(n));
+  while ((n = sf_readf_double(f, buf.data(), 4096)) > 0)
+    ebur128_add_frames_double(st, buf.data(), static_cast<std::size_t>(n));
   sf_close(f);
   oracle_reading r;
   ebur128_loudness_global(st, &r.integrated_lufs);

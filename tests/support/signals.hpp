@@ -8,7 +8,9 @@
 
 namespace lathe::test {
 
-inline float db_to_amp(double db) { return static_cast<float>(std::pow(10.0, db / 20.0)); }
+inline float db_to_amp(double db) {
+  return static_cast<float>(std::pow(10.0, db / 20.0));
+}
 
 /// Sine of peak amplitude `peak_dbfs` on every channel.
 inline audio_buffer sine(double freq_hz, double peak_dbfs, double seconds, double fs_hz, int channels = 2,
@@ -24,7 +26,8 @@ inline audio_buffer sine(double freq_hz, double peak_dbfs, double seconds, doubl
 }
 
 /// Gaussian white noise with the given RMS in dBFS, independent per channel.
-inline audio_buffer white_noise(double rms_dbfs, double seconds, double fs_hz, int channels = 2, std::uint32_t seed = 1) {
+inline audio_buffer white_noise(double rms_dbfs, double seconds, double fs_hz, int channels = 2,
+                                std::uint32_t seed = 1) {
   const auto n = static_cast<std::size_t>(std::llround(seconds * fs_hz));
   audio_buffer b(channels, n);
   std::mt19937 rng(seed);
@@ -38,7 +41,10 @@ inline audio_buffer white_noise(double rms_dbfs, double seconds, double fs_hz, i
 inline audio_buffer concat(std::initializer_list<const audio_buffer*> parts) {
   std::size_t n = 0;
   int ch = 0;
-  for (auto* p : parts) { n += p->frames(); ch = p->channels(); }
+  for (auto* p : parts) {
+    n += p->frames();
+    ch = p->channels();
+  }
   audio_buffer out(ch, n);
   std::size_t pos = 0;
   for (auto* p : parts) {

@@ -28,10 +28,10 @@ struct track_analysis {
   double loudness_range_lu = 0.0;
   double max_momentary_lufs = silence_lufs;
   double max_short_term_lufs = silence_lufs;
-  double true_peak_dbtp = -std::numeric_limits<double>::infinity();   ///< max over channels
+  double true_peak_dbtp = -std::numeric_limits<double>::infinity();    ///< max over channels
   double sample_peak_dbfs = -std::numeric_limits<double>::infinity();  ///< max over channels
   double plr_db = 0.0;  ///< peak-to-loudness ratio: true peak - integrated loudness (0 for silence)
-  std::array<double, max_channels> dc_offset{};  ///< per channel, mean sample value (linear)
+  std::array<double, max_channels> dc_offset{};                      ///< per channel, mean sample value (linear)
   double dc_offset_dbfs = -std::numeric_limits<double>::infinity();  ///< largest |mean|, dBFS
 
   std::vector<clip_run> clip_runs;  ///< runs of >= min_clip_run_frames samples with |x| >= clip_level

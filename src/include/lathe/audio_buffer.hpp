@@ -36,9 +36,7 @@ struct basic_block_view {
     v.frames = count;
     return v;
   }
-  operator basic_block_view<const T>() const noexcept
-    requires(!std::is_const_v<T>)
-  {
+  operator basic_block_view<const T>() const noexcept requires(!std::is_const_v<T>) {
     basic_block_view<const T> v;
     for (int c = 0; c < channels; ++c) v.ch[static_cast<std::size_t>(c)] = ch[static_cast<std::size_t>(c)];
     v.channels = channels;
@@ -103,7 +101,8 @@ template <class S>
 concept dsp_stage = requires(S s, const stream_spec& spec, const_block_view in, block_view out) {
   s.prepare(spec);
   s.reset();
-  { s.process(in, out) } noexcept;
+  { s.process(in, out) }
+  noexcept;
   { s.latency_frames() } -> std::convertible_to<std::size_t>;
 };
 

@@ -7,11 +7,11 @@
 namespace lathe {
 
 struct catalog_entry {
-  std::filesystem::path path;  ///< absolute or relative to the working directory, ready to open
-  std::filesystem::path relative_path;  ///< relative to the catalog root (folder or manifest's folder)
+  std::filesystem::path path;              ///< absolute or relative to the working directory, ready to open
+  std::filesystem::path relative_path;     ///< relative to the catalog root (folder or manifest's folder)
   std::string album, artist, title, isrc;  ///< empty when the manifest does not say
-  int track_number = 0;                  ///< 0 when unknown
-  std::size_t manifest_line = 0;         ///< 1-based line in the manifest; 0 for folder scans
+  int track_number = 0;                    ///< 0 when unknown
+  std::size_t manifest_line = 0;           ///< 1-based line in the manifest; 0 for folder scans
 };
 
 /// File extensions (lower case, with dot) a folder scan picks up.

@@ -11,7 +11,7 @@
 namespace lathe {
 
 enum class noise_shaping {
-  none,      ///< plain TPDF, flat noise
+  none,         ///< plain TPDF, flat noise
   first_order,  ///< error feedback e[n-1]: noise tilted to high frequencies
   f_weighted,   ///< Wannamaker's 9-tap F-weighted shaper (44.1/48 kHz); falls back to first_order elsewhere
 };

@@ -25,8 +25,8 @@ struct eq_band {
 };
 
 struct eq_params {
-  std::vector<eq_band> bands;        ///< empty: the stage is a bypass with zero latency
-  std::size_t fir_taps = 0;          ///< 0: chosen from the lowest band (odd, 1025..65537)
+  std::vector<eq_band> bands;  ///< empty: the stage is a bypass with zero latency
+  std::size_t fir_taps = 0;    ///< 0: chosen from the lowest band (odd, 1025..65537)
   std::size_t partition_frames = 4096;
 };
 

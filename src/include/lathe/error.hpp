@@ -52,12 +52,11 @@ namespace detail {
 #define LATHE_STRINGIFY(x) LATHE_STRINGIFY_DETAIL(x)
 
 /// Throws lathe::logic_error naming the file, line and the failed condition when `cond` is false.
-#define LATHE_EXPECTS(cond, what)                                                   \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      ::lathe::detail::throw_logic_error(__FILE__, __LINE__,                        \
-                                         std::string("expected " #cond ": ") + (what)); \
-    }                                                                               \
+#define LATHE_EXPECTS(cond, what)                                                                           \
+  do {                                                                                                      \
+    if (!(cond)) {                                                                                          \
+      ::lathe::detail::throw_logic_error(__FILE__, __LINE__, std::string("expected " #cond ": ") + (what)); \
+    }                                                                                                       \
   } while (0)
 
 /// Throws lathe::logic_error naming the file and line.

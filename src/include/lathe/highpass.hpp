@@ -8,8 +8,8 @@
 namespace lathe {
 
 struct highpass_params {
-  double cutoff_hz = 20.0;  ///< subsonic corner; 0 turns the high-pass off (DC is still removed)
-  int order = 4;            ///< Butterworth order, 1..8
+  double cutoff_hz = 20.0;    ///< subsonic corner; 0 turns the high-pass off (DC is still removed)
+  int order = 4;              ///< Butterworth order, 1..8
   double dc_cutoff_hz = 2.0;  ///< first-order DC blocker used when the high-pass is off
 };
 

@@ -1,7 +1,7 @@
 #pragma once
 // Stage 3 of the chain: a lookahead true-peak limiter. Detection runs on the oversampled signal
-// (the larger of true_peak_interpolator and libebur128's interpolator), linked across channels; the gain curve is a held minimum smoothed
-// by a moving average over the lookahead, so gain reaches its target before the peak arrives,
+// (the larger of true_peak_interpolator and libebur128's interpolator), linked across channels; the gain curve is a
+// held minimum smoothed by a moving average over the lookahead, so gain reaches its target before the peak arrives,
 // followed by an exponential release.
 #include <cstddef>
 #include <cstdint>
@@ -14,8 +14,8 @@ namespace lathe {
 
 struct limiter_params {
   double ceiling_dbtp = -1.0;
-  double lookahead_ms = 2.0;   ///< also the attack: gain ramps down over this time
-  double release_ms = 80.0;    ///< time constant of the exponential release
+  double lookahead_ms = 2.0;  ///< also the attack: gain ramps down over this time
+  double release_ms = 80.0;   ///< time constant of the exponential release
   /// The detector aims this far under the ceiling, leaving room for the interpolator's ripple
   /// and later dither; the chain verifies the result with an independent meter anyway.
   double margin_db = 0.05;
@@ -44,11 +44,11 @@ class meter_peak_interpolator {
  private:
   static constexpr std::size_t chunk_frames = 1024;
   int factor_ = 1;
-  std::size_t taps_ = 1;     // per phase: input offsets -reach .. reach (reversed)
-  std::size_t history_ = 0;  // frames kept from the previous chunk
+  std::size_t taps_ = 1;       // per phase: input offsets -reach .. reach (reversed)
+  std::size_t history_ = 0;    // frames kept from the previous chunk
   std::vector<float> coeffs_;  // [phase][tap]
   std::vector<float> work_;
-  std::vector<float> acc_;     // one phase's outputs for a chunk
+  std::vector<float> acc_;  // one phase's outputs for a chunk
 };
 
 /// The gain law both limiter classes share, so their outputs are bit-identical: it consumes one
@@ -130,7 +130,7 @@ class true_peak_limiter {
   detail::limiter_gain_law law_;
   std::vector<std::vector<float>> delay_;  // per channel, latency_frames() long
   std::vector<float> scratch_;             // per channel peaks of one block
-  std::vector<float> meter_scratch_;      // one channel's meter-filter peaks of one block
+  std::vector<float> meter_scratch_;       // one channel's meter-filter peaks of one block
   std::size_t max_block_frames_ = 0;
   std::size_t latency_ = 0;
   std::size_t delay_pos_ = 0;

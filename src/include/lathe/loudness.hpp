@@ -85,13 +85,13 @@ class loudness_meter {
   double sample_rate_hz_ = 0.0;
   int channels_ = 0;
   std::array<double, max_channels> weights_{};
-  std::array<biquad, max_channels> pre_{}, rlb_{};      // per channel, float64 state
-  std::array<double, max_channels> tick_sum_{};         // per channel sum of squares, current tick
-  std::size_t sub_block_frames_ = 0;                     // 100 ms
+  std::array<biquad, max_channels> pre_{}, rlb_{};           // per channel, float64 state
+  std::array<double, max_channels> tick_sum_{};              // per channel sum of squares, current tick
+  std::size_t sub_block_frames_ = 0;                         // 100 ms
   std::array<std::size_t, ticks_per_sub_block> tick_end_{};  // tick ends within a sub-block
-  std::size_t tick_index_ = 0;                           // current tick within the sub-block
-  std::size_t sub_block_fill_ = 0;                       // frames into the current sub-block
-  std::vector<double> ticks_;                            // ring of the last 300 weighted tick sums
+  std::size_t tick_index_ = 0;                               // current tick within the sub-block
+  std::size_t sub_block_fill_ = 0;                           // frames into the current sub-block
+  std::vector<double> ticks_;                                // ring of the last 300 weighted tick sums
   std::size_t ticks_seen_ = 0;
   double momentary_energy_ = 0.0, short_term_energy_ = 0.0;
   double max_momentary_energy_ = 0.0, max_short_term_energy_ = 0.0;

@@ -28,12 +28,12 @@ double integrated_loudness(const audio_buffer& audio, double sample_rate_hz);
 
 /// What normalization did for one master.
 struct normalization_result {
-  double pre_loudness_lufs = 0.0;  ///< before the gain, at the output rate
-  double target_lufs = 0.0;        ///< this track's target (album mode shifts it)
-  double gain_db = 0.0;            ///< the normalization gain applied before the limiter
-  double shortfall_lu = 0.0;       ///< linear mode: how far below the target it stopped (>= 0)
-  int iterations = 0;              ///< limiter/meter passes
-  bool limited = false;            ///< the limiter reduced gain somewhere
+  double pre_loudness_lufs = 0.0;     ///< before the gain, at the output rate
+  double target_lufs = 0.0;           ///< this track's target (album mode shifts it)
+  double gain_db = 0.0;               ///< the normalization gain applied before the limiter
+  double shortfall_lu = 0.0;          ///< linear mode: how far below the target it stopped (>= 0)
+  int iterations = 0;                 ///< limiter/meter passes
+  bool limited = false;               ///< the limiter reduced gain somewhere
   double limiter_ceiling_dbtp = 0.0;  ///< the ceiling the limiter finally aimed at
   limiter_stats limiter;
 };

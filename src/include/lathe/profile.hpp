@@ -19,9 +19,9 @@ enum class normalization_mode {
 };
 
 struct delivery_profile {
-  std::string name;         ///< e.g. "streaming"; from the file's `name`, else its stem
+  std::string name;  ///< e.g. "streaming"; from the file's `name`, else its stem
   std::string description;
-  std::string source;       ///< where the numbers come from (cited in `lathe formats`)
+  std::string source;  ///< where the numbers come from (cited in `lathe formats`)
   std::filesystem::path file;
 
   double target_lufs = -14.0;
