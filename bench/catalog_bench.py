@@ -132,6 +132,9 @@ def main():
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     lathe = os.path.abspath(a.lathe)
+    # What was measured: the commit at the start, marked dirty when the tree had changes.
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
+                            text=True).stdout.strip()
     os.makedirs(a.work, exist_ok=True)
     cat, files = decode_catalog(a.work, a.limit)
     audio_s = sum(duration_s(x) for x in files)
@@ -169,8 +172,7 @@ def main():
         "date": datetime.date.today().isoformat(),
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
         "lathe_version": run([lathe, "--version"]).stdout.strip(),
-        "git_commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                     text=True).stdout.strip(),
+        "git_commit": commit,
         "ffmpeg_version": run(["ffmpeg", "-version"]).stdout.splitlines()[0],
         "catalog": {"source": "warzone2100-music (Debian), decoded to 24-bit FLAC", "tracks": len(files),
                     "audio_hours": round(audio_s / 3600, 4)},
