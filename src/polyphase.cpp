@@ -45,9 +45,9 @@ std::uint64_t integer_rate(double hz, const char* which) {
 void polyphase_resampler::prepare(double in_rate_hz, double out_rate_hz, const polyphase_params& params) {
   const std::uint64_t in = integer_rate(in_rate_hz, "in_rate_hz");
   const std::uint64_t out = integer_rate(out_rate_hz, "out_rate_hz");
-  LATHE_EXPECTS(params.passband_end > 0.0 && params.passband_end < params.stopband_begin &&
-                    params.stopband_begin <= 1.0,
-                "polyphase_params: need 0 < passband_end < stopband_begin <= 1 (fractions of the lower Nyquist)");
+  LATHE_EXPECTS(
+      params.passband_end > 0.0 && params.passband_end < params.stopband_begin && params.stopband_begin <= 1.0,
+      "polyphase_params: need 0 < passband_end < stopband_begin <= 1 (fractions of the lower Nyquist)");
   LATHE_EXPECTS(params.stopband_attenuation_db >= 21.0 && params.stopband_attenuation_db <= 250.0,
                 "polyphase_params: stopband_attenuation_db must be in [21, 250]");
   const std::uint64_t g = std::gcd(in, out);
@@ -117,7 +117,8 @@ void polyphase_resampler::prepare(double in_rate_hz, double out_rate_hz, const p
 
 std::size_t polyphase_resampler::output_frames(std::size_t in_frames) const noexcept {
   // floor(n L / M + 1/2) in integers; n L < 2^64 for any track shorter than ~1e13 frames / L.
-  return static_cast<std::size_t>((2 * static_cast<std::uint64_t>(in_frames) * up_ + down_) / (2 * std::uint64_t{down_}));
+  return static_cast<std::size_t>((2 * static_cast<std::uint64_t>(in_frames) * up_ + down_) /
+                                  (2 * std::uint64_t{down_}));
 }
 
 void polyphase_resampler::process(std::span<const float> in, std::size_t first_out,

@@ -154,10 +154,10 @@ TEST(Polyphase, DesignIsFlatAndRejects140Db) {
     double stop_db = -400.0;
     for (int i = 0; i < 150; ++i) stop_db = std::max(stop_db, to_db(r.magnitude(nyq * (1.0 + 0.1 * i / 150.0))));
     for (int i = 0; i < 150; ++i) stop_db = std::max(stop_db, to_db(r.magnitude(nyq + (0.5 * fu - nyq) * uni(rng))));
-    std::printf("%6.0f -> %6.0f  L/M %u/%u, %zu taps/phase, beta %.2f: passband (0..%.2f) ripple %.2e dB, "
-                "stopband (>= 1.0) %.1f dB\n",
-                p.in_hz, p.out_hz, r.up(), r.down(), r.taps_per_phase(), r.kaiser_beta(), kPassbandEdge, ripple_db,
-                stop_db);
+    std::printf(
+        "%6.0f -> %6.0f  L/M %u/%u, %zu taps/phase, beta %.2f: passband (0..%.2f) ripple %.2e dB, "
+        "stopband (>= 1.0) %.1f dB\n",
+        p.in_hz, p.out_hz, r.up(), r.down(), r.taps_per_phase(), r.kaiser_beta(), kPassbandEdge, ripple_db, stop_db);
     EXPECT_LT(ripple_db, kPassbandRippleDb) << p.in_hz << "->" << p.out_hz;
     EXPECT_LT(stop_db, kStopbandDb) << p.in_hz << "->" << p.out_hz;
   }
@@ -226,8 +226,8 @@ TEST(Polyphase, AgreesWithSoxrOnBandLimitedMusic) {
       const std::vector<float> a = resample_lane(r, x), b = soxr_lane(x, p);
       ASSERT_EQ(a.size(), b.size());
       const double e = relative_error(a, b, 0, a.size());
-      std::printf("%6.0f -> %6.0f  music (< %.1f Nyq, rms %.1f dBFS): max|poly - soxr| / rms %.2e (%.1f dB)\n",
-                  p.in_hz, p.out_hz, bl.cutoff + 0.5 * bl.transition, to_db(rms(b, 0, b.size())), e, to_db(e));
+      std::printf("%6.0f -> %6.0f  music (< %.1f Nyq, rms %.1f dBFS): max|poly - soxr| / rms %.2e (%.1f dB)\n", p.in_hz,
+                  p.out_hz, bl.cutoff + 0.5 * bl.transition, to_db(rms(b, 0, b.size())), e, to_db(e));
       EXPECT_LT(e, bl.bound) << p.in_hz << "->" << p.out_hz << " band " << bl.cutoff;
     }
   }
@@ -241,7 +241,7 @@ TEST(Polyphase, RejectsAliasesAndImagesBy140Db) {
   };
   // Downsampling: tones above the output Nyquist (nothing may survive). Upsampling: images at
   // in_rate - tone.
-  const probe probes[] = {{{48'000, 44'100}, 22'100.0},   {{48'000, 44'100}, 23'000.0}, {{96'000, 44'100}, 30'000.0},
+  const probe probes[] = {{{48'000, 44'100}, 22'100.0},   {{48'000, 44'100}, 23'000.0},  {{96'000, 44'100}, 30'000.0},
                           {{96'000, 44'100}, 47'000.0},   {{384'000, 48'000}, 24'050.0}, {{384'000, 48'000}, 100'000.0},
                           {{384'000, 48'000}, 190'000.0}, {{44'100, 96'000}, 15'000.0},  {{8'000, 44'100}, 3'000.0},
                           {{44'100, 48'000}, 20'000.0}};
@@ -353,8 +353,8 @@ TEST(Polyphase, ReducesRatiosAndCoversTheRateRange) {
   const struct {
     double in_hz, out_hz;
     unsigned up, down;
-  } cases[] = {{44'100, 48'000, 160, 147}, {48'000, 44'100, 147, 160}, {44'100, 96'000, 320, 147},
-               {96'000, 44'100, 147, 320}, {8'000, 44'100, 441, 80},   {384'000, 48'000, 1, 8},
+  } cases[] = {{44'100, 48'000, 160, 147}, {48'000, 44'100, 147, 160},   {44'100, 96'000, 320, 147},
+               {96'000, 44'100, 147, 320}, {8'000, 44'100, 441, 80},     {384'000, 48'000, 1, 8},
                {8'000, 384'000, 48, 1},    {11'025, 384'000, 5'120, 147}};
   for (const auto& c : cases) {
     polyphase_resampler r;

@@ -28,7 +28,7 @@ struct polyphase_params {
 /// by L, low-pass with a symmetric (linear-phase) FIR centred on zero, keep every M-th sample.
 /// Zero-phase alignment: output j is the band-limited input at input time j * M / L (no delay),
 /// the input being zero outside [0, frames). Output length round(frames * L / M) (like
-/// lathe::resample). Equal rates copy bit-exactly (L = M = 1, one tap of 1.0).
+/// lathe::resample). Equal rates copy (L = M = 1, one tap of 1.0; bit-exact except -0 -> +0).
 ///
 /// Output j: with j*M = q*L + r (0 <= r < L),
 ///   y[j] = float( sum_{t=0}^{T-1} double(c[r*T + t]) * double(x[q - K + t]) ),
@@ -49,9 +49,9 @@ class polyphase_resampler {
   /// rates from 8 to 384 kHz fits (the worst, coprime pairs near 384 kHz, needs ~90 M).
   static constexpr std::size_t max_coefficients = std::size_t{1} << 27;
 
-  std::uint32_t up() const noexcept { return up_; }      ///< L
-  std::uint32_t down() const noexcept { return down_; }  ///< M
-  std::size_t half_taps() const noexcept { return half_taps_; }  ///< K
+  std::uint32_t up() const noexcept { return up_; }                           ///< L
+  std::uint32_t down() const noexcept { return down_; }                       ///< M
+  std::size_t half_taps() const noexcept { return half_taps_; }               ///< K
   std::size_t taps_per_phase() const noexcept { return 2 * half_taps_ + 1; }  ///< T
   /// Phase-major float32 table: phase r occupies [r*T, (r+1)*T). Shared by all lanes.
   std::span<const float> coefficients() const noexcept { return coeffs_; }
