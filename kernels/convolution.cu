@@ -98,11 +98,15 @@ void ensure_size(device_vector<T>& v, std::size_t n, const stream& s) {
 
 struct cufft_plan_cache::impl {
   using key = std::tuple<std::size_t, std::size_t, int>;  // fft frames, batch, cufftType
-  std::map<key, cufftHandle> plans;
+  struct entry {
+    cufftHandle handle;
+    std::size_t work_bytes;  // 0: the plan needs no work area
+  };
+  std::map<key, entry> plans;
   device_vector<std::byte> work;
 
   ~impl() {
-    for (auto& [k, h] : plans) (void)cufftDestroy(h);
+    for (auto& [k, e] : plans) (void)cufftDestroy(e.handle);
   }
 
   // A batched 1-D real transform of `fft_frames` frames per batch entry, contiguous entries:
@@ -129,17 +133,19 @@ struct cufft_plan_cache::impl {
                               forward ? complex_embed[0] : real_embed[0], type, static_cast<int>(batch), &work_bytes));
         if (work_bytes > work.size()) {
           ensure_size(work, work_bytes, s);
-          for (auto& [kk, other] : plans) LATHE_CUFFT_TRY(cufftSetWorkArea(other, work.data()));
+          for (auto& [kk, other] : plans) {
+            if (other.work_bytes > 0) LATHE_CUFFT_TRY(cufftSetWorkArea(other.handle, work.data()));
+          }
         }
-        LATHE_CUFFT_TRY(cufftSetWorkArea(h, work.data()));
+        if (work_bytes > 0) LATHE_CUFFT_TRY(cufftSetWorkArea(h, work.data()));
+        it = plans.emplace(k, entry{h, work_bytes}).first;
       } catch (...) {
         (void)cufftDestroy(h);
         throw;
       }
-      it = plans.emplace(k, h).first;
     }
-    LATHE_CUFFT_TRY(cufftSetStream(it->second, raw(s)));
-    return it->second;
+    LATHE_CUFFT_TRY(cufftSetStream(it->second.handle, raw(s)));
+    return it->second.handle;
   }
 };
 
