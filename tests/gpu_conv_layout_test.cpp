@@ -140,17 +140,25 @@ TEST(GpuConvLayout, AutoBlockFramesFollowsTheRule) {
   EXPECT_EQ(lathe::gpu::conv_auto_block_frames(1'000'001), 16384u);
 }
 
-TEST(GpuConvLayout, BatchBucketsAreFewAndHoldTheCount) {
-  for (std::size_t cap : {1u, 5u, 8u, 9u, 100u, 1000u}) {
-    std::set<std::size_t> shapes;
+TEST(GpuConvLayout, BatchBucketsAreFewHoldTheCountAndWasteUnderAnEighth) {
+  constexpr double max_padding_fraction = 1.0 / 8.0;
+  for (std::size_t cap : {1u, 5u, 8u, 9u, 100u, 5000u}) {
+    std::set<std::size_t> shapes_in_octave;
+    std::size_t octave = 1;
     for (std::size_t c = 1; c <= cap; ++c) {
+      if (c == 2 * octave) {
+        EXPECT_LE(shapes_in_octave.size(), 9u) << "counts " << octave << ".." << c - 1;  // 8 + the capacity
+        shapes_in_octave.clear();
+        octave = c;
+      }
       const std::size_t b = lathe::gpu::conv_batch_bucket(c, cap);
       EXPECT_GE(b, c);
       EXPECT_LE(b, cap);
-      shapes.insert(b);
+      EXPECT_LT(double(b - c), max_padding_fraction * double(c)) << "count " << c;
+      shapes_in_octave.insert(b);
     }
-    EXPECT_LE(shapes.size(), 8u) << "capacity " << cap;
   }
+  EXPECT_EQ(lathe::gpu::conv_batch_bucket(0, 10), 0u);
 }
 
 TEST(GpuConvLayout, LaneBlocksCoverEveryFrameOnceAndSkipOnlyZeroOrUnusedWindows) {

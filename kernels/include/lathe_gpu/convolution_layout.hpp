@@ -124,8 +124,8 @@ LATHE_GPU_HOST_DEVICE inline bool conv_scatter_index(const conv_out_block& b, st
 
 /// A run of consecutive entries of conv_plan::in_blocks and out_blocks processed together:
 /// one batched R2C of in_batch windows, one accumulate, one batched C2R of out_batch blocks.
-/// The batches are the counts rounded up to a few fixed sizes (padding windows are zeros),
-/// so the cuFFT plan cache sees only a few shapes.
+/// The batches are the counts rounded up by conv_batch_bucket (padding windows are zeros), so
+/// the cuFFT plan cache sees few shapes.
 struct conv_slice {
   std::size_t in_begin = 0, in_count = 0, in_batch = 0;
   std::size_t out_begin = 0, out_count = 0, out_batch = 0;
@@ -156,11 +156,13 @@ inline std::size_t conv_slice_capacity(const conv_geometry& g, std::size_t budge
   return std::min(by_budget, by_cufft);
 }
 
-/// Smallest of the (at most 8) batch sizes ceil(capacity / 8) * m that holds `count` windows;
-/// never above capacity. 0 for 0.
+/// cuFFT batch size for `count` transforms: count rounded up to a multiple of bit_floor(count) / 8,
+/// never above capacity. So there are at most 8 shapes per octave of counts (the plan cache
+/// stays small however batch sizes vary from call to call) and padding wastes < 1/8 of the
+/// transforms. 0 for 0.
 inline std::size_t conv_batch_bucket(std::size_t count, std::size_t capacity) {
   if (count == 0) return 0;
-  const std::size_t step = std::max<std::size_t>(1, (capacity + 7) / 8);
+  const std::size_t step = std::max<std::size_t>(1, std::bit_floor(count) / 8);
   return std::min(capacity, (count + step - 1) / step * step);
 }
 
