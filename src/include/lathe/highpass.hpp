@@ -24,6 +24,8 @@ class highpass_stage {
   std::size_t latency_frames() const noexcept { return 0; }
   /// Designed magnitude response at f_hz (linear), for tests and the report.
   double magnitude(double f_hz) const;
+  /// The designed cascade (after prepare()), in processing order; the GPU path runs these.
+  const std::vector<biquad_coeffs>& sections() const noexcept { return sections_; }
 
  private:
   // Transposed direct form II memory of one section, float64.

@@ -40,6 +40,12 @@ class meter_peak_interpolator {
   void reset() noexcept;
   /// peak_out[i] = max |y(t)| over this filter's points t in [i - latency, i - latency + 1).
   void process(const float* in, float* peak_out, std::size_t frames) noexcept;
+  /// Designed filter (after prepare()), for the GPU path: output i's phase p is
+  /// sum_k coefficients()[p * taps_per_phase() + k] x[i - history_frames() + k].
+  const std::vector<float>& coefficients() const noexcept { return coeffs_; }
+  std::size_t taps_per_phase() const noexcept { return taps_; }
+  int factor() const noexcept { return factor_; }
+  std::size_t history_frames() const noexcept { return history_; }
 
  private:
   static constexpr std::size_t chunk_frames = 1024;

@@ -17,6 +17,10 @@ class true_peak_interpolator {
   int factor() const noexcept { return factor_; }
   /// Delay of process()'s output behind its input, in input frames.
   std::size_t latency_frames() const noexcept { return taps_per_phase_ / 2; }
+  /// Designed coefficients (after prepare()), [phase][phase_length()], time-reversed: output i's
+  /// phase p is sum_k c[p][k] x[i - phase_length() + 1 + k]. For the GPU path.
+  const std::vector<float>& coefficients() const noexcept { return coeffs_; }
+  std::size_t phase_length() const noexcept { return taps_per_phase_ + 1; }
 
   /// Mono. peak_out[i] = max |x(t)| over the `factor()` interpolated points t in
   /// [i - latency, i - latency + 1) input frames (the first point is the input sample itself).
