@@ -72,6 +72,7 @@ void batch_quantizer::prepare(const lane_layout& audio, const stream& s) {
   keys_ = device_vector<std::uint64_t>(4 * n_tracks);
   clipped_ = device_vector<std::uint64_t>(n_tracks);
   host_keys_.assign(4 * n_tracks, 0);
+  s.synchronize();  // the table is then valid for calls on any stream
 }
 
 void batch_quantizer::quantize_async(const float* d_in, std::int32_t* d_out, const quantize_params& params,

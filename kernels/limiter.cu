@@ -230,6 +230,7 @@ void batch_limiter::prepare(const lane_layout& audio, const limiter_params& para
   LATHE_CUDA_TRY(cub::DeviceScan::InclusiveSum(nullptr, scan_temp_bytes_, q,
                                                static_cast<std::int64_t>(total_stream_frames_), native(s)));
   scan_temp_ = device_vector<std::byte>(std::max<std::size_t>(scan_temp_bytes_, 1));
+  s.synchronize();  // the tables are then valid for render calls on any stream
 }
 
 void batch_limiter::launch_gain_law(const float* d_peaks, const stream& s) {

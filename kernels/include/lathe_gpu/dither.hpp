@@ -34,7 +34,8 @@ std::vector<std::size_t> quantize_output_offsets(const lane_layout& audio);
 /// Quantizes a batch of stereo tracks; one object per concurrently used stream.
 class batch_quantizer {
  public:
-  /// Plans for one batch layout (2 lanes per track, equal length per track) and allocates.
+  /// Plans for one batch layout (2 lanes per track, equal length per track), allocates and
+  /// uploads on `s`, then synchronizes `s`.
   void prepare(const lane_layout& audio, const stream& s);
   std::size_t tracks() const noexcept { return host_tracks_.size() / 4; }
   /// Length of the int32 output array.
