@@ -54,7 +54,8 @@ class batch_limiter {
   static constexpr std::size_t release_chunk_frames = 512;
 
   /// Allocates device workspace (~16 bytes per stream frame of the batch) and uploads the
-  /// tables on `s`, then synchronizes `s` (so later calls may use any stream). `audio` must hold 2 lanes per track with equal frames per track.
+  /// tables on `s`, then synchronizes `s` (so later calls may use any stream). `audio` must
+  /// hold 2 lanes per track with equal frames per track, at most 65535 lanes.
   /// Throws lathe::error for invalid params or layout, cuda_error for CUDA failures.
   void prepare(const lane_layout& audio, const limiter_params& params, double sample_rate_hz, const stream& s);
 
