@@ -58,7 +58,9 @@ def main():
     cat, files = catalog_bench.decode_catalog(a.work, a.limit)
     manifest = os.path.join(cat, "manifest.csv")
     failures = []
-    result = {"catalog": {"source": "warzone2100-music (Debian), decoded to 24-bit FLAC", "tracks": len(files)},
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
+                            text=True).stdout.strip()
+    result = {"git_commit": commit, "catalog": {"source": "warzone2100-music (Debian), decoded to 24-bit FLAC", "tracks": len(files)},
               "meter": "libebur128 (independent of lathe's meter)", "tolerance_lu": TOLERANCE_LU}
 
     # 1. track mode

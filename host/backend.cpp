@@ -25,9 +25,7 @@ std::string gpu_unavailable_reason() {
 #ifdef LATHE_HAVE_CUDA
   const auto devs = gpu::devices();
   if (devs.empty()) return gpu::no_device_reason();
-  // The batched CUDA mastering chain is the GPU-engine issue's work; this build has the device
-  // layer only, so the GPU backend must not pretend to run.
-  return "this version of lathe has no GPU mastering engine yet (found " + devs.front().name + ")";
+  return "";
 #else
   return "lathe was built without CUDA (configure with -DLATHE_CUDA=ON and nvcc on PATH)";
 #endif
@@ -37,7 +35,12 @@ std::string gpu_unavailable_reason() {
 backend_choice choose_backend(backend_kind requested) {
   if (requested == backend_kind::cpu) return {backend_kind::cpu, "CPU engine (requested)"};
   const std::string why = gpu_unavailable_reason();
-  if (why.empty()) return {backend_kind::gpu, "GPU engine"};
+  if (why.empty()) {
+#ifdef LATHE_HAVE_CUDA
+    const auto devs = gpu::devices();
+    return {backend_kind::gpu, "GPU engine on " + std::to_string(devs.size()) + " device(s): " + devs.front().name};
+#endif
+  }
   if (requested == backend_kind::gpu) throw config_error("--backend gpu: " + why + "; use --backend cpu or auto");
   return {backend_kind::cpu, "CPU engine (GPU unavailable: " + why + ")"};
 }

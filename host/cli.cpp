@@ -179,6 +179,7 @@ struct master_args {
   std::string catalog, out, formats, backend = "auto", max_memory, log_format, config_dir;
   std::vector<std::string> profiles;
   int jobs = 0;
+  int gpus = 0;
   bool track_mode = false;
 };
 
@@ -190,6 +191,7 @@ int run_master_command(const master_args& a) {
   opt.backend = choose_backend(requested);
   opt.out_dir = a.out;
   opt.jobs = a.jobs;
+  opt.gpus = a.gpus;
   opt.catalog = a.catalog;
   if (!a.max_memory.empty()) opt.max_memory_bytes = parse_size(a.max_memory);
   const bool tty = ::isatty(STDERR_FILENO) != 0;
@@ -251,6 +253,10 @@ int cli_main(int argc, char** argv) {
                      "Extra profile TOML file (repeatable); replaces a shipped profile of the same name");
   master->add_option("--backend", m.backend, "cpu, gpu or auto (default auto: GPU when one is usable)");
   master->add_option("--jobs,-j", m.jobs, "Worker threads (default: every core)")->check(CLI::NonNegativeNumber);
+  master
+      ->add_option("--gpus", m.gpus,
+                   "GPUs the GPU backend uses, one engine per worker thread (default: every visible GPU)")
+      ->check(CLI::NonNegativeNumber);
   master->add_option("--max-memory", m.max_memory, "Bound on audio held in memory, e.g. 4G (default: half of RAM)");
   master->add_flag("--track-mode", m.track_mode,
                    "Normalize each track alone (default: album mode for tracks sharing an album)");

@@ -21,6 +21,12 @@
 #include "lathe/error.hpp"
 #include "lathe/master.hpp"
 #include "report.hpp"
+#ifdef LATHE_HAVE_CUDA
+#include <oneapi/tbb/enumerable_thread_specific.h>
+
+#include "gpu_engine.hpp"
+#include "lathe_gpu/device.hpp"
+#endif
 
 namespace lathe {
 
@@ -278,10 +284,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     };
   };
   // Analysis and pre-chains (stages 1-2 of the chain), shared by both passes.
-  auto prepare = [&](work_item& w, bool keep_audio) {
+  const bool use_gpu = opt.backend.kind == backend_kind::gpu;
+  // Stages 1-2 of the chain on the CPU: every distinct pre-chain kept for rendering, or (album
+  // pass, keep_audio false) only measured for the album decision.
+  auto run_prechains = [&](work_item& w, bool keep_audio) {
     track_state& s = state[w.index];
     const decoded_track& d = *w.decoded;
-    if (!s.input) s.input = analyze(d.audio, d.info.sample_rate_hz);
     for (const auto& [key, profile] : prechains) {
       if (w.pre.count(key) != 0) continue;
       audio_buffer pre = apply_prechain(d.audio, d.info.sample_rate_hz, *profile);
@@ -295,6 +303,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
         w.pre.emplace(key, std::move(pre));
       }
     }
+  };
+  // Input analysis, then the pre-chains (which the GPU engine runs itself when rendering).
+  auto prepare = [&](work_item& w, bool keep_audio) {
+    track_state& s = state[w.index];
+    if (!s.input) s.input = analyze(w.decoded->audio, w.decoded->info.sample_rate_hz);
+    if (!(keep_audio && use_gpu)) run_prechains(w, keep_audio);
   };
   auto fail_track = [&](work_item& w, std::string why) {
     if (state[w.index].error.empty()) state[w.index].error = std::move(why);
@@ -364,6 +378,43 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     album_reports[album] = a;
   }
 
+  // The GPU engine, one per worker thread (each with its own stream, so tracks in flight overlap
+  // on the device), spread over the GPUs. A failure on the device is reported and the track is
+  // rendered on the CPU instead; returns false then.
+#ifdef LATHE_HAVE_CUDA
+  const int gpu_count = use_gpu ? static_cast<int>(gpu::devices().size()) : 0;
+  const int gpus_used = opt.gpus > 0 ? std::min(opt.gpus, gpu_count) : gpu_count;
+  std::atomic<int> next_device{0};
+  tbb::enumerable_thread_specific<std::unique_ptr<gpu_engine>> engines;
+  std::mutex log_mutex;
+  auto render_on_gpu = [&](work_item& w, const planned_track& t, const track_state& s, double rate) -> bool {
+    try {
+      std::unique_ptr<gpu_engine>& engine = engines.local();
+      if (!engine) engine = std::make_unique<gpu_engine>(next_device++ % std::max(1, gpus_used));
+      std::vector<delivery_profile> todo;
+      std::vector<std::size_t> index;
+      gpu_track g;
+      g.audio = &w.decoded->audio;
+      g.seed_base = t.dither_seed_base;
+      for (std::size_t f = 0; f < n_formats; ++f) {
+        if (s.resumed[f]) continue;
+        todo.push_back(plan.profiles[f]);
+        index.push_back(f);
+        g.targets_lufs.push_back(s.targets_lufs[f]);
+      }
+      std::vector<gpu_engine::result> r = engine->render({&g, 1}, rate, todo);
+      for (std::size_t k = 0; k < index.size(); ++k) w.masters[index[k]] = std::move(r[0].masters[k]);
+      return true;
+    } catch (const std::exception& e) {
+      std::lock_guard lock(log_mutex);
+      std::fprintf(stderr, "lathe: GPU failed on %s (%s); rendering it on the CPU\n", t.entry.path.c_str(), e.what());
+      return false;
+    }
+  };
+#else
+  auto render_on_gpu = [](work_item&, const planned_track&, const track_state&, double) { return false; };
+#endif
+
   // ---- pass 2: render every output not already complete ----------------------------------
   progress_reporter progress(opt,
                              std::count_if(state.begin(), state.end(),
@@ -411,12 +462,17 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                                            const planned_track& t = plan.tracks[w->index];
                                            const double rate = w->decoded->info.sample_rate_hz;
                                            try {
-                                             for (std::size_t f = 0; f < n_formats; ++f) {
-                                               if (s.resumed[f]) continue;
-                                               const delivery_profile& p = plan.profiles[f];
-                                               const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
-                                               w->masters[f] = render_master(w->pre.at(prechain_key(p)), rate, p,
-                                                                             s.targets_lufs[f], seed);
+                                             if (use_gpu && render_on_gpu(*w, t, s, rate)) {
+                                               // done on the device (or by its own CPU fallback)
+                                             } else {
+                                               for (std::size_t f = 0; f < n_formats; ++f) {
+                                                 if (s.resumed[f]) continue;
+                                                 const delivery_profile& p = plan.profiles[f];
+                                                 const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
+                                                 if (w->pre.count(prechain_key(p)) == 0) run_prechains(*w, true);
+                                                 w->masters[f] = render_master(w->pre.at(prechain_key(p)), rate, p,
+                                                                               s.targets_lufs[f], seed);
+                                               }
                                              }
                                            } catch (const std::exception& e) {
                                              fail_track(*w, track_error_text(e));

@@ -20,6 +20,7 @@ struct master_options {
   log_format log = log_format::text;
   bool progress_on_terminal = false;  ///< one updating status line on stderr
   backend_choice backend;
+  int gpus = 0;         ///< GPUs to use with the GPU backend (one engine per worker thread); 0 = all
   std::string catalog;  ///< what the user pointed at, for the report
 };
 

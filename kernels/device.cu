@@ -20,6 +20,10 @@ std::vector<device_info> devices() {
   return out;
 }
 
+void set_current_device(int ordinal) {
+  LATHE_CUDA_TRY(cudaSetDevice(ordinal));
+}
+
 std::string no_device_reason() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);

@@ -155,6 +155,31 @@ double integrated_loudness(const audio_buffer& audio, double sample_rate_hz) {
   return meter.integrated_lufs();
 }
 
+void check_against_profile(rendered_master& m, const delivery_profile& p) {
+  const normalization_result& n = m.normalization;
+  const double target_lufs = n.target_lufs;
+  const output_measurement& o = m.measured;
+  if (std::isfinite(n.pre_loudness_lufs)) {
+    const double miss = o.integrated_lufs - target_lufs;
+    if (n.shortfall_lu > p.tolerance_lu) {
+      m.failures.push_back(fmt::format(
+          "linear normalization stopped {:.2f} LU short of the target ({:.2f} LUFS) to keep true peak under "
+          "{:.1f} dBTP; use normalization = \"limit\" or a lower target to reach it",
+          n.shortfall_lu, target_lufs, p.ceiling_dbtp));
+    } else if (!(std::abs(miss) <= p.tolerance_lu)) {
+      m.failures.push_back(
+          fmt::format("integrated loudness {:.2f} LUFS is {:+.2f} LU from the target {:.2f} LUFS "
+                      "(tolerance {:.2f} LU)",
+                      o.integrated_lufs, miss, target_lufs, p.tolerance_lu));
+    }
+  }
+  if (o.true_peak_dbtp > p.ceiling_dbtp)
+    m.failures.push_back(
+        fmt::format("true peak {:.2f} dBTP is above the ceiling {:.2f} dBTP", o.true_peak_dbtp, p.ceiling_dbtp));
+  if (o.clamped_samples > 0) m.failures.push_back(fmt::format("{} samples clipped at quantization", o.clamped_samples));
+  m.passed = m.failures.empty();
+}
+
 rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const delivery_profile& p,
                               double target_lufs, std::uint64_t dither_seed) {
   rendered_master m;
@@ -208,27 +233,7 @@ rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const
     n.limited = n.limiter.frames_limited > 0;
   }
 
-  // Checks against the profile, on what is delivered.
-  const output_measurement& o = m.measured;
-  if (std::isfinite(n.pre_loudness_lufs)) {
-    const double miss = o.integrated_lufs - target_lufs;
-    if (n.shortfall_lu > p.tolerance_lu) {
-      m.failures.push_back(fmt::format(
-          "linear normalization stopped {:.2f} LU short of the target ({:.2f} LUFS) to keep true peak under "
-          "{:.1f} dBTP; use normalization = \"limit\" or a lower target to reach it",
-          n.shortfall_lu, target_lufs, p.ceiling_dbtp));
-    } else if (!(std::abs(miss) <= p.tolerance_lu)) {
-      m.failures.push_back(
-          fmt::format("integrated loudness {:.2f} LUFS is {:+.2f} LU from the target {:.2f} LUFS "
-                      "(tolerance {:.2f} LU)",
-                      o.integrated_lufs, miss, target_lufs, p.tolerance_lu));
-    }
-  }
-  if (o.true_peak_dbtp > p.ceiling_dbtp)
-    m.failures.push_back(
-        fmt::format("true peak {:.2f} dBTP is above the ceiling {:.2f} dBTP", o.true_peak_dbtp, p.ceiling_dbtp));
-  if (o.clamped_samples > 0) m.failures.push_back(fmt::format("{} samples clipped at quantization", o.clamped_samples));
-  m.passed = m.failures.empty();
+  check_against_profile(m, p);
   return m;
 }
 

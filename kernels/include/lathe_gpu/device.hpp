@@ -16,6 +16,9 @@ struct device_info {
 /// The usable CUDA devices; empty when there is no driver or no device (never throws for that).
 std::vector<device_info> devices();
 
+/// Makes `ordinal` the calling host thread's current device. Throws cuda_error.
+void set_current_device(int ordinal);
+
 /// Why devices() is empty, in words ("no CUDA driver", "no CUDA-capable device"...), or "".
 std::string no_device_reason();
 

@@ -69,6 +69,11 @@ struct rendered_master {
 rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const delivery_profile& p,
                               double target_lufs, std::uint64_t dither_seed);
 
+/// Checks a rendered master against its profile (loudness against its own target within the
+/// profile's tolerance, linear-mode shortfall, true peak under the ceiling, no clamped
+/// samples), appending to m.failures and setting m.passed. Both backends use it.
+void check_against_profile(rendered_master& m, const delivery_profile& p);
+
 /// 64-bit FNV-1a, for fingerprints and dither seeds (stable across runs and machines).
 std::uint64_t fnv1a64(std::string_view text, std::uint64_t h = 0xcbf29ce484222325ull) noexcept;
 

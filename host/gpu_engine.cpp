@@ -1,0 +1,312 @@
+#ifdef LATHE_HAVE_CUDA
+
+#include "gpu_engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "lathe/dither.hpp"
+#include "lathe/eq.hpp"
+#include "lathe/polyphase.hpp"
+#include "lathe_gpu/convolution.hpp"
+#include "lathe_gpu/device.hpp"
+#include "lathe_gpu/dither.hpp"
+#include "lathe_gpu/elementwise.hpp"
+#include "lathe_gpu/iir.hpp"
+#include "lathe_gpu/lanes.hpp"
+#include "lathe_gpu/limiter.hpp"
+#include "lathe_gpu/loudness.hpp"
+#include "lathe_gpu/memory.hpp"
+#include "lathe_gpu/resample.hpp"
+#include "lathe_gpu/true_peak.hpp"
+
+namespace lathe {
+
+namespace {
+
+// The same loop constants as the CPU chain (src/master.cpp): converge well inside +-0.1 LU.
+constexpr double converged_lu = 0.02;
+constexpr int max_iterations = 12;
+
+double lufs_of(const loudness_blocks& b) {
+  return b.integrated_lufs();
+}
+
+}  // namespace
+
+struct gpu_engine::impl {
+  gpu::stream stream;
+  gpu::cufft_plan_cache plans;
+  gpu::gpu_convolver convolver;
+};
+
+gpu_engine::gpu_engine(int device) : device_(device) {
+  gpu::set_current_device(device);
+  impl_ = std::make_unique<impl>();
+}
+
+gpu_engine::~gpu_engine() = default;
+
+std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tracks, double source_rate_hz,
+                                                   std::span<const delivery_profile> profiles) {
+  gpu::set_current_device(device_);
+  const gpu::stream& s = impl_->stream;
+  const std::size_t n_tracks = tracks.size();
+  std::vector<result> results(n_tracks);
+  for (result& r : results) {
+    r.masters.resize(profiles.size());
+    r.cpu_fallback.assign(profiles.size(), false);
+  }
+  if (n_tracks == 0) return results;
+
+  // ---- upload: lanes 2t and 2t+1 are track t's channels ------------------------------------
+  gpu::lane_layout in_layout;
+  for (const gpu_track& t : tracks) {
+    LATHE_EXPECTS(t.audio != nullptr && t.audio->channels() == 2, "the GPU engine takes stereo tracks");
+    in_layout.add(t.audio->frames());
+    in_layout.add(t.audio->frames());
+  }
+  gpu::pinned_vector<float> staging(std::max<std::size_t>(in_layout.total_frames, 1));
+  for (std::size_t t = 0; t < n_tracks; ++t)
+    for (int c = 0; c < 2; ++c)
+      std::copy_n(tracks[t].audio->channel(c), tracks[t].audio->frames(),
+                  staging.data() + in_layout.offset[2 * t + static_cast<std::size_t>(c)]);
+  gpu::device_vector<float> d_in(std::max<std::size_t>(in_layout.total_frames, 1));
+  d_in.upload_async({staging.data(), in_layout.total_frames}, s);
+
+  // ---- stages 1-2 at the source rate, once per distinct pre-chain --------------------------
+  std::map<std::string, gpu::device_vector<float>> pre;
+  for (const delivery_profile& p : profiles) {
+    const std::string key = prechain_key(p);
+    if (pre.count(key) != 0) continue;
+    gpu::device_vector<float> d(d_in.size());
+    gpu::iir_plan highpass(gpu::highpass_sections(p.highpass, source_rate_hz), in_layout, s);
+    highpass.process_async(d_in.data(), d.data(), s);
+    eq_params eq = p.eq;  // bands at or above Nyquist are left out, as apply_prechain does
+    std::erase_if(eq.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * source_rate_hz; });
+    if (!eq.bands.empty()) {
+      const std::size_t taps = eq.fir_taps > 0 ? eq.fir_taps : eq_auto_taps(eq.bands, source_rate_hz);
+      const std::vector<double> h64 = design_linear_phase_fir(eq.bands, source_rate_hz, taps);
+      const std::vector<float> h(h64.begin(), h64.end());
+      const gpu::gpu_fir_filter filter(h, gpu::conv_auto_block_frames(taps), s);
+      gpu::device_vector<float> eqd(d_in.size());
+      impl_->convolver.convolve_async(filter, in_layout, d, eqd, gpu::linear_phase_delay_frames(taps), impl_->plans, s);
+      s.synchronize();  // the filter's spectra die at the end of this scope
+      d = std::move(eqd);
+    }
+    pre.emplace(key, std::move(d));
+  }
+
+  // ---- per format -------------------------------------------------------------------------
+  for (std::size_t f = 0; f < profiles.size(); ++f) {
+    const delivery_profile& p = profiles[f];
+    const double rate = p.output_rate_hz(source_rate_hz);
+    const gpu::device_vector<float>& d_pre = pre.at(prechain_key(p));
+
+    // 5a. resampling to the format's rate
+    gpu::lane_layout layout = in_layout;
+    gpu::device_vector<float> d_resampled;
+    const float* x = d_pre.data();
+    if (rate != source_rate_hz) {
+      polyphase_resampler design;
+      design.prepare(source_rate_hz, rate);
+      const gpu::resample_filter filter(design, s);
+      const gpu::resample_batch batch(design, in_layout, s);
+      layout = batch.output_layout();
+      d_resampled = gpu::device_vector<float>(std::max<std::size_t>(layout.total_frames, 1));
+      batch.run_async(filter, d_pre.data(), d_resampled.data(), s);
+      s.synchronize();  // the filter's table dies at the end of this scope
+      x = d_resampled.data();
+    }
+
+    // Loudness before the gain, per track.
+    gpu::loudness_plan meter(layout, rate, s);
+    const std::vector<loudness_blocks> pre_blocks = meter.measure(x, s);
+    std::vector<double> pre_lufs(n_tracks), gain(n_tracks);
+    std::vector<bool> on_gpu(n_tracks, p.normalization == normalization_mode::limit);
+    for (std::size_t t = 0; t < n_tracks; ++t) {
+      pre_lufs[t] = lufs_of(pre_blocks[t]);
+      if (!std::isfinite(pre_lufs[t])) on_gpu[t] = false;  // silence: the CPU chain reports it
+      gain[t] = std::isfinite(pre_lufs[t]) ? tracks[t].targets_lufs[f] - pre_lufs[t] : 0.0;
+    }
+
+    if (std::any_of(on_gpu.begin(), on_gpu.end(), [](bool b) { return b; })) {
+      // 3. detection: the larger of the two detectors, as offline_limiter::analyze
+      limiter_params lp = p.limiter;
+      lp.ceiling_dbtp = p.ceiling_dbtp;
+      gpu::batch_limiter limiter;
+      limiter.prepare(layout, lp, rate, s);
+      const gpu::peak_filter tp_filter = gpu::true_peak_filter(rate);
+      gpu::peak_plan tp_plan(tp_filter, layout, limiter.latency_frames(), s);
+      gpu::peak_plan meter_plan(gpu::meter_peak_filter(rate, tp_filter.latency_frames), layout,
+                                limiter.latency_frames(), s);
+      const std::size_t peak_frames = tp_plan.output_layout().total_frames;
+      gpu::device_vector<float> d_peaks(std::max<std::size_t>(peak_frames, 1)), d_meter(d_peaks.size());
+      tp_plan.run_async(x, d_peaks.data(), s);
+      meter_plan.run_async(x, d_meter.data(), s);
+      gpu::max_into_async(d_peaks.data(), d_meter.data(), peak_frames, s);
+
+      // 4. normalization: secant iteration per track on loudness(gain); audio stays on the device.
+      gpu::device_vector<float> d_out(std::max<std::size_t>(layout.total_frames, 1));
+      std::vector<double> g_prev(n_tracks, 0.0), l_prev(n_tracks, 0.0);
+      std::vector<bool> done(n_tracks, false);
+      std::vector<limiter_stats> stats;
+      std::vector<int> iterations(n_tracks, 0);
+      bool gains_changed = true;  // since the last render
+      for (int it = 0; it < max_iterations; ++it) {
+        stats = limiter.render(d_peaks.data(), x, d_out.data(), gain, s);
+        gains_changed = false;
+        const std::vector<loudness_blocks> blocks = meter.measure(d_out.data(), s);
+        bool all = true;
+        for (std::size_t t = 0; t < n_tracks; ++t) {
+          if (!on_gpu[t] || done[t]) continue;
+          ++iterations[t];
+          const double l = lufs_of(blocks[t]);
+          const double err = tracks[t].targets_lufs[f] - l;
+          if (std::abs(err) <= converged_lu || !std::isfinite(l)) {
+            done[t] = true;
+            continue;
+          }
+          double slope = 1.0;
+          if (it > 0 && gain[t] != g_prev[t]) slope = std::clamp((l - l_prev[t]) / (gain[t] - g_prev[t]), 0.05, 1.0);
+          g_prev[t] = gain[t];
+          l_prev[t] = l;
+          gain[t] += err / slope;
+          gains_changed = true;
+          all = false;
+        }
+        if (all) break;
+      }
+      // The loop may end on an updated gain: render once more with the final gains.
+      if (gains_changed) stats = limiter.render(d_peaks.data(), x, d_out.data(), gain, s);
+
+      // 5b. quantization, and the delivered samples measured on the device
+      const std::vector<std::size_t> offsets = gpu::quantize_output_offsets(layout);
+      std::size_t interleaved = 0;
+      for (std::size_t t = 0; t < n_tracks; ++t) interleaved += 2 * layout.frames[2 * t];
+      std::vector<std::uint64_t> seeds(n_tracks);
+      for (std::size_t t = 0; t < n_tracks; ++t) seeds[t] = fnv1a64(p.name, tracks[t].seed_base);
+      gpu::device_vector<float> d_delivered(d_out.size());
+      std::vector<std::vector<std::int32_t>> ints(n_tracks);
+      std::vector<std::vector<float>> floats(n_tracks);
+      std::vector<std::size_t> clamped(n_tracks, 0);
+      if (p.bit_depth == 32) {
+        gpu::pinned_vector<float> host(std::max<std::size_t>(layout.total_frames, 1));
+        d_out.download_async({host.data(), layout.total_frames}, s);
+        s.synchronize();
+        for (std::size_t t = 0; t < n_tracks; ++t) {
+          const std::size_t n = layout.frames[2 * t];
+          floats[t].resize(2 * n);
+          for (std::size_t i = 0; i < n; ++i) {
+            floats[t][2 * i] = host.data()[layout.offset[2 * t] + i];
+            floats[t][2 * i + 1] = host.data()[layout.offset[2 * t + 1] + i];
+          }
+        }
+        d_delivered = std::move(d_out);
+      } else {
+        gpu::device_vector<std::int32_t> d_q(std::max<std::size_t>(interleaved, 1));
+        gpu::pinned_vector<std::int32_t> host(std::max<std::size_t>(interleaved, 1));
+        quantize_params q;
+        q.bit_depth = p.bit_depth;
+        q.shaping = p.shaping;
+        q.sample_rate_hz = rate;
+        if (p.shaping == noise_shaping::none) {
+          gpu::batch_quantizer quantizer;
+          quantizer.prepare(layout, s);
+          const std::vector<quantize_stats> qs = quantizer.quantize(d_out.data(), d_q.data(), q, seeds, s);
+          for (std::size_t t = 0; t < n_tracks; ++t) clamped[t] = qs[t].clipped_samples;
+          d_q.download_async({host.data(), interleaved}, s);
+          s.synchronize();
+        } else {
+          // Error-feedback shaping is serial through its rounding: the host quantizes.
+          gpu::pinned_vector<float> planar(std::max<std::size_t>(layout.total_frames, 1));
+          d_out.download_async({planar.data(), layout.total_frames}, s);
+          s.synchronize();
+          for (std::size_t t = 0; t < n_tracks; ++t) {
+            audio_buffer a(2, layout.frames[2 * t]);
+            for (int c = 0; c < 2; ++c)
+              std::copy_n(planar.data() + layout.offset[2 * t + static_cast<std::size_t>(c)], a.frames(), a.channel(c));
+            q.seed = seeds[t];
+            std::vector<std::int32_t> out;
+            clamped[t] = quantize(a, q, out).clipped_samples;
+            std::copy(out.begin(), out.end(), host.data() + offsets[t]);
+          }
+          d_q.upload_async({host.data(), interleaved}, s);
+        }
+        for (std::size_t t = 0; t < n_tracks; ++t)
+          ints[t].assign(host.data() + offsets[t], host.data() + offsets[t] + 2 * layout.frames[2 * t]);
+        std::vector<std::uint64_t> off64(offsets.begin(), offsets.end());
+        gpu::device_vector<std::uint64_t> d_off(off64.size()), d_lane_off(layout.lanes()),
+            d_lane_frames(layout.lanes());
+        const std::vector<std::uint64_t> lane_off(layout.offset.begin(), layout.offset.end());
+        const std::vector<std::uint64_t> lane_frames(layout.frames.begin(), layout.frames.end());
+        d_off.upload_async(off64, s);
+        d_lane_off.upload_async(lane_off, s);
+        d_lane_frames.upload_async(lane_frames, s);
+        gpu::dequantize_stereo_async(d_q.data(), d_off.data(), n_tracks, layout, d_lane_off.data(),
+                                     d_lane_frames.data(), p.bit_depth, d_delivered.data(), s);
+        s.synchronize();  // host vectors above must outlive the uploads
+      }
+      const std::vector<loudness_blocks> out_blocks = meter.measure(d_delivered.data(), s);
+      gpu::peak_plan out_tp(tp_filter, layout, tp_filter.latency_frames, s);
+      gpu::device_vector<float> d_out_peaks(std::max<std::size_t>(out_tp.output_layout().total_frames, 1));
+      out_tp.run_async(d_delivered.data(), d_out_peaks.data(), s);
+      const std::vector<float> lane_peaks = out_tp.lane_max(s);
+
+      for (std::size_t t = 0; t < n_tracks; ++t) {
+        if (!on_gpu[t]) continue;
+        rendered_master& m = results[t].masters[f];
+        normalization_result& n = m.normalization;
+        n.pre_loudness_lufs = pre_lufs[t];
+        n.target_lufs = tracks[t].targets_lufs[f];
+        n.gain_db = gain[t];
+        n.iterations = iterations[t] + 1;
+        n.limiter = stats[t];
+        n.limited = stats[t].frames_limited > 0;
+        n.limiter_ceiling_dbtp = p.ceiling_dbtp;
+        output_measurement& o = m.measured;
+        o.blocks = out_blocks[t];
+        o.integrated_lufs = o.blocks.integrated_lufs();
+        o.loudness_range_lu = o.blocks.loudness_range_lu();
+        o.true_peak_dbtp = 20.0 * std::log10(static_cast<double>(std::max(lane_peaks[2 * t], lane_peaks[2 * t + 1])));
+        o.sample_rate_hz = rate;
+        o.bit_depth = p.bit_depth;
+        o.frames = layout.frames[2 * t];
+        o.duration_s = static_cast<double>(o.frames) / rate;
+        o.clamped_samples = clamped[t];
+        float sample_peak = 0.0f;
+        if (p.bit_depth == 32) {
+          for (float v : floats[t]) sample_peak = std::max(sample_peak, std::abs(v));
+        } else {
+          std::int64_t peak = 0;
+          for (std::int32_t v : ints[t]) peak = std::max<std::int64_t>(peak, std::abs(static_cast<std::int64_t>(v)));
+          sample_peak = static_cast<float>(std::ldexp(static_cast<double>(peak), -(p.bit_depth - 1)));
+        }
+        o.sample_peak_dbfs = 20.0 * std::log10(static_cast<double>(sample_peak));
+        m.int_samples = std::move(ints[t]);
+        m.float_samples = std::move(floats[t]);
+        // An overshoot after quantization would need another ceiling pass: the CPU chain has it.
+        if (o.true_peak_dbtp > p.ceiling_dbtp)
+          on_gpu[t] = false;
+        else
+          check_against_profile(m, p);
+      }
+    }
+
+    // Whatever the GPU path does not cover goes through the CPU chain.
+    for (std::size_t t = 0; t < n_tracks; ++t) {
+      if (on_gpu[t]) continue;
+      results[t].cpu_fallback[f] = true;
+      results[t].masters[f] = render_master(apply_prechain(*tracks[t].audio, source_rate_hz, p), source_rate_hz, p,
+                                            tracks[t].targets_lufs[f], fnv1a64(p.name, tracks[t].seed_base));
+    }
+  }
+  s.synchronize();
+  return results;
+}
+
+}  // namespace lathe
+
+#endif  // LATHE_HAVE_CUDA
