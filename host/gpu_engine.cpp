@@ -76,6 +76,21 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
   gpu::device_vector<float> d_in(std::max<std::size_t>(in_layout.total_frames, 1));
   d_in.upload_async({staging.data(), in_layout.total_frames}, s);
 
+  // ---- input loudness and true peak, for the QC report (the CPU scans the rest) ------------
+  {
+    gpu::loudness_plan meter(in_layout, source_rate_hz, s);
+    std::vector<loudness_blocks> blocks = meter.measure(d_in.data(), s);
+    const gpu::peak_filter filter = gpu::true_peak_filter(source_rate_hz);
+    gpu::peak_plan peaks(filter, in_layout, filter.latency_frames, s);
+    gpu::device_vector<float> d_peaks(std::max<std::size_t>(peaks.output_layout().total_frames, 1));
+    peaks.run_async(d_in.data(), d_peaks.data(), s);
+    const std::vector<float> lane_peaks = peaks.lane_max(s);
+    for (std::size_t t = 0; t < n_tracks; ++t) {
+      results[t].input_blocks = std::move(blocks[t]);
+      results[t].input_true_peak = std::max(lane_peaks[2 * t], lane_peaks[2 * t + 1]);
+    }
+  }
+
   // ---- stages 1-2 at the source rate, once per distinct pre-chain --------------------------
   std::map<std::string, gpu::device_vector<float>> pre;
   for (const delivery_profile& p : profiles) {

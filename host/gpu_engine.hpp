@@ -22,11 +22,11 @@ struct gpu_track {
 };
 
 /// Renders every profile's master of a batch on one GPU:
-///   upload -> high-pass (chunked IIR) -> linear-phase EQ (cuFFT) -> per profile: polyphase
-///   resampling -> both true-peak detectors -> normalization loop (limiter render + K-weighted
-///   loudness on the device; only per-track gains and sub-block energies cross to the host) ->
-///   TPDF quantization (noise-shaped formats: on the host after download) -> measurement of the
-///   delivered samples on the device -> download.
+///   upload -> input loudness and true peak (for the QC report) -> high-pass (chunked IIR) -> linear-phase EQ (cuFFT)
+///   -> per profile: polyphase resampling -> both true-peak detectors -> normalization loop (limiter render +
+///   K-weighted loudness on the device; only per-track gains and sub-block energies cross to the host) -> TPDF
+///   quantization (noise-shaped formats: on the host after download) -> measurement of the delivered samples on the
+///   device -> download.
 /// Masters the GPU path does not cover (normalization = "linear", silence, a true peak found over
 /// the ceiling after quantization) are rendered by the CPU chain (render_master) instead, and
 /// say so in `cpu_fallback`. Not thread-safe: one engine per host thread; each owns its stream,
@@ -42,6 +42,8 @@ class gpu_engine {
   struct result {
     std::vector<rendered_master> masters;  ///< per profile
     std::vector<bool> cpu_fallback;        ///< per profile: rendered by the CPU chain
+    loudness_blocks input_blocks;          ///< the input's loudness, for complete_analysis()
+    float input_true_peak = 0.0f;          ///< the input's true peak (linear)
   };
 
   /// All tracks share `source_rate_hz`. Returns one result per track, in order.

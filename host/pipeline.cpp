@@ -167,6 +167,7 @@ class progress_reporter {
 // What survives between the passes and ends up in the report, per track.
 struct track_state {
   std::optional<track_analysis> input;
+  bool input_is_scan_only = false;                  // GPU rendering: loudness and true peak still to come
   std::map<std::string, double> pre_loudness_lufs;  // pre-chain key -> loudness at the source rate
   std::map<std::string, double> pre_true_peak_dbtp;
   std::vector<double> targets_lufs;            // per format
@@ -305,10 +306,17 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     }
   };
   // Input analysis, then the pre-chains (which the GPU engine runs itself when rendering).
+  // In GPU rendering only the one-pass sample scan runs here; the engine meters the input on the
+  // device and complete_analysis() finishes it (render_on_gpu).
   auto prepare = [&](work_item& w, bool keep_audio) {
     track_state& s = state[w.index];
-    if (!s.input) s.input = analyze(w.decoded->audio, w.decoded->info.sample_rate_hz);
-    if (!(keep_audio && use_gpu)) run_prechains(w, keep_audio);
+    const bool gpu_render = keep_audio && use_gpu;
+    if (!s.input) {
+      s.input = gpu_render ? scan_samples(w.decoded->audio, w.decoded->info.sample_rate_hz)
+                           : analyze(w.decoded->audio, w.decoded->info.sample_rate_hz);
+      s.input_is_scan_only = gpu_render;
+    }
+    if (!gpu_render) run_prechains(w, keep_audio);
   };
   auto fail_track = [&](work_item& w, std::string why) {
     if (state[w.index].error.empty()) state[w.index].error = std::move(why);
@@ -387,7 +395,7 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   std::atomic<int> next_device{0};
   tbb::enumerable_thread_specific<std::unique_ptr<gpu_engine>> engines;
   std::mutex log_mutex;
-  auto render_on_gpu = [&](work_item& w, const planned_track& t, const track_state& s, double rate) -> bool {
+  auto render_on_gpu = [&](work_item& w, const planned_track& t, track_state& s, double rate) -> bool {
     try {
       std::unique_ptr<gpu_engine>& engine = engines.local();
       if (!engine) engine = std::make_unique<gpu_engine>(next_device++ % std::max(1, gpus_used));
@@ -404,6 +412,10 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       }
       std::vector<gpu_engine::result> r = engine->render({&g, 1}, rate, todo);
       for (std::size_t k = 0; k < index.size(); ++k) w.masters[index[k]] = std::move(r[0].masters[k]);
+      if (s.input_is_scan_only) {
+        complete_analysis(*s.input, std::move(r[0].input_blocks), r[0].input_true_peak);
+        s.input_is_scan_only = false;
+      }
       return true;
     } catch (const std::exception& e) {
       std::lock_guard lock(log_mutex);
@@ -412,7 +424,7 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     }
   };
 #else
-  auto render_on_gpu = [](work_item&, const planned_track&, const track_state&, double) { return false; };
+  auto render_on_gpu = [](work_item&, const planned_track&, track_state&, double) { return false; };
 #endif
 
   // ---- pass 2: render every output not already complete ----------------------------------
@@ -456,7 +468,7 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
           // render formats: normalization, limiting, resampling, dither
           tbb::make_filter<token, token>(tbb::filter_mode::parallel,
                                          [&](token w) {
-                                           const track_state& s = state[w->index];
+                                           track_state& s = state[w->index];
                                            w->masters.resize(n_formats);
                                            if (!s.error.empty()) return w;
                                            const planned_track& t = plan.tracks[w->index];
@@ -465,6 +477,10 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                                              if (use_gpu && render_on_gpu(*w, t, s, rate)) {
                                                // done on the device (or by its own CPU fallback)
                                              } else {
+                                               if (s.input_is_scan_only) {  // the GPU did not meter it
+                                                 s.input = analyze(w->decoded->audio, rate);
+                                                 s.input_is_scan_only = false;
+                                               }
                                                for (std::size_t f = 0; f < n_formats; ++f) {
                                                  if (s.resumed[f]) continue;
                                                  const delivery_profile& p = plan.profiles[f];

@@ -173,3 +173,35 @@ TEST(Analyze, FiveChannelsUseTheSurroundWeights) {
 
 }  // namespace
 }  // namespace lathe
+
+namespace lathe {
+namespace {
+
+TEST(Analyze, ScanPlusCompletionEqualsTheWholeAnalysis) {
+  // What the GPU path assembles: the CPU sample scan completed with loudness blocks and a true
+  // peak measured elsewhere (here by the CPU meter and interpolator themselves).
+  audio_buffer a = test::white_noise(-20.0, 6.0, 48'000.0, 2, 3);
+  for (std::size_t i = 0; i < a.frames(); ++i) a.channel(0)[i] += 0.01f;  // some DC
+  for (std::size_t i = 1000; i < 1010; ++i) a.channel(1)[i] = 1.0f;       // a clipped run
+  const track_analysis whole = analyze(a, 48'000.0);
+  track_analysis parts = scan_samples(a, 48'000.0);
+  EXPECT_EQ(parts.clip_runs.size(), whole.clip_runs.size());
+  EXPECT_EQ(parts.dc_offset, whole.dc_offset);
+  EXPECT_EQ(parts.sample_peak_dbfs, whole.sample_peak_dbfs);
+  float tp = 0.0f;
+  for (int c = 0; c < 2; ++c) tp = std::max(tp, true_peak_of(a.channel(c), a.frames(), 48'000.0));
+  complete_analysis(parts, whole.blocks, tp);
+  EXPECT_EQ(parts.integrated_lufs, whole.integrated_lufs);
+  EXPECT_EQ(parts.loudness_range_lu, whole.loudness_range_lu);
+  EXPECT_EQ(parts.true_peak_dbtp, whole.true_peak_dbtp);
+  EXPECT_EQ(parts.plr_db, whole.plr_db);
+  // Maxima from 100 ms steps never exceed the 10 ms evaluation and stay within its grid bound.
+  constexpr double step_grid_bound_lu = 0.6;
+  EXPECT_LE(parts.max_momentary_lufs, whole.max_momentary_lufs + 1e-9);
+  EXPECT_NEAR(parts.max_momentary_lufs, whole.max_momentary_lufs, step_grid_bound_lu);
+  EXPECT_LE(parts.max_short_term_lufs, whole.max_short_term_lufs + 1e-9);
+  EXPECT_NEAR(parts.max_short_term_lufs, whole.max_short_term_lufs, step_grid_bound_lu);
+}
+
+}  // namespace
+}  // namespace lathe

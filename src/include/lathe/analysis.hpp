@@ -48,4 +48,14 @@ inline constexpr std::size_t min_clip_run_frames = 3;
 /// Measures a whole track. Allocates; runs on the calling thread.
 track_analysis analyze(const audio_buffer& audio, double sample_rate_hz);
 
+/// The one-pass part of analyze(): sample peak, DC offset and clipped runs. Loudness is left at
+/// silence and the true peak at the sample peak until complete_analysis(). For engines that
+/// meter elsewhere (the GPU).
+track_analysis scan_samples(const audio_buffer& audio, double sample_rate_hz);
+
+/// Completes a scan with loudness blocks and a true peak (linear) measured elsewhere. Momentary
+/// and short-term maxima come from the blocks' 100 ms steps, so they can read up to ~0.6 LU
+/// under analyze()'s 10 ms evaluation for isolated bursts.
+void complete_analysis(track_analysis& a, loudness_blocks blocks, float true_peak);
+
 }  // namespace lathe
