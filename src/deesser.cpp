@@ -52,7 +52,8 @@ void deesser_stage::prepare(const stream_spec& spec) {
                 "de-esser band needs 0 < low_hz < high_hz < fs/2");
   LATHE_EXPECTS(std::isfinite(p.threshold_db) && p.threshold_db <= 0.0, "de-esser threshold_db must be <= 0 dBFS");
   LATHE_EXPECTS(p.ratio >= 1.0, "de-esser ratio must be >= 1");
-  LATHE_EXPECTS(p.max_reduction_db >= 0.0 && p.max_reduction_db <= 48.0, "de-esser max_reduction_db must be in [0, 48]");
+  LATHE_EXPECTS(p.max_reduction_db >= 0.0 && p.max_reduction_db <= 48.0,
+                "de-esser max_reduction_db must be in [0, 48]");
   LATHE_EXPECTS(p.attack_ms > 0.0 && p.release_ms > 0.0 && p.detector_rms_ms > 0.0,
                 "de-esser attack_ms, release_ms and detector_rms_ms must be positive");
   channels_ = spec.channels;

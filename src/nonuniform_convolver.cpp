@@ -44,8 +44,7 @@ nonuniform_filter::nonuniform_filter(std::span<const float> impulse_response, no
     max_input_delay_ = std::max(max_input_delay_, s.input_delay_frames);
 
     const std::size_t count = std::min(partitions * block, ir_frames_ - offset);
-    filters_.push_back(
-        std::make_shared<const partitioned_filter>(impulse_response.subspan(offset, count), block));
+    filters_.push_back(std::make_shared<const partitioned_filter>(impulse_response.subspan(offset, count), block));
     offset += count;
     block = std::min(2 * block, layout.max_block_frames);
   }

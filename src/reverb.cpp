@@ -92,8 +92,8 @@ impulse_response load_impulse_response(const fs::path& path) {
     for (std::size_t i = 0; i < frames; ++i) {
       const float v = interleaved[i * channels + c];
       if (!std::isfinite(v)) {
-        fail(path, "holds a NaN or infinite sample at frame " + std::to_string(i) + " of channel " +
-                       std::to_string(c + 1));
+        fail(path,
+             "holds a NaN or infinite sample at frame " + std::to_string(i) + " of channel " + std::to_string(c + 1));
       }
       dst[i] = v;
     }
@@ -106,9 +106,9 @@ void reverb_stage::prepare(const stream_spec& spec) {
   LATHE_EXPECTS(spec.channels >= 1 && spec.channels <= max_channels, "channel count out of range");
   LATHE_EXPECTS(spec.max_block_frames >= 1, "max block must hold at least one frame");
   const double fs = spec.sample_rate_hz;
-  LATHE_EXPECTS(std::isfinite(params_.pre_delay_ms) && params_.pre_delay_ms >= 0.0 &&
-                    params_.pre_delay_ms <= max_pre_delay_ms,
-                "reverb pre_delay_ms must lie in 0..1000");
+  LATHE_EXPECTS(
+      std::isfinite(params_.pre_delay_ms) && params_.pre_delay_ms >= 0.0 && params_.pre_delay_ms <= max_pre_delay_ms,
+      "reverb pre_delay_ms must lie in 0..1000");
   LATHE_EXPECTS(!std::isnan(params_.wet_db) && params_.wet_db < 60.0, "reverb wet_db must be a number below 60");
   LATHE_EXPECTS(!std::isnan(params_.dry_db) && params_.dry_db < 60.0, "reverb dry_db must be a number below 60");
   LATHE_EXPECTS(params_.low_cut_hz == 0.0 || (params_.low_cut_hz > 0.0 && params_.low_cut_hz < 0.5 * fs),
@@ -120,7 +120,7 @@ void reverb_stage::prepare(const stream_spec& spec) {
   const int ir_channels = ir_->audio.channels();
   LATHE_EXPECTS(ir_channels == 1 || ir_channels == 2 || ir_channels == 4, "IR must have 1, 2 or 4 channels");
   LATHE_EXPECTS(!ir_->audio.empty(), "IR must not be empty");
-  routing_ = ir_channels == 1 ? reverb_routing::mono
+  routing_ = ir_channels == 1   ? reverb_routing::mono
              : ir_channels == 2 ? reverb_routing::stereo
                                 : reverb_routing::true_stereo;
   if (routing_ != reverb_routing::mono && spec.channels != 2) {

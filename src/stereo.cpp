@@ -83,7 +83,9 @@ double correlation_meter::correlation() const noexcept {
   return all.pearson();
 }
 
-double correlation_meter::min_window_correlation() const noexcept { return windows_ ? min_corr_ : 0.0; }
+double correlation_meter::min_window_correlation() const noexcept {
+  return windows_ ? min_corr_ : 0.0;
+}
 
 double correlation_meter::mean_window_correlation() const noexcept {
   return windows_ ? sum_corr_ / static_cast<double>(windows_) : 0.0;
@@ -141,7 +143,8 @@ void stereo_stage::prepare(const stream_spec& spec) {
   side_.assign(bypass_ ? 0 : spec.max_block_frames, 0.0f);
   mid_delay_.assign(latency_, 0.0f);
 
-  const auto window = static_cast<std::size_t>(std::max(1.0, std::round(params_.meter_window_ms * 1e-3 * spec.sample_rate_hz)));
+  const auto window =
+      static_cast<std::size_t>(std::max(1.0, std::round(params_.meter_window_ms * 1e-3 * spec.sample_rate_hz)));
   before_ = correlation_meter(window);
   after_ = correlation_meter(window);
   reset();

@@ -22,7 +22,9 @@ constexpr double passband_tolerance_db = 0.05;
 // Maximum reduction in the stats vs the analytic steady value.
 constexpr double stats_tolerance_db = 0.5;
 
-double db(double x) { return 20.0 * std::log10(x); }
+double db(double x) {
+  return 20.0 * std::log10(x);
+}
 
 double fit_amplitude(const float* x, std::size_t first, std::size_t last, double f_hz) {
   double ss = 0, cc = 0, sc = 0, xs = 0, xc = 0;

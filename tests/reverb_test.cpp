@@ -74,7 +74,8 @@ double relative_error(std::span<const float> got, std::size_t shift, std::span<c
 
 // ---------------------------------------------------------------- non-uniform convolver
 
-std::vector<float> stream_mono(nonuniform_convolver& conv, std::vector<float> buf, const std::vector<std::size_t>& sizes) {
+std::vector<float> stream_mono(nonuniform_convolver& conv, std::vector<float> buf,
+                               const std::vector<std::size_t>& sizes) {
   std::size_t pos = 0, k = 0;
   while (pos < buf.size()) {
     const std::size_t n = std::min(sizes[k++ % sizes.size()], buf.size() - pos);
@@ -111,7 +112,8 @@ TEST(NonuniformConvolver, MatchesDirectConvolution) {
   const nonuniform_layout layout{64, 256, 2};
   std::mt19937 rng(7);
   std::uniform_int_distribution<std::size_t> any_len(1, 3'000);
-  const std::vector<std::size_t> lengths = {1, 63, 64, 127, 128, 129, 383, 384, 385, 640, 641, any_len(rng), any_len(rng)};
+  const std::vector<std::size_t> lengths = {1,   63,  64,  127, 128,          129,         383,
+                                            384, 385, 640, 641, any_len(rng), any_len(rng)};
   for (std::size_t delay : {0u, 37u}) {
     for (std::size_t ir_len : lengths) {
       SCOPED_TRACE("ir_len " + std::to_string(ir_len) + " delay " + std::to_string(delay));
@@ -185,10 +187,17 @@ TEST(ReverbIr, BadFilesNameTheFileAndTheReason) {
                      "has 3 channels");
   expect_input_error(write_wav("no_frames.wav", {{}}, 48'000), "empty");
   const fs::path zero = temp_dir() / "zero_bytes.wav";
-  { std::FILE* f = std::fopen(zero.c_str(), "wb"); std::fclose(f); }
+  {
+    std::FILE* f = std::fopen(zero.c_str(), "wb");
+    std::fclose(f);
+  }
   expect_input_error(zero, "empty");
   const fs::path text = temp_dir() / "not_audio.wav";
-  { std::FILE* f = std::fopen(text.c_str(), "wb"); std::fputs("this is not a wav file at all", f); std::fclose(f); }
+  {
+    std::FILE* f = std::fopen(text.c_str(), "wb");
+    std::fputs("this is not a wav file at all", f);
+    std::fclose(f);
+  }
   expect_input_error(text, "not a readable audio file");
 }
 
@@ -244,8 +253,7 @@ TEST(Reverb, MatchesDirectConvolutionWithMix) {
   for (const mix_case mc : {mix_case{1, 48'000, 0.0}, mix_case{2, 44'100, 3.3}, mix_case{4, 32'000, 0.0}}) {
     SCOPED_TRACE("IR channels " + std::to_string(mc.ir_channels));
     std::vector<std::vector<float>> data;
-    for (int c = 0; c < mc.ir_channels; ++c)
-      data.push_back(decaying_ir(2'000, static_cast<std::uint32_t>(10 + c)));
+    for (int c = 0; c < mc.ir_channels; ++c) data.push_back(decaying_ir(2'000, static_cast<std::uint32_t>(10 + c)));
     const fs::path p = write_wav("mix_" + std::to_string(mc.ir_channels) + "ch.wav", data, mc.ir_rate_hz);
     reverb_params params;
     params.ir_path = p;
@@ -302,8 +310,8 @@ TEST(Reverb, MatchesDirectConvolutionWithMix) {
 
     audio_buffer first;
     int run = 0;
-    for (const std::vector<std::size_t>& sizes : {std::vector<std::size_t>{1'100}, std::vector<std::size_t>{1},
-                                                 random_block_sizes(5, 1'100)}) {
+    for (const std::vector<std::size_t>& sizes :
+         {std::vector<std::size_t>{1'100}, std::vector<std::size_t>{1}, random_block_sizes(5, 1'100)}) {
       for (bool in_place : {false, true}) {
         stage.reset();
         const audio_buffer out = stream(stage, in, sizes, in_place);
@@ -330,8 +338,7 @@ std::vector<std::vector<float>> wet_impulse_response(reverb_stage& stage, int im
   stage.reset();
   const audio_buffer out = stream(stage, in, {4'096}, false);
   std::vector<std::vector<float>> r(2);
-  for (int c = 0; c < 2; ++c)
-    r[c].assign(out.channel(c) + stage.latency_frames(), out.channel(c) + out.frames());
+  for (int c = 0; c < 2; ++c) r[c].assign(out.channel(c) + stage.latency_frames(), out.channel(c) + out.frames());
   return r;
 }
 
@@ -339,11 +346,12 @@ TEST(Reverb, PreDelayShiftsTheWetPathByWholeFrames) {
   const double fs = 44'100.0;
   std::vector<float> h = decaying_ir(3'000, 3);
   h[0] = 2.0f;  // a dominant direct sound marks the onset
-  const auto ir = std::make_shared<const impulse_response>(impulse_response{"mem.wav", fs, [&] {
-                                                                               audio_buffer b(1, h.size());
-                                                                               std::copy(h.begin(), h.end(), b.channel(0));
-                                                                               return b;
-                                                                             }()});
+  const auto ir =
+      std::make_shared<const impulse_response>(impulse_response{"mem.wav", fs, [&] {
+                                                                  audio_buffer b(1, h.size());
+                                                                  std::copy(h.begin(), h.end(), b.channel(0));
+                                                                  return b;
+                                                                }()});
   for (double pre_delay_ms : {0.0, 12.34, 25.0, 0.011}) {
     SCOPED_TRACE(pre_delay_ms);
     reverb_params params;
@@ -359,7 +367,8 @@ TEST(Reverb, PreDelayShiftsTheWetPathByWholeFrames) {
     // Silence before the pre-delay, then the IR itself (direct convolution with a unit impulse).
     const std::vector<double> ref(h.begin(), h.end());
     EXPECT_LE(relative_error(r[0], expected, ref), relative_error_limit);
-    const auto peak = std::max_element(r[0].begin(), r[0].end(), [](float a, float b) { return std::abs(a) < std::abs(b); });
+    const auto peak =
+        std::max_element(r[0].begin(), r[0].end(), [](float a, float b) { return std::abs(a) < std::abs(b); });
     EXPECT_EQ(static_cast<std::size_t>(peak - r[0].begin()), expected);
     for (float v : r[1]) ASSERT_EQ(v, 0.0f);  // mono IR: no crosstalk to the right channel
   }

@@ -74,7 +74,8 @@ std::size_t folded_bin(std::size_t b) {
 
 double band_max(const std::vector<double>& p, std::size_t centre) {
   double m = -1e300;
-  for (std::size_t k = centre > main_lobe_bins ? centre - main_lobe_bins : 0; k <= std::min(centre + main_lobe_bins, fft_n / 2); ++k)
+  for (std::size_t k = centre > main_lobe_bins ? centre - main_lobe_bins : 0;
+       k <= std::min(centre + main_lobe_bins, fft_n / 2); ++k)
     m = std::max(m, p[k]);
   return m;
 }
@@ -135,9 +136,10 @@ TEST(Saturation, AliasingOfTenKilohertzSineAtLeast100dBDown) {
     p.drive_db = drive_db;
     p.output_db = -drive_db * 0.5;
     const alias_report r = measure_aliasing(p, b0, peak_db);
-    std::printf("8x, drive %+.0f dB on a %.0f dBFS 10 kHz sine: aliases %.1f dB below fundamental, "
-                "worst other bin %.1f dB below\n",
-                drive_db, peak_db, r.fundamental_db - r.worst_alias_db, r.fundamental_db - r.worst_other_db);
+    std::printf(
+        "8x, drive %+.0f dB on a %.0f dBFS 10 kHz sine: aliases %.1f dB below fundamental, "
+        "worst other bin %.1f dB below\n",
+        drive_db, peak_db, r.fundamental_db - r.worst_alias_db, r.fundamental_db - r.worst_other_db);
     EXPECT_GE(r.fundamental_db - r.worst_alias_db, aliasing_floor_db) << "drive " << drive_db;
     EXPECT_GE(r.fundamental_db - r.worst_other_db, aliasing_floor_db) << "drive " << drive_db;
   }
@@ -180,7 +182,8 @@ TEST(Saturation, OddSymmetryAndHarmonicLevels) {
   EXPECT_NEAR(band_max(s, 3 * b) - fund, 20.0 * std::log10(std::abs(tanh_harmonic(a, 3) / tanh_harmonic(a, 1))),
               harmonic_tolerance_db);
   double worst_even = -1e300;
-  for (std::size_t h = 2; h * b < fft_n / 2 - main_lobe_bins; h += 2) worst_even = std::max(worst_even, band_max(s, h * b));
+  for (std::size_t h = 2; h * b < fft_n / 2 - main_lobe_bins; h += 2)
+    worst_even = std::max(worst_even, band_max(s, h * b));
   std::printf("drive +12 dB, -6 dBFS 1 kHz: even harmonics %.1f dB below fundamental\n", fund - worst_even);
   EXPECT_GE(fund - worst_even, even_harmonic_floor_db);
 }

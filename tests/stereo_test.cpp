@@ -81,7 +81,8 @@ audio_buffer render_blocks(const stereo_params& p, const audio_buffer& x, const 
     pos += n;
   }
   audio_buffer out(x.channels(), x.frames());
-  for (int c = 0; c < x.channels(); ++c) std::copy(padded.channel(c) + lat, padded.channel(c) + lat + x.frames(), out.channel(c));
+  for (int c = 0; c < x.channels(); ++c)
+    std::copy(padded.channel(c) + lat, padded.channel(c) + lat + x.frames(), out.channel(c));
   return out;
 }
 

@@ -13,14 +13,14 @@
 namespace lathe {
 
 struct deesser_params {
-  double low_hz = 5'000.0;        ///< band edges; centre sqrt(low * high), Q = centre / (high - low)
+  double low_hz = 5'000.0;  ///< band edges; centre sqrt(low * high), Q = centre / (high - low)
   double high_hz = 9'000.0;
-  double threshold_db = -30.0;    ///< detector RMS level (dBFS; a 0 dBFS-peak sine is -3.01 dB)
-  double ratio = 4.0;             ///< above threshold the band's level rises 1/ratio dB per dB
-  double max_reduction_db = 12.0; ///< cap of the band's gain reduction
-  double attack_ms = 1.0;         ///< time constant of the reduction rising
-  double release_ms = 60.0;       ///< time constant of the reduction falling
-  double detector_rms_ms = 5.0;   ///< time constant of the detector's power average
+  double threshold_db = -30.0;     ///< detector RMS level (dBFS; a 0 dBFS-peak sine is -3.01 dB)
+  double ratio = 4.0;              ///< above threshold the band's level rises 1/ratio dB per dB
+  double max_reduction_db = 12.0;  ///< cap of the band's gain reduction
+  double attack_ms = 1.0;          ///< time constant of the reduction rising
+  double release_ms = 60.0;        ///< time constant of the reduction falling
+  double detector_rms_ms = 5.0;    ///< time constant of the detector's power average
 };
 
 /// Gain reduction applied to the band (dB, >= 0). Mergeable across segments.

@@ -67,11 +67,11 @@ class nonuniform_convolver {
  private:
   std::shared_ptr<const nonuniform_filter> filter_;
   std::vector<partitioned_convolver> convolvers_;  // one per segment
-  std::vector<float> history_;  // ring of past input: max input delay + one chunk
-  std::vector<float> gather_;   // one chunk of delayed input when it wraps around the ring
-  std::vector<float> partial_;  // one chunk of one segment's output
-  std::size_t chunk_frames_ = 0;  // process() works in chunks of at most the first block size
-  std::size_t write_pos_ = 0;     // next ring position to write
+  std::vector<float> history_;                     // ring of past input: max input delay + one chunk
+  std::vector<float> gather_;                      // one chunk of delayed input when it wraps around the ring
+  std::vector<float> partial_;                     // one chunk of one segment's output
+  std::size_t chunk_frames_ = 0;                   // process() works in chunks of at most the first block size
+  std::size_t write_pos_ = 0;                      // next ring position to write
 };
 
 }  // namespace lathe

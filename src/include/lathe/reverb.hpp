@@ -54,7 +54,7 @@ struct reverb_params {
 };
 
 struct reverb_stats {
-  std::uint64_t frames = 0;  ///< input frames processed (all calls since reset())
+  std::uint64_t frames = 0;                                        ///< input frames processed (all calls since reset())
   double dry_rms_dbfs = -std::numeric_limits<double>::infinity();  ///< input (before dry_db)
   double wet_rms_dbfs = -std::numeric_limits<double>::infinity();  ///< wet path after gain, filters
   /// Wet level relative to dry: 10 log10(sum wet^2 / sum input^2) over all channels and all
@@ -101,12 +101,12 @@ class reverb_stage {
   std::size_t pre_delay_frames_ = 0;
   int channels_ = 0;
   float wet_gain_ = 0.0f, dry_gain_ = 1.0f;
-  std::vector<path> paths_;               // grouped by out_channel, in a fixed order
+  std::vector<path> paths_;                 // grouped by out_channel, in a fixed order
   std::vector<biquad_coeffs> wet_filters_;  // low cut, then high cut
   std::vector<double> filter_state_;        // [channel][section][s1, s2]
   std::size_t frames_to_flush_ = flush_interval_frames;
-  audio_buffer wet_;      // channels x max_block_frames
-  audio_buffer scratch_;  // 1 x max_block_frames: one path's output
+  audio_buffer wet_;        // channels x max_block_frames
+  audio_buffer scratch_;    // 1 x max_block_frames: one path's output
   audio_buffer dry_delay_;  // channels x latency ring
   std::size_t dry_pos_ = 0;
   std::vector<double> dry_energy_, wet_energy_;  // per channel, summed in stream order

@@ -11,10 +11,10 @@
 namespace lathe {
 
 struct stereo_params {
-  double width = 1.0;               ///< side gain, linear: 1 unchanged, 0 mono, > 1 wider (0..4)
-  double mid_gain_db = 0.0;         ///< mid gain (-24..+24 dB)
-  double bass_mono_below_hz = 0.0;  ///< 0: off; else the side's -3 dB point of an 8th-order
-                                    ///< Butterworth-magnitude high-pass, applied with linear phase
+  double width = 1.0;                    ///< side gain, linear: 1 unchanged, 0 mono, > 1 wider (0..4)
+  double mid_gain_db = 0.0;              ///< mid gain (-24..+24 dB)
+  double bass_mono_below_hz = 0.0;       ///< 0: off; else the side's -3 dB point of an 8th-order
+                                         ///< Butterworth-magnitude high-pass, applied with linear phase
   std::size_t partition_frames = 2'048;  ///< FFT partition of the side FIR (power of two >= 64)
   double meter_window_ms = 400.0;        ///< correlation meter window
 };
