@@ -112,7 +112,7 @@ void compressor_stage::prepare(const stream_spec& spec) {
   deque_size_.assign(ch, 0);
   rms_sum_.assign(ch, 0.0);
   gain_state_db_.assign(ch, 0.0);
-  gain_db_.assign(ch * spec.max_block_frames, 0.0f);
+  gain_.assign(ch * spec.max_block_frames, 0.0f);
   max_block_ = spec.max_block_frames;
   delay_.prepare(channels_, ms_to_frames(p.lookahead_ms, fs));
   reset();
@@ -139,8 +139,7 @@ double compressor_stage::detect(int c, float x) noexcept {
     // differ only by float64 rounding, so the drift stays ~1e-16 of the loudest power seen.
     rms_sum_[ch] += static_cast<double>(sq) - static_cast<double>(ring[det_pos_]);
     ring[det_pos_] = sq;
-    const double mean_sq = std::max(rms_sum_[ch], 0.0) / static_cast<double>(window_);
-    return 10.0 * std::log10(std::max(mean_sq, level_floor_amp * level_floor_amp));
+    return std::max(rms_sum_[ch], 0.0) / static_cast<double>(window_);
   }
   // Sliding maximum over the last window_ frames: a deque of ring positions whose values
   // decrease from front to back; the front is the maximum. The ring slot about to be
@@ -165,7 +164,12 @@ double compressor_stage::detect(int c, float x) noexcept {
   if (tail >= window_) tail -= window_;
   dq[tail] = slot;
   ++size;
-  return 20.0 * std::log10(std::max(static_cast<double>(ring[dq[head]]), level_floor_amp));
+  return static_cast<double>(ring[dq[head]]);
+}
+
+double compressor_stage::to_db(double detected) const noexcept {
+  return rms_ ? 10.0 * std::log10(std::max(detected, level_floor_amp * level_floor_amp))
+              : 20.0 * std::log10(std::max(detected, level_floor_amp));
 }
 
 double compressor_stage::smooth(double& state_db, double level_db) const noexcept {
@@ -183,34 +187,34 @@ void compressor_stage::process(const_block_view in, block_view out) noexcept {
   // Pass 1, sequential: detection and gain per frame, from the undelayed input (so the gain
   // leads the delayed audio by the lookahead). Done before the delay since in may alias out.
   for (std::size_t i = 0; i < n; ++i) {
-    double levels[max_channels];
-    for (int c = 0; c < channels_; ++c) levels[c] = detect(c, in[c][i]);
+    double detected[max_channels];
+    for (int c = 0; c < channels_; ++c) detected[c] = detect(c, in[c][i]);
     if (++det_pos_ == window_) det_pos_ = 0;
     if (linked_) {
-      double level = levels[0];
-      for (int c = 1; c < channels_; ++c) level = std::max(level, levels[c]);
-      const double g = smooth(gain_state_db_[0], level);
-      for (std::size_t c = 0; c < ch; ++c) gain_db_[c * max_block_ + i] = static_cast<float>(g);
+      // Max over channels in the linear domain (monotonic with dB), so one log per frame.
+      double d = detected[0];
+      for (int c = 1; c < channels_; ++c) d = std::max(d, detected[c]);
+      const double g = smooth(gain_state_db_[0], to_db(d));
+      const auto lin = static_cast<float>(std::exp((g + makeup_db_) * ln10_over_20));
+      for (std::size_t c = 0; c < ch; ++c) gain_[c * max_block_ + i] = lin;
       sum_reduction_db_ -= g;
       max_reduction_db_ = std::max(max_reduction_db_, -g);
     } else {
       for (std::size_t c = 0; c < ch; ++c) {
-        const double g = smooth(gain_state_db_[c], levels[c]);
-        gain_db_[c * max_block_ + i] = static_cast<float>(g);
+        const double g = smooth(gain_state_db_[c], to_db(detected[c]));
+        gain_[c * max_block_ + i] = static_cast<float>(std::exp((g + makeup_db_) * ln10_over_20));
         sum_reduction_db_ -= g;
         max_reduction_db_ = std::max(max_reduction_db_, -g);
       }
     }
   }
   frames_ += n;
-  // Pass 2: lookahead delay, then the gain (makeup included).
+  // Pass 2: lookahead delay, then the gain (makeup included); a plain vector loop.
   delay_.process(in, out);
   for (std::size_t c = 0; c < ch; ++c) {
     float* y = out[static_cast<int>(c)];
-    const float* g = gain_db_.data() + c * max_block_;
-    for (std::size_t i = 0; i < n; ++i) {
-      y[i] = static_cast<float>(static_cast<double>(y[i]) * std::exp((g[i] + makeup_db_) * ln10_over_20));
-    }
+    const float* g = gain_.data() + c * max_block_;
+    for (std::size_t i = 0; i < n; ++i) y[i] *= g[i];
   }
 }
 

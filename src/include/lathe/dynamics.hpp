@@ -74,8 +74,9 @@ class compressor_stage {
   dynamics_stats stats() const noexcept;
 
  private:
-  // Detected level (dBFS) of channel c after taking in sample x.
+  // Detector output of channel c after taking in sample x: peak |x| or mean x^2 (linear).
   double detect(int c, float x) noexcept;
+  double to_db(double detected) const noexcept;
   // Returns the smoothed gain (dB) of one gain path fed with detected level `level_db`.
   double smooth(double& state_db, double level_db) const noexcept;
 
@@ -96,7 +97,7 @@ class compressor_stage {
   std::vector<double> rms_sum_;
   std::size_t det_pos_ = 0;
   std::vector<double> gain_state_db_;  // per gain path
-  std::vector<float> gain_db_;         // [channel][max_block_]: this block's gains
+  std::vector<float> gain_;            // [channel][max_block_]: this block's linear gains
   std::size_t max_block_ = 0;
   detail::frame_delay delay_;
   double sum_reduction_db_ = 0.0, max_reduction_db_ = 0.0;
