@@ -176,7 +176,7 @@ int run_analyze(const std::vector<std::string>& inputs, bool as_json, int jobs) 
 }
 
 struct master_args {
-  std::string catalog, out, formats, backend = "auto", max_memory, log_format, config_dir;
+  std::string catalog, out, formats, backend = "auto", max_memory, log_format, config_dir, chain;
   std::vector<std::string> profiles;
   int jobs = 0;
   int gpus = 0;
@@ -205,6 +205,15 @@ int run_master_command(const master_args& a) {
   opt.progress_on_terminal = tty;
 
   auto formats = select_formats(load_all_profiles(a.config_dir, a.profiles), a.formats, a.profiles);
+  if (!a.chain.empty()) {
+    // A preset name (configs/chains/NAME.toml) or a file: replaces every format's chain.
+    fs::path file(a.chain);
+    if (!fs::exists(file)) file = find_config_dir(a.config_dir) / "chains" / (a.chain + ".toml");
+    if (!fs::exists(file))
+      throw config_error(fmt::format("--chain: '{}' is neither a file nor a preset in {}", a.chain,
+                                     (find_config_dir(a.config_dir) / "chains").string()));
+    for (delivery_profile& p : formats) apply_chain_preset(file, p);
+  }
   if (!fs::exists(a.catalog)) throw config_error(fmt::format("{}: no such file or folder", a.catalog));
   const fs::path out = fs::absolute(a.out).lexically_normal();
   const fs::path cat = fs::absolute(a.catalog).lexically_normal();
@@ -258,6 +267,9 @@ int cli_main(int argc, char** argv) {
                    "GPUs the GPU backend uses, one engine per worker thread (default: every visible GPU)")
       ->check(CLI::NonNegativeNumber);
   master->add_option("--max-memory", m.max_memory, "Bound on audio held in memory, e.g. 4G (default: half of RAM)");
+  master->add_option("--chain", m.chain,
+                     "Chain preset (transparent, gentle-glue, loud-modern, vinyl-premaster, or a TOML file) replacing "
+                     "every format's chain before loudness normalization");
   master->add_flag("--track-mode", m.track_mode,
                    "Normalize each track alone (default: album mode for tracks sharing an album)");
   master->add_option("--log-format", m.log_format,

@@ -97,9 +97,17 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
     const std::string key = prechain_key(p);
     if (pre.count(key) != 0) continue;
     gpu::device_vector<float> d(d_in.size());
-    gpu::iir_plan highpass(gpu::highpass_sections(p.highpass, source_rate_hz), in_layout, s);
-    highpass.process_async(d_in.data(), d.data(), s);
+    const auto in_order = [&](chain_stage st) {
+      return std::find(p.chain_order.begin(), p.chain_order.end(), st) != p.chain_order.end();
+    };
+    if (in_order(chain_stage::highpass)) {
+      gpu::iir_plan highpass(gpu::highpass_sections(p.highpass, source_rate_hz), in_layout, s);
+      highpass.process_async(d_in.data(), d.data(), s);
+    } else {
+      gpu::detail::copy_async(d.data(), d_in.data(), in_layout.total_frames * sizeof(float), s.get());
+    }
     eq_params eq = p.eq;  // bands at or above Nyquist are left out, as apply_prechain does
+    if (!in_order(chain_stage::eq)) eq.bands.clear();
     std::erase_if(eq.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * source_rate_hz; });
     if (!eq.bands.empty()) {
       const std::size_t taps = eq.fir_taps > 0 ? eq.fir_taps : eq_auto_taps(eq.bands, source_rate_hz);
@@ -140,7 +148,11 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
     gpu::loudness_plan meter(layout, rate, s);
     const std::vector<loudness_blocks> pre_blocks = meter.measure(x, s);
     std::vector<double> pre_lufs(n_tracks), gain(n_tracks);
-    std::vector<bool> on_gpu(n_tracks, p.normalization == normalization_mode::limit);
+    // The device runs high-pass and EQ; a chain with other stages (issue 4's) uses the CPU chain.
+    const bool chain_on_gpu = std::all_of(p.chain_order.begin(), p.chain_order.end(), [](chain_stage st) {
+      return st == chain_stage::highpass || st == chain_stage::eq;
+    });
+    std::vector<bool> on_gpu(n_tracks, p.normalization == normalization_mode::limit && chain_on_gpu);
     for (std::size_t t = 0; t < n_tracks; ++t) {
       pre_lufs[t] = lufs_of(pre_blocks[t]);
       if (!std::isfinite(pre_lufs[t])) on_gpu[t] = false;  // silence: the CPU chain reports it

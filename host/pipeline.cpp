@@ -170,6 +170,7 @@ struct track_state {
   bool input_is_scan_only = false;                  // GPU rendering: loudness and true peak still to come
   std::map<std::string, double> pre_loudness_lufs;  // pre-chain key -> loudness at the source rate
   std::map<std::string, double> pre_true_peak_dbtp;
+  std::map<std::string, json> chain_reports;   // pre-chain key -> what each stage did
   std::vector<double> targets_lufs;            // per format
   std::vector<json> outputs;                   // per format: report entry
   std::vector<bool> resumed;                   // per format: output already complete
@@ -293,7 +294,9 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     const decoded_track& d = *w.decoded;
     for (const auto& [key, profile] : prechains) {
       if (w.pre.count(key) != 0) continue;
-      audio_buffer pre = apply_prechain(d.audio, d.info.sample_rate_hz, *profile);
+      json report;
+      audio_buffer pre = apply_prechain(d.audio, d.info.sample_rate_hz, *profile, &report);
+      s.chain_reports[key] = std::move(report);
       if (!keep_audio) {
         s.pre_loudness_lufs[key] = integrated_loudness(pre, d.info.sample_rate_hz);
         float tp = 0.0f;
@@ -517,6 +520,8 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                   write_audio_file(dest, p.container, pcm, t.tags);
                   json entry = to_json(m, p);
                   entry["path"] = t.outputs[f].generic_string();
+                  if (const auto it = s.chain_reports.find(prechain_key(p)); it != s.chain_reports.end())
+                    entry["chain"]["stages"] = it->second;
                   s.outputs[f] = entry;
                   if (!t.album_key.empty()) {
                     s.output_blocks.resize(n_formats);
@@ -593,6 +598,10 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
         complete = false;
     }
     if (!album_reports.contains(album)) album_reports[album] = {{"tracks", members.size()}};
+    // Total running time, for planning sides and discs.
+    double album_s = 0.0;
+    for (std::size_t k : members) album_s += plan.tracks[k].duration_s();
+    album_reports[album]["duration_s"] = rounded(album_s, 2);
     if (complete) album_reports[album]["input_album_loudness_lufs"] = rounded(merged.integrated_lufs(), 2);
     // Album loudness of each format's masters, when every track of the album was rendered in
     // this run (a resumed master's blocks are not kept).

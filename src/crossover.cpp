@@ -112,7 +112,7 @@ void linear_phase_crossover::split(const_block_view in, std::span<const block_vi
   for (std::size_t k = 0; k < bands.size(); ++k) {
     for (int c = 0; c < in.channels; ++c) {
       conv_[k * static_cast<std::size_t>(channels_) + static_cast<std::size_t>(c)].process(in[c], bands[k][c],
-                                                                                            in.frames);
+                                                                                           in.frames);
     }
   }
 }

@@ -5,11 +5,16 @@
 
 #include <fmt/format.h>
 
+#include "lathe/deesser.hpp"
 #include "lathe/eq.hpp"
 #include "lathe/highpass.hpp"
 #include "lathe/limiter.hpp"
 #include "lathe/loudness.hpp"
+#include "lathe/multiband.hpp"
 #include "lathe/resampler.hpp"
+#include "lathe/reverb.hpp"
+#include "lathe/saturation.hpp"
+#include "lathe/stereo.hpp"
 
 namespace lathe {
 namespace {
@@ -120,31 +125,95 @@ std::uint64_t fnv1a64(std::string_view text, std::uint64_t h) noexcept {
 }
 
 std::string prechain_key(const delivery_profile& p) {
-  std::string key = fmt::format("hp:{:.17g}/{}/{:.17g};eq:{}/{}", p.highpass.cutoff_hz, p.highpass.order,
-                                p.highpass.dc_cutoff_hz, p.eq.fir_taps, p.eq.partition_frames);
-  for (const eq_band& b : p.eq.bands)
-    key += fmt::format(";{}:{:.17g}/{:.17g}/{:.17g}", to_string(b.type), b.freq_hz, b.gain_db, b.q);
-  return key;
+  return chain_fingerprint(p);
 }
 
-audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p) {
+namespace {
+
+nlohmann::json rounded_db(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  return std::round(v * 100.0) / 100.0;
+}
+
+// Runs one stage over the whole buffer, latency compensated, and returns it for its statistics.
+template <dsp_stage S>
+S run_stage(S stage, const stream_spec& spec, audio_buffer& audio) {
+  stage.prepare(spec);
+  run_aligned(stage, audio, spec.max_block_frames);
+  return stage;
+}
+
+}  // namespace
+
+audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p,
+                            nlohmann::json* report) {
   stream_spec spec;
   spec.sample_rate_hz = sample_rate_hz;
   spec.channels = in.channels();
   spec.max_block_frames = 8192;
   audio_buffer out = in;
-  highpass_stage hp(p.highpass);
-  hp.prepare(spec);
-  hp.process(out.view(), out.view());  // latency 0: in place over the whole buffer
-  // A band at or above Nyquist cannot act at this rate (an air band of a 96 kHz profile on an
-  // 8 kHz source): it is left out rather than failing the track.
-  eq_params eq_at_rate = p.eq;
-  std::erase_if(eq_at_rate.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * sample_rate_hz; });
-  linear_phase_eq_stage eq(eq_at_rate);
-  if (!eq.bypassed()) {
-    eq.prepare(spec);
-    run_aligned(eq, out, spec.max_block_frames);
+  nlohmann::json stages = nlohmann::json::array();
+  for (const chain_stage st : p.chain_order) {
+    nlohmann::json r = {{"stage", to_string(st)}};
+    switch (st) {
+      case chain_stage::highpass: {
+        highpass_stage hp(p.highpass);
+        hp.prepare(spec);
+        hp.process(out.view(), out.view());  // latency 0: in place over the whole buffer
+        r["cutoff_hz"] = p.highpass.cutoff_hz;
+        r["order"] = p.highpass.order;
+        break;
+      }
+      case chain_stage::eq: {
+        // A band at or above Nyquist cannot act at this rate (an air band of a 96 kHz profile
+        // on an 8 kHz source): it is left out rather than failing the track.
+        eq_params eq_at_rate = p.eq;
+        std::erase_if(eq_at_rate.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * sample_rate_hz; });
+        r["bands"] = eq_at_rate.bands.size();
+        if (!eq_at_rate.bands.empty()) r["taps"] = run_stage(linear_phase_eq_stage(eq_at_rate), spec, out).taps();
+        break;
+      }
+      case chain_stage::deesser: {
+        const deesser_stats d = run_stage(deesser_stage(p.deesser), spec, out).stats();
+        r["max_reduction_db"] = rounded_db(d.max_reduction_db);
+        r["mean_reduction_db"] = rounded_db(d.mean_reduction_db());
+        r["active_fraction"] = d.frames ? static_cast<double>(d.active_frames) / static_cast<double>(d.frames) : 0.0;
+        break;
+      }
+      case chain_stage::multiband: {
+        const multiband_stage mb = run_stage(multiband_stage(p.multiband), spec, out);
+        nlohmann::json bands = nlohmann::json::array();
+        for (std::size_t k = 0; k < p.multiband.bands.size(); ++k) {
+          const dynamics_stats b = mb.band_stats(static_cast<int>(k));
+          bands.push_back({{"max_gain_reduction_db", rounded_db(b.max_gain_reduction_db)},
+                           {"mean_gain_reduction_db", rounded_db(b.mean_gain_reduction_db)}});
+        }
+        r["crossovers_hz"] = p.multiband.crossover.crossover_hz;
+        r["bands"] = bands;
+        break;
+      }
+      case chain_stage::stereo: {
+        const stereo_stats st_stats = run_stage(stereo_stage(p.stereo), spec, out).stats();
+        r["correlation_before"] = rounded_db(st_stats.correlation_before);
+        r["correlation_after"] = rounded_db(st_stats.correlation_after);
+        r["width_change_db"] = rounded_db(st_stats.width_change_db());
+        break;
+      }
+      case chain_stage::saturation:
+        run_stage(saturation_stage(p.saturation), spec, out);
+        r["drive_db"] = p.saturation.drive_db;
+        r["mix"] = p.saturation.mix;
+        break;
+      case chain_stage::reverb: {
+        const reverb_stats rv = run_stage(reverb_stage(p.reverb), spec, out).stats();
+        r["ir"] = p.reverb.ir_path.string();
+        r["wet_level_db"] = rounded_db(rv.wet_relative_db);
+        break;
+      }
+    }
+    stages.push_back(std::move(r));
   }
+  if (report != nullptr) *report = std::move(stages);
   return out;
 }
 

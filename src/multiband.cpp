@@ -24,7 +24,8 @@ void multiband_stage::prepare(const stream_spec& spec) {
   max_lookahead_ = 0;
   for (const compressor_stage& c : comp_) max_lookahead_ = std::max(max_lookahead_, c.latency_frames());
   align_.assign(comp_.size(), {});
-  for (std::size_t k = 0; k < comp_.size(); ++k) align_[k].prepare(spec.channels, max_lookahead_ - comp_[k].latency_frames());
+  for (std::size_t k = 0; k < comp_.size(); ++k)
+    align_[k].prepare(spec.channels, max_lookahead_ - comp_[k].latency_frames());
   dry_delay_.prepare(spec.channels, latency_frames());
   band_buf_.assign(comp_.size(), audio_buffer(spec.channels, spec.max_block_frames));
   dry_buf_.resize(spec.channels, spec.max_block_frames);

@@ -221,10 +221,89 @@ void read_eq(const table_reader& chain, eq_params& eq) {
   }
 }
 
+compressor_params read_compressor(const table_reader& r) {
+  compressor_params c;
+  r.number("threshold_db", c.threshold_db, -80.0, 0.0);
+  r.number("ratio", c.ratio, 0.1, 100.0);
+  r.number("knee_db", c.knee_db, 0.0, 24.0);
+  r.number("attack_ms", c.attack_ms, 0.01, 1'000.0);
+  r.number("release_ms", c.release_ms, 1.0, 5'000.0);
+  r.number("lookahead_ms", c.lookahead_ms, 0.0, 20.0);
+  r.number("makeup_db", c.makeup_db, -24.0, 24.0);
+  r.number("detector_window_ms", c.detector_window_ms, 0.1, 200.0);
+  if (std::string d; r.string("detector", d)) {
+    r.check("detector", d == "peak" || d == "rms", "\"peak\" or \"rms\"");
+    c.detector = d == "peak" ? level_detector::peak : level_detector::rms;
+  }
+  if (std::string l; r.string("link", l)) {
+    r.check("link", l == "linked" || l == "independent", "\"linked\" or \"independent\"");
+    c.link = l == "linked" ? stereo_link::linked : stereo_link::independent;
+  }
+  return c;
+}
+
+void read_multiband(const table_reader& chain, multiband_params& m) {
+  const toml::table* t = chain.sub_table("multiband");
+  if (!t) return;
+  const table_reader r(*t, chain.file(), "chain.multiband", {"crossovers_hz", "dry_wet", "output_gain_db", "band"});
+  const toml::node* xs = r.find("crossovers_hz");
+  if (!xs || !xs->is_array())
+    r.fail_here("`chain.multiband.crossovers_hz` must be an array of 1 to 5 ascending frequencies");
+  m.crossover.crossover_hz.clear();
+  for (const toml::node& n : *xs->as_array()) {
+    const double f = n.value<double>().value_or(-1.0);
+    if (!(f >= 20.0 && f <= 20'000.0) || (!m.crossover.crossover_hz.empty() && f <= m.crossover.crossover_hz.back()))
+      r.fail(n.source(), "`chain.multiband.crossovers_hz` must ascend, each from 20 to 20000 Hz");
+    m.crossover.crossover_hz.push_back(f);
+  }
+  if (m.crossover.crossover_hz.empty() || m.crossover.crossover_hz.size() > 5)
+    r.fail(xs->source(), "`chain.multiband.crossovers_hz` takes 1 to 5 frequencies (2 to 6 bands)");
+  r.number("dry_wet", m.dry_wet, 0.0, 1.0);
+  r.number("output_gain_db", m.output_gain_db, -24.0, 24.0);
+  const std::size_t bands = m.crossover.crossover_hz.size() + 1;
+  m.bands.assign(bands, compressor_params{});
+  if (const toml::node* b = r.find("band")) {
+    if (!b->is_array_of_tables() || b->as_array()->size() != bands)
+      r.fail(b->source(), "`chain.multiband.band` must be " + std::to_string(bands) +
+                              " tables ([[chain.multiband.band]]), one per band, low to high");
+    std::size_t k = 0;
+    for (const toml::node& n : *b->as_array())
+      m.bands[k++] =
+          read_compressor(table_reader(*n.as_table(), chain.file(), "chain.multiband.band",
+                                       {"threshold_db", "ratio", "knee_db", "attack_ms", "release_ms", "lookahead_ms",
+                                        "makeup_db", "detector", "detector_window_ms", "link"}));
+  }
+}
+
 void read_chain(const table_reader& top, delivery_profile& p) {
   const toml::table* t = top.sub_table("chain");
   if (!t) return;
-  const table_reader chain(*t, top.file(), "chain", {"highpass", "eq", "limiter"});
+  const table_reader chain(
+      *t, top.file(), "chain",
+      {"order", "highpass", "eq", "limiter", "deesser", "multiband", "stereo", "saturation", "reverb"});
+  if (const toml::node* order = chain.find("order")) {
+    if (!order->is_array()) chain.fail(order->source(), "`chain.order` must be an array of stage names");
+    p.chain_order.clear();
+    for (const toml::node& n : *order->as_array()) {
+      chain_stage st;
+      const std::string name = n.value<std::string>().value_or("");
+      if (!parse_chain_stage(name, st))
+        chain.fail(n.source(),
+                   "unknown stage `" + name +
+                       "` in `chain.order`; stages: highpass, eq, deesser, multiband, stereo, saturation, reverb");
+      if (std::find(p.chain_order.begin(), p.chain_order.end(), st) != p.chain_order.end())
+        chain.fail(n.source(), "stage `" + name + "` is listed twice in `chain.order`");
+      p.chain_order.push_back(st);
+    }
+  }
+  // A stage configured but not in the order would silently do nothing: say so.
+  for (const char* name : {"deesser", "multiband", "stereo", "saturation", "reverb"}) {
+    chain_stage st;
+    parse_chain_stage(name, st);
+    if (chain.find(name) && std::find(p.chain_order.begin(), p.chain_order.end(), st) == p.chain_order.end())
+      chain.fail(chain.find(name)->source(),
+                 std::string("[chain.") + name + "] is configured but `" + name + "` is not in `chain.order`");
+  }
   if (const toml::table* h = chain.sub_table("highpass")) {
     const table_reader r(*h, top.file(), "chain.highpass", {"cutoff_hz", "order"});
     if (r.find("cutoff_hz")) {
@@ -243,6 +322,53 @@ void read_chain(const table_reader& top, delivery_profile& p) {
     r.number("release_ms", p.limiter.release_ms, 5.0, 2'000.0);
     r.number("margin_db", p.limiter.margin_db, 0.0, 1.0);
   }
+  if (const toml::table* d = chain.sub_table("deesser")) {
+    const table_reader r(*d, top.file(), "chain.deesser",
+                         {"low_hz", "high_hz", "threshold_db", "ratio", "max_reduction_db", "attack_ms", "release_ms"});
+    r.number("low_hz", p.deesser.low_hz, 1'000.0, 16'000.0);
+    r.number("high_hz", p.deesser.high_hz, 1'500.0, 20'000.0);
+    r.check("high_hz", p.deesser.high_hz > p.deesser.low_hz, "above low_hz");
+    r.number("threshold_db", p.deesser.threshold_db, -80.0, 0.0);
+    r.number("ratio", p.deesser.ratio, 1.0, 100.0);
+    r.number("max_reduction_db", p.deesser.max_reduction_db, 0.0, 48.0);
+    r.number("attack_ms", p.deesser.attack_ms, 0.01, 100.0);
+    r.number("release_ms", p.deesser.release_ms, 1.0, 2'000.0);
+  }
+  read_multiband(chain, p.multiband);
+  if (const toml::table* st = chain.sub_table("stereo")) {
+    const table_reader r(*st, top.file(), "chain.stereo", {"width", "mid_gain_db", "bass_mono_below_hz"});
+    r.number("width", p.stereo.width, 0.0, 4.0);
+    r.number("mid_gain_db", p.stereo.mid_gain_db, -24.0, 24.0);
+    r.number("bass_mono_below_hz", p.stereo.bass_mono_below_hz, 0.0, 500.0);
+    r.check("bass_mono_below_hz", p.stereo.bass_mono_below_hz == 0.0 || p.stereo.bass_mono_below_hz >= 40.0,
+            "0 (off) or 40 to 500");
+  }
+  if (const toml::table* sat = chain.sub_table("saturation")) {
+    const table_reader r(*sat, top.file(), "chain.saturation", {"drive_db", "output_db", "mix"});
+    r.number("drive_db", p.saturation.drive_db, -24.0, 36.0);
+    r.number("output_db", p.saturation.output_db, -48.0, 24.0);
+    r.number("mix", p.saturation.mix, 0.0, 1.0);
+  }
+  if (const toml::table* rv = chain.sub_table("reverb")) {
+    const table_reader r(*rv, top.file(), "chain.reverb",
+                         {"ir", "pre_delay_ms", "wet_db", "dry_db", "low_cut_hz", "high_cut_hz"});
+    std::string ir;
+    if (!r.string("ir", ir)) r.fail_here("[chain.reverb] needs `ir`, the impulse response file");
+    fs::path path(ir);
+    if (path.is_relative()) path = fs::path(top.file()).parent_path() / path;  // relative to the profile
+    p.reverb.ir_path = path;
+    r.number("pre_delay_ms", p.reverb.pre_delay_ms, 0.0, 1'000.0);
+    r.number("wet_db", p.reverb.wet_db, -120.0, 12.0);
+    r.number("dry_db", p.reverb.dry_db, -120.0, 12.0);
+    r.number("low_cut_hz", p.reverb.low_cut_hz, 0.0, 2'000.0);
+    r.number("high_cut_hz", p.reverb.high_cut_hz, 0.0, 20'000.0);
+  }
+  if (std::find(p.chain_order.begin(), p.chain_order.end(), chain_stage::reverb) != p.chain_order.end() &&
+      p.reverb.ir_path.empty())
+    chain.fail_here("`reverb` is in `chain.order` but [chain.reverb] names no `ir`");
+  if (std::find(p.chain_order.begin(), p.chain_order.end(), chain_stage::multiband) != p.chain_order.end() &&
+      p.multiband.crossover.crossover_hz.empty())
+    chain.fail_here("`multiband` is in `chain.order` but [chain.multiband] sets no `crossovers_hz`");
 }
 
 }  // namespace
@@ -282,6 +408,62 @@ delivery_profile load_profile(const fs::path& file) {
   return p;
 }
 
+bool parse_chain_stage(const std::string& name, chain_stage& out) {
+  static const std::pair<const char*, chain_stage> names[] = {
+      {"highpass", chain_stage::highpass},   {"eq", chain_stage::eq},         {"deesser", chain_stage::deesser},
+      {"multiband", chain_stage::multiband}, {"stereo", chain_stage::stereo}, {"saturation", chain_stage::saturation},
+      {"reverb", chain_stage::reverb}};
+  for (const auto& [n, s] : names)
+    if (name == n) {
+      out = s;
+      return true;
+    }
+  return false;
+}
+
+const char* to_string(chain_stage s) noexcept {
+  switch (s) {
+    case chain_stage::highpass:
+      return "highpass";
+    case chain_stage::eq:
+      return "eq";
+    case chain_stage::deesser:
+      return "deesser";
+    case chain_stage::multiband:
+      return "multiband";
+    case chain_stage::stereo:
+      return "stereo";
+    case chain_stage::saturation:
+      return "saturation";
+    case chain_stage::reverb:
+      return "reverb";
+  }
+  return "?";
+}
+
+void apply_chain_preset(const fs::path& file, delivery_profile& p) {
+  toml::table doc;
+  try {
+    doc = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    throw config_error(file.string() + ":" + std::to_string(e.source().begin.line) + ":" +
+                       std::to_string(e.source().begin.column) + ": " + std::string(e.description()));
+  }
+  const table_reader top(doc, file.string(), "", {"name", "description", "chain"});
+  if (!top.sub_table("chain")) top.fail_here("a chain preset holds a [chain] table");
+  delivery_profile fresh;  // the preset's chain replaces the profile's: start from the defaults
+  fresh.limiter = p.limiter;
+  read_chain(top, fresh);
+  p.chain_order = fresh.chain_order;
+  p.highpass = fresh.highpass;
+  p.eq = fresh.eq;
+  p.deesser = fresh.deesser;
+  p.multiband = fresh.multiband;
+  p.stereo = fresh.stereo;
+  p.saturation = fresh.saturation;
+  p.reverb = fresh.reverb;
+}
+
 std::vector<delivery_profile> load_profiles_dir(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw config_error(dir.string() + ": not a folder of profiles (*.toml)");
@@ -305,50 +487,130 @@ std::vector<delivery_profile> load_profiles_dir(const fs::path& dir) {
   return out;
 }
 
-std::string profile_fingerprint(const delivery_profile& p) {
-  std::string s = "lathe-profile-v1";
-  auto num = [&](const char* key, double v) {
+namespace {
+
+// Stable "key=value;" text with doubles printed exactly (%.17g).
+class fingerprint_text {
+ public:
+  explicit fingerprint_text(const char* tag) : s_(tag) {}
+  void num(const char* key, double v) {
     char buf[48];
     std::snprintf(buf, sizeof buf, "%.17g", v);
-    s += ';';
-    s += key;
-    s += '=';
-    s += buf;
-  };
-  auto text = [&](const char* key, const std::string& v) {
-    s += ';';
-    s += key;
-    s += '=';
-    s += v;
-  };
-  num("target_lufs", p.target_lufs);
-  num("ceiling_dbtp", p.ceiling_dbtp);
-  text("normalization", p.normalization == normalization_mode::limit ? "limit" : "linear");
+    text(key, buf);
+  }
+  void text(const char* key, const std::string& v) {
+    s_ += ';';
+    s_ += key;
+    s_ += '=';
+    s_ += v;
+  }
+  std::string str() && { return std::move(s_); }
+
+ private:
+  std::string s_;
+};
+
+void add_compressor(fingerprint_text& f, const compressor_params& c) {
+  f.num("threshold_db", c.threshold_db);
+  f.num("ratio", c.ratio);
+  f.num("knee_db", c.knee_db);
+  f.num("attack_ms", c.attack_ms);
+  f.num("release_ms", c.release_ms);
+  f.num("lookahead_ms", c.lookahead_ms);
+  f.num("makeup_db", c.makeup_db);
+  f.text("detector", c.detector == level_detector::peak ? "peak" : "rms");
+  f.num("detector_window_ms", c.detector_window_ms);
+  f.text("link", c.link == stereo_link::linked ? "linked" : "independent");
+}
+
+}  // namespace
+
+std::string chain_fingerprint(const delivery_profile& p) {
+  fingerprint_text f("lathe-chain-v1");
+  for (const chain_stage st : p.chain_order) {
+    f.text("stage", to_string(st));
+    switch (st) {
+      case chain_stage::highpass:
+        f.num("cutoff_hz", p.highpass.cutoff_hz);
+        f.num("order", p.highpass.order);
+        f.num("dc_cutoff_hz", p.highpass.dc_cutoff_hz);
+        break;
+      case chain_stage::eq:
+        f.num("fir_taps", static_cast<double>(p.eq.fir_taps));
+        f.num("partition_frames", static_cast<double>(p.eq.partition_frames));
+        for (const eq_band& b : p.eq.bands) {
+          f.text("band", to_string(b.type));
+          f.num("freq_hz", b.freq_hz);
+          f.num("gain_db", b.gain_db);
+          f.num("q", b.q);
+        }
+        break;
+      case chain_stage::deesser:
+        f.num("low_hz", p.deesser.low_hz);
+        f.num("high_hz", p.deesser.high_hz);
+        f.num("threshold_db", p.deesser.threshold_db);
+        f.num("ratio", p.deesser.ratio);
+        f.num("max_reduction_db", p.deesser.max_reduction_db);
+        f.num("attack_ms", p.deesser.attack_ms);
+        f.num("release_ms", p.deesser.release_ms);
+        f.num("detector_rms_ms", p.deesser.detector_rms_ms);
+        break;
+      case chain_stage::multiband:
+        for (double x : p.multiband.crossover.crossover_hz) f.num("crossover_hz", x);
+        f.num("fir_taps", static_cast<double>(p.multiband.crossover.fir_taps));
+        f.num("partition_frames", static_cast<double>(p.multiband.crossover.partition_frames));
+        f.num("dry_wet", p.multiband.dry_wet);
+        f.num("output_gain_db", p.multiband.output_gain_db);
+        for (const compressor_params& c : p.multiband.bands) add_compressor(f, c);
+        break;
+      case chain_stage::stereo:
+        f.num("width", p.stereo.width);
+        f.num("mid_gain_db", p.stereo.mid_gain_db);
+        f.num("bass_mono_below_hz", p.stereo.bass_mono_below_hz);
+        break;
+      case chain_stage::saturation:
+        f.num("drive_db", p.saturation.drive_db);
+        f.num("output_db", p.saturation.output_db);
+        f.num("mix", p.saturation.mix);
+        f.num("oversampling", p.saturation.oversampling);
+        break;
+      case chain_stage::reverb: {
+        // The IR file's identity too: a changed IR changes the masters.
+        std::error_code ec;
+        f.text("ir", p.reverb.ir_path.string());
+        f.num("ir_bytes", static_cast<double>(fs::file_size(p.reverb.ir_path, ec)));
+        f.num("pre_delay_ms", p.reverb.pre_delay_ms);
+        f.num("wet_db", p.reverb.wet_db);
+        f.num("dry_db", p.reverb.dry_db);
+        f.num("low_cut_hz", p.reverb.low_cut_hz);
+        f.num("high_cut_hz", p.reverb.high_cut_hz);
+        break;
+      }
+    }
+  }
+  return std::move(f).str();
+}
+
+std::string profile_fingerprint(const delivery_profile& p) {
+  fingerprint_text f("lathe-profile-v1");
+  f.num("target_lufs", p.target_lufs);
+  f.num("ceiling_dbtp", p.ceiling_dbtp);
+  f.text("normalization", p.normalization == normalization_mode::limit ? "limit" : "linear");
   if (p.sample_rate_hz) {
-    num("sample_rate_hz", *p.sample_rate_hz);
+    f.num("sample_rate_hz", *p.sample_rate_hz);
   } else {
-    text("sample_rate_hz", "source");
-    num("min_sample_rate_hz", p.min_sample_rate_hz);
+    f.text("sample_rate_hz", "source");
+    f.num("min_sample_rate_hz", p.min_sample_rate_hz);
   }
-  num("bit_depth", p.bit_depth);
-  text("container", to_string(p.container));
-  text("noise_shaping", to_string(p.shaping));
-  num("highpass.cutoff_hz", p.highpass.cutoff_hz);
-  num("highpass.order", p.highpass.order);
-  num("highpass.dc_cutoff_hz", p.highpass.dc_cutoff_hz);
-  num("eq.fir_taps", static_cast<double>(p.eq.fir_taps));
-  num("eq.partition_frames", static_cast<double>(p.eq.partition_frames));
-  for (const eq_band& b : p.eq.bands) {
-    text("eq.band.type", to_string(b.type));
-    num("freq_hz", b.freq_hz);
-    num("gain_db", b.gain_db);
-    num("q", b.q);
-  }
-  num("limiter.ceiling_dbtp", p.limiter.ceiling_dbtp);
-  num("limiter.lookahead_ms", p.limiter.lookahead_ms);
-  num("limiter.release_ms", p.limiter.release_ms);
-  num("limiter.margin_db", p.limiter.margin_db);
-  return s;
+  f.num("bit_depth", p.bit_depth);
+  f.text("container", to_string(p.container));
+  f.text("noise_shaping", to_string(p.shaping));
+  f.text("chain", chain_fingerprint(p));
+  f.num("limiter.ceiling_dbtp", p.limiter.ceiling_dbtp);
+  f.num("limiter.lookahead_ms", p.limiter.lookahead_ms);
+  f.num("limiter.release_ms", p.limiter.release_ms);
+  f.num("limiter.margin_db", p.limiter.margin_db);
+  return std::move(f).str();
 }
 
 }  // namespace lathe

@@ -110,7 +110,8 @@ TEST_P(crossover_layouts, StreamedBandsAreLinearPhaseAndSelective) {
     double peak = 0.0;
     for (double v : h) peak = std::max(peak, std::abs(v));
     double worst_asym = 0.0;
-    for (std::size_t j = 1; j <= centre; ++j) worst_asym = std::max(worst_asym, std::abs(h[centre + j] - h[centre - j]));
+    for (std::size_t j = 1; j <= centre; ++j)
+      worst_asym = std::max(worst_asym, std::abs(h[centre + j] - h[centre - j]));
     EXPECT_LE(worst_asym, symmetry_tolerance * peak) << "band " << k;
     for (std::size_t i = 0; i < start; ++i) ASSERT_LE(std::abs(y[i]), symmetry_tolerance * peak) << "before the FIR";
     for (std::size_t i = 0; i < taps; ++i) sum[i] += h[i];
@@ -181,8 +182,11 @@ TEST(crossover, BlockSizeDoesNotChangeTheBands) {
 
 TEST(crossover, RejectsBadLayouts) {
   const stream_spec spec{fs, 2, 1024};
-  for (const std::vector<double>& bad :
-       {std::vector<double>{}, {800.0, 200.0}, {200.0, 200.0}, {30'000.0}, {100.0, 200.0, 300.0, 400.0, 500.0, 600.0}}) {
+  for (const std::vector<double>& bad : {std::vector<double>{},
+                                         {800.0, 200.0},
+                                         {200.0, 200.0},
+                                         {30'000.0},
+                                         {100.0, 200.0, 300.0, 400.0, 500.0, 600.0}}) {
     linear_phase_crossover x(crossover_params{bad});
     EXPECT_THROW(x.prepare(spec), error);
   }

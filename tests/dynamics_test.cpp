@@ -120,8 +120,8 @@ TEST(dynamics, SettledSineFollowsTheStaticCurve) {
       }
       const double measured = 10.0 * std::log10(e_out / e_in);
       const double detected = rms ? level - 10.0 * std::log10(2.0) : level;
-      const double expected = paper_output_level(detected, cc.p.threshold_db, cc.p.ratio, cc.p.knee_db) - detected +
-                              cc.p.makeup_db;
+      const double expected =
+          paper_output_level(detected, cc.p.threshold_db, cc.p.ratio, cc.p.knee_db) - detected + cc.p.makeup_db;
       EXPECT_NEAR(measured, expected, static_curve_tolerance_db) << cc.name << " at " << level << " dBFS";
       worst = std::max(worst, std::abs(measured - expected));
     }
@@ -137,9 +137,8 @@ TEST(dynamics, AttackAndReleaseTimeConstants) {
   compressor_stage s(p);
   s.prepare({fs, 2, 512});
   const std::size_t n0 = 4'800, loud_len = 48'000, tail = 48'000;
-  const audio_buffer in = constant({{n0, test::db_to_amp(quiet_db)},
-                                    {loud_len, test::db_to_amp(loud_db)},
-                                    {tail, test::db_to_amp(quiet_db)}});
+  const audio_buffer in = constant(
+      {{n0, test::db_to_amp(quiet_db)}, {loud_len, test::db_to_amp(loud_db)}, {tail, test::db_to_amp(quiet_db)}});
   const audio_buffer out = run_blocks(s, in, {512});
   const double fraction = 1.0 - std::exp(-1.0);
   // Attack: reduction climbs from 0 toward 15 dB from the step on.
@@ -170,9 +169,11 @@ TEST(dynamics, StatsMatchTheAnalyticTrajectory) {
   const audio_buffer out = run_blocks(s, in, {1000});
   const double g = 24.0 * (1.0 - 1.0 / 3.0), a = std::exp(-1.0 / (0.020 * fs));
   for (std::size_t i : {std::size_t{0}, std::size_t{100}, std::size_t{959}, n - 1}) {
-    EXPECT_NEAR(-gain_db_at(in, out, 1, i), g * (1.0 - std::pow(a, static_cast<double>(i + 1))), trajectory_tolerance_db);
+    EXPECT_NEAR(-gain_db_at(in, out, 1, i), g * (1.0 - std::pow(a, static_cast<double>(i + 1))),
+                trajectory_tolerance_db);
   }
-  const double mean = g * (1.0 - a * (1.0 - std::pow(a, static_cast<double>(n))) / (static_cast<double>(n) * (1.0 - a)));
+  const double mean =
+      g * (1.0 - a * (1.0 - std::pow(a, static_cast<double>(n))) / (static_cast<double>(n) * (1.0 - a)));
   const dynamics_stats st = s.stats();
   EXPECT_EQ(st.frames, n);
   EXPECT_NEAR(st.mean_gain_reduction_db, mean, trajectory_tolerance_db);
@@ -265,9 +266,10 @@ TEST(dynamics, LookaheadIsCompensatedAndLeadsTheTransient) {
 TEST(dynamics, RejectsBadParameters) {
   const stream_spec spec{fs, 2, 1024};
   compressor_params p;
-  for (auto bad : {+[](compressor_params& q) { q.ratio = 0.0; }, +[](compressor_params& q) { q.knee_db = -1.0; },
-                   +[](compressor_params& q) { q.attack_ms = -1.0; }, +[](compressor_params& q) { q.threshold_db = 3.0; },
-                   +[](compressor_params& q) { q.detector_window_ms = 0.0; }}) {
+  for (auto bad :
+       {+[](compressor_params& q) { q.ratio = 0.0; }, +[](compressor_params& q) { q.knee_db = -1.0; },
+        +[](compressor_params& q) { q.attack_ms = -1.0; }, +[](compressor_params& q) { q.threshold_db = 3.0; },
+        +[](compressor_params& q) { q.detector_window_ms = 0.0; }}) {
     compressor_params q = p;
     bad(q);
     compressor_stage s(q);

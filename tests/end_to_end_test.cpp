@@ -235,6 +235,68 @@ TEST_F(EndToEnd, MemoryBudgetBoundsTheTracksInFlight) {
   }
 }
 
+TEST_F(EndToEnd, ChainPresetsRenderTheCatalogOnTarget) {
+  const fs::path chains = fs::path(LATHE_SOURCE_DIR) / "configs" / "chains";
+  for (const char* preset : {"transparent", "gentle-glue", "loud-modern", "vinyl-premaster"}) {
+    SCOPED_TRACE(preset);
+    std::vector<delivery_profile> ps = profiles({"streaming"});
+    apply_chain_preset(chains / (std::string(preset) + ".toml"), ps[0]);
+    const fs::path out = temp_dir(std::string("preset-") + preset);
+    const master_summary s = master(out, ps, album_mode::track);
+    EXPECT_EQ(s.failed, 0u);
+    const json report = read_json(out / "report.json");
+    for (const json& t : report["tracks"]) {
+      const json& o = t["outputs"]["streaming"];
+      EXPECT_EQ(o["chain"]["stages"].size(), ps[0].chain_order.size());
+      const test::oracle_reading r = test::ebur128_measure_file(out / o["path"].get<std::string>());
+      EXPECT_NEAR(r.integrated_lufs, -14.0, loudness_tolerance_lu) << t["path"];
+      EXPECT_LE(r.true_peak_dbtp, -1.0) << t["path"];
+    }
+    fs::remove_all(out);
+  }
+}
+
+TEST_F(EndToEnd, VinylMastersAreNeverLimitedAndHaveMonoBass) {
+  const fs::path out = temp_dir("vinyl");
+  const master_summary s = master(out, profiles({"vinyl"}), album_mode::track);
+  EXPECT_EQ(s.failed, 0u);
+  const json report = read_json(out / "report.json");
+  for (const json& t : report["tracks"]) {
+    SCOPED_TRACE(t["path"].get<std::string>());
+    const json& o = t["outputs"]["vinyl"];
+    EXPECT_EQ(o["chain"]["limiter"]["frames_limited"], 0) << "linear: gain only";
+    EXPECT_EQ(o["measured"]["sample_rate_hz"], 96'000.0);
+    const test::oracle_reading r = test::ebur128_measure_file(out / o["path"].get<std::string>());
+    EXPECT_LE(r.true_peak_dbtp, -0.5);
+    EXPECT_GT(o["measured"]["duration_s"].get<double>(), 0.0);  // for planning the sides
+  }
+  fs::remove_all(out);
+
+  // The vinyl chain makes the bass mono: a side-only (L = -R) 50 Hz tone is removed while a
+  // side-only 1 kHz tone passes (lock-in amplitudes over the settled second half).
+  const double fs = 48'000.0;
+  audio_buffer x(2, static_cast<std::size_t>(4 * fs));
+  for (std::size_t i = 0; i < x.frames(); ++i) {
+    const double t = static_cast<double>(i) / fs;
+    const auto v = static_cast<float>(0.25 * std::sin(2 * M_PI * 50.0 * t) + 0.1 * std::sin(2 * M_PI * 1000.0 * t));
+    x.channel(0)[i] = v;
+    x.channel(1)[i] = -v;
+  }
+  const audio_buffer y = apply_prechain(x, fs, profiles({"vinyl"})[0]);
+  const auto side_amplitude = [&](const audio_buffer& b, double f) {
+    double re = 0.0, im = 0.0;
+    const std::size_t from = b.frames() / 2;
+    for (std::size_t i = from; i < b.frames(); ++i) {
+      const double side = 0.5 * (static_cast<double>(b.channel(0)[i]) - b.channel(1)[i]);
+      re += side * std::cos(2 * M_PI * f * static_cast<double>(i) / fs);
+      im += side * std::sin(2 * M_PI * f * static_cast<double>(i) / fs);
+    }
+    return 2.0 * std::hypot(re, im) / static_cast<double>(b.frames() - from);
+  };
+  EXPECT_LT(20.0 * std::log10(side_amplitude(y, 50.0) / side_amplitude(x, 50.0)), -40.0);
+  EXPECT_NEAR(20.0 * std::log10(side_amplitude(y, 1000.0) / side_amplitude(x, 1000.0)), 0.0, 0.1);
+}
+
 TEST_F(EndToEnd, BrokenFilesFailAloneWithReasonsAndExitStatusTwo) {
   const fs::path cat = temp_dir("broken");
   fs::copy(*catalog_ / "night-drive", cat / "good", fs::copy_options::recursive);

@@ -118,12 +118,14 @@ TEST(multiband, LoudToneIsCompressedOnlyInItsBand) {
       return db(m.dry_wet * std::pow(10.0, g_db / 20.0) + (1.0 - m.dry_wet)) + m.output_gain_db;
     };
     for (int c = 0; c < 2; ++c) {
-      const double loud = db(tone_amplitude(out, c, loud_hz, from, measure) / tone_amplitude(in, c, loud_hz, from, measure));
+      const double loud =
+          db(tone_amplitude(out, c, loud_hz, from, measure) / tone_amplitude(in, c, loud_hz, from, measure));
       EXPECT_NEAR(loud, mixed_db(loud_gain_db), compressed_band_tolerance_db) << "dry_wet " << m.dry_wet;
       for (double f : quiet_hz) {
         const double g = db(tone_amplitude(out, c, f, from, measure) / tone_amplitude(in, c, f, from, measure));
         EXPECT_NEAR(g, mixed_db(0.0), untouched_band_tolerance_db) << f << " Hz, dry_wet " << m.dry_wet;
-        if (c == 0) std::printf("dry_wet %.1f: %.2f Hz tone %+.4f dB (expected %+.4f)\n", m.dry_wet, f, g, mixed_db(0.0));
+        if (c == 0)
+          std::printf("dry_wet %.1f: %.2f Hz tone %+.4f dB (expected %+.4f)\n", m.dry_wet, f, g, mixed_db(0.0));
       }
       if (c == 0)
         std::printf("dry_wet %.1f: loud tone %+.4f dB (expected %+.4f)\n", m.dry_wet, loud, mixed_db(loud_gain_db));
@@ -160,7 +162,8 @@ TEST(multiband, BlockSizeDoesNotChangeTheOutput) {
     s.reset();
     const audio_buffer split = run_blocks(s, in, sizes);
     for (int c = 0; c < 2; ++c)
-      for (std::size_t i = 0; i < in.frames(); ++i) ASSERT_EQ(split.channel(c)[i], whole.channel(c)[i]) << "frame " << i;
+      for (std::size_t i = 0; i < in.frames(); ++i)
+        ASSERT_EQ(split.channel(c)[i], whole.channel(c)[i]) << "frame " << i;
   }
 }
 

@@ -124,7 +124,7 @@ TEST(shipped_profile_dir, loads_sorted_with_distinct_fingerprints) {
   const auto all = load_profiles_dir(configs);
   std::vector<std::string> names;
   for (const auto& p : all) names.push_back(p.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"apple", "atsc", "broadcast", "cd", "hires", "streaming"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"apple", "atsc", "broadcast", "cd", "hires", "streaming", "vinyl"}));
   for (std::size_t i = 0; i < all.size(); ++i)
     for (std::size_t j = i + 1; j < all.size(); ++j)
       EXPECT_NE(profile_fingerprint(all[i]), profile_fingerprint(all[j])) << names[i] << " vs " << names[j];
@@ -332,3 +332,93 @@ TEST_F(profile_test, directory_stops_at_the_first_bad_file) {
 }
 
 }  // namespace
+
+namespace lathe {
+namespace {
+
+class ChainSchema : public profile_test {};
+
+TEST_F(ChainSchema, OrderAndStagesAreReadStrictly) {
+  const fs::path ok = write("chain.toml", minimal + R"(
+[chain]
+order = ["highpass", "deesser", "multiband", "stereo", "saturation"]
+[chain.deesser]
+threshold_db = -28
+[chain.multiband]
+crossovers_hz = [200, 3000]
+[[chain.multiband.band]]
+ratio = 2
+[[chain.multiband.band]]
+ratio = 1.5
+[[chain.multiband.band]]
+ratio = 3
+detector = "rms"
+[chain.stereo]
+bass_mono_below_hz = 150
+[chain.saturation]
+drive_db = 3
+mix = 0.25
+)");
+  const delivery_profile p = load_profile(ok);
+  ASSERT_EQ(p.chain_order.size(), 5u);
+  EXPECT_EQ(p.chain_order[1], chain_stage::deesser);
+  EXPECT_EQ(p.deesser.threshold_db, -28.0);
+  ASSERT_EQ(p.multiband.bands.size(), 3u);
+  EXPECT_EQ(p.multiband.bands[2].ratio, 3.0);
+  EXPECT_EQ(p.multiband.bands[2].detector, level_detector::rms);
+  EXPECT_EQ(p.stereo.bass_mono_below_hz, 150.0);
+  EXPECT_EQ(p.saturation.mix, 0.25);
+  // The order and every stage setting are part of the fingerprints.
+  delivery_profile q = p;
+  q.multiband.bands[0].ratio = 2.5;
+  EXPECT_NE(chain_fingerprint(p), chain_fingerprint(q));
+  EXPECT_NE(profile_fingerprint(p), profile_fingerprint(q));
+  q = p;
+  std::swap(q.chain_order[1], q.chain_order[2]);
+  EXPECT_NE(chain_fingerprint(p), chain_fingerprint(q));
+
+  expect_error(minimal + "[chain]\norder = [\"highpass\", \"comp\"]\n", 5, "unknown stage `comp`");
+  expect_error(minimal + "[chain]\norder = [\"eq\", \"eq\"]\n", 5, "listed twice");
+  expect_error(minimal + "[chain]\norder = [\"highpass\"]\n[chain.stereo]\nwidth = 1.2\n", 6,
+               "is not in `chain.order`");
+  expect_error(minimal + "[chain]\norder = [\"reverb\"]\n", 4, "names no `ir`");
+  expect_error(minimal + "[chain]\norder = [\"multiband\"]\n[chain.multiband]\ncrossovers_hz = [300, 200]\n", 7,
+               "must ascend");
+  expect_error(minimal +
+                   "[chain]\norder = [\"multiband\"]\n[chain.multiband]\ncrossovers_hz = [300]\n"
+                   "[[chain.multiband.band]]\nratio = 2\n",
+               8, "must be 2 tables");
+  expect_error(minimal + "[chain]\norder = [\"stereo\"]\n[chain.stereo]\nwidth = 9\n", 7, "out of range");
+}
+
+TEST_F(ChainSchema, ShippedPresetsAndTheVinylProfileLoad) {
+  const fs::path configs = fs::path(LATHE_SOURCE_DIR) / "configs";
+  std::size_t presets = 0;
+  for (const auto& e : fs::directory_iterator(configs / "chains")) {
+    delivery_profile p = load_profile(configs / "streaming.toml");
+    const std::string before = profile_fingerprint(p);
+    apply_chain_preset(e.path(), p);
+    EXPECT_EQ(p.target_lufs, -14.0) << "a preset changes the chain only";
+    EXPECT_NE(profile_fingerprint(p), before) << e.path();
+    ++presets;
+  }
+  EXPECT_EQ(presets, 4u);
+  const delivery_profile v = load_profile(configs / "vinyl.toml");
+  EXPECT_EQ(v.normalization, normalization_mode::linear);  // no brickwall limiting
+  EXPECT_EQ(v.sample_rate_hz.value_or(0), 96'000.0);
+  EXPECT_EQ(v.bit_depth, 24);
+  EXPECT_EQ(v.stereo.bass_mono_below_hz, 150.0);
+  EXPECT_NE(std::find(v.chain_order.begin(), v.chain_order.end(), chain_stage::deesser), v.chain_order.end());
+  // A preset's own errors name the preset file.
+  const fs::path bad = write("badchain.toml", "[chain]\norder = [\"nope\"]\n");
+  delivery_profile p = v;
+  try {
+    apply_chain_preset(bad, p);
+    ADD_FAILURE() << "no error";
+  } catch (const config_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(bad.string() + ":2:", 0), 0u) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lathe

@@ -18,10 +18,10 @@ struct compressor_params {
   /// > 1 compresses above threshold (dB in : dB out); < 1 expands downward below threshold
   /// (0.5: each dB under threshold comes out 2 dB under); 1 is neutral.
   double ratio = 1.0;
-  double knee_db = 0.0;      ///< total width of the quadratic knee, centred on the threshold
-  double attack_ms = 10.0;   ///< time constant (63 %) of the gain as the level rises
-  double release_ms = 100.0; ///< time constant of the gain as the level falls
-  double lookahead_ms = 0.0; ///< the audio is delayed this much; it is also the stage latency
+  double knee_db = 0.0;       ///< total width of the quadratic knee, centred on the threshold
+  double attack_ms = 10.0;    ///< time constant (63 %) of the gain as the level rises
+  double release_ms = 100.0;  ///< time constant of the gain as the level falls
+  double lookahead_ms = 0.0;  ///< the audio is delayed this much; it is also the stage latency
   double makeup_db = 0.0;
   level_detector detector = level_detector::peak;
   /// peak: the maximum |x| over this window (a steady tone down to 1000 / window_ms Hz reads its

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "lathe/analysis.hpp"
 #include "lathe/audio_buffer.hpp"
 #include "lathe/profile.hpp"
@@ -19,9 +21,13 @@ namespace lathe {
 /// Text naming the settings of stages 1-2, so formats with equal pre-chains share one run.
 std::string prechain_key(const delivery_profile& p);
 
-/// Stages 1-2 over a whole buffer, latency compensated (output sample-aligned with input).
+/// The chain before loudness normalization (p.chain_order: high-pass, EQ, de-esser, multiband,
+/// stereo, saturation, reverb) over a whole buffer, each stage latency compensated, so the
+/// output is sample-aligned with the input. When `report` is given it receives one JSON object
+/// per stage saying what it did (gain reduction per band, width change, reverb level...).
 /// Allocates; thread-safe.
-audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p);
+audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p,
+                            nlohmann::json* report = nullptr);
 
 /// Integrated loudness (LUFS) of a whole buffer.
 double integrated_loudness(const audio_buffer& audio, double sample_rate_hz);

@@ -34,10 +34,10 @@ class multiband_stage {
  private:
   multiband_params params_;
   linear_phase_crossover crossover_;
-  std::vector<compressor_stage> comp_;       // per band
-  std::vector<detail::frame_delay> align_;   // per band: max lookahead - own lookahead
+  std::vector<compressor_stage> comp_;      // per band
+  std::vector<detail::frame_delay> align_;  // per band: max lookahead - own lookahead
   detail::frame_delay dry_delay_;
-  std::vector<audio_buffer> band_buf_;       // per band, max_block_frames
+  std::vector<audio_buffer> band_buf_;  // per band, max_block_frames
   audio_buffer dry_buf_;
   std::size_t max_lookahead_ = 0;
   float wet_gain_ = 1.0f, dry_gain_ = 0.0f;  // output gain folded in
