@@ -426,6 +426,84 @@ std::string load_average() {
   return one + " " + five + " " + fifteen;
 }
 
+// ---- issue 4 stages and chain presets ---------------------------------------------------------
+
+// A 2 s stereo IR of decaying noise, written once as a float WAV for the reverb stage.
+const std::filesystem::path& bench_ir() {
+  static const std::filesystem::path path = [] {
+    const double fs = 44'100.0;
+    audio_buffer ir(2, static_cast<std::size_t>(2.0 * fs));
+    std::uint64_t x = 12345;
+    for (int c = 0; c < 2; ++c)
+      for (std::size_t i = 0; i < ir.frames(); ++i) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        const double u = static_cast<double>(x >> 11) * 0x1.0p-53 - 0.5;
+        ir.channel(c)[i] = static_cast<float>(u * std::exp(-static_cast<double>(i) / (0.4 * fs)));
+      }
+    std::vector<float> interleaved(2 * ir.frames());
+    for (std::size_t i = 0; i < ir.frames(); ++i)
+      for (int c = 0; c < 2; ++c) interleaved[2 * i + static_cast<std::size_t>(c)] = ir.channel(c)[i];
+    pcm_frames pcm;
+    pcm.channels = 2;
+    pcm.sample_rate_hz = fs;
+    pcm.bit_depth = 32;
+    pcm.float_samples = interleaved;
+    const auto p = std::filesystem::temp_directory_path() / "lathe-bench-ir.wav";
+    write_audio_file(p, container_format::wav, pcm, {});
+    return p;
+  }();
+  return path;
+}
+
+delivery_profile chain_profile(std::initializer_list<chain_stage> order) {
+  delivery_profile p = streaming_profile();
+  p.chain_order = order;
+  p.deesser = {};
+  p.multiband.crossover.crossover_hz = {100.0, 500.0, 4'000.0};
+  p.multiband.bands.assign(4, compressor_params{-24.0, 3.0, 6.0, 10.0, 120.0, 1.0, 1.0});
+  p.stereo.bass_mono_below_hz = 150.0;
+  p.stereo.width = 1.1;
+  p.saturation.drive_db = 6.0;
+  p.saturation.output_db = -6.0;
+  p.saturation.mix = 0.3;
+  p.reverb.ir_path = bench_ir();
+  p.reverb.wet_db = -18.0;
+  return p;
+}
+
+void prechain_run(benchmark::State& state, const delivery_profile& p) {
+  time_on_song(state, 44'100.0, [&](const audio_buffer& x) {
+    audio_buffer y = apply_prechain(x, 44'100.0, p);
+    benchmark::DoNotOptimize(y.channel(0));
+  });
+}
+
+void BM_stage(benchmark::State& state) {
+  static const chain_stage stages[] = {chain_stage::deesser, chain_stage::multiband, chain_stage::stereo,
+                                       chain_stage::saturation, chain_stage::reverb};
+  const chain_stage st = stages[state.range(0)];
+  state.SetLabel(to_string(st));
+  prechain_run(state, chain_profile({st}));
+}
+BENCHMARK(BM_stage)->ArgName("stage")->DenseRange(0, 4)->Apply(timing);
+
+void BM_chain_all_stages(benchmark::State& state) {
+  prechain_run(state,
+               chain_profile({chain_stage::highpass, chain_stage::eq, chain_stage::deesser, chain_stage::multiband,
+                              chain_stage::stereo, chain_stage::saturation, chain_stage::reverb}));
+}
+BENCHMARK(BM_chain_all_stages)->Apply(timing);
+
+void BM_chain_preset(benchmark::State& state) {
+  static const char* presets[] = {"transparent", "gentle-glue", "loud-modern", "vinyl-premaster"};
+  const char* name = presets[state.range(0)];
+  state.SetLabel(name);
+  delivery_profile p = streaming_profile();
+  apply_chain_preset(std::filesystem::path(LATHE_SOURCE_DIR) / "configs" / "chains" / (std::string(name) + ".toml"), p);
+  prechain_run(state, p);
+}
+BENCHMARK(BM_chain_preset)->ArgName("preset")->DenseRange(0, 3)->Apply(timing);
+
 }  // namespace
 }  // namespace lathe
 
