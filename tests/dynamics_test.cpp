@@ -8,6 +8,7 @@
 #include <random>
 
 #include "lathe/dynamics.hpp"
+#include "support/blocks.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -56,17 +57,7 @@ audio_buffer constant(std::initializer_list<std::pair<std::size_t, float>> segme
   return b;
 }
 
-// Runs the stage in blocks cycling through `sizes` (no latency removal).
-audio_buffer run_blocks(compressor_stage& s, const audio_buffer& in, const std::vector<std::size_t>& sizes) {
-  audio_buffer out(in.channels(), in.frames());
-  std::size_t pos = 0;
-  for (std::size_t b = 0; pos < in.frames(); ++b) {
-    const std::size_t n = std::min(sizes[b % sizes.size()], in.frames() - pos);
-    s.process(in.view(pos, n), out.view(pos, n));
-    pos += n;
-  }
-  return out;
-}
+using test::run_blocks;
 
 double gain_db_at(const audio_buffer& in, const audio_buffer& out, int c, std::size_t i) {
   return db(static_cast<double>(out.channel(c)[i]) / static_cast<double>(in.channel(c)[i]));

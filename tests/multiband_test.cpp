@@ -9,6 +9,7 @@
 #include <random>
 
 #include "lathe/multiband.hpp"
+#include "support/blocks.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -38,16 +39,7 @@ compressor_params band_comp(double ratio, double lookahead_ms) {
   return p;
 }
 
-audio_buffer run_blocks(multiband_stage& s, const audio_buffer& in, const std::vector<std::size_t>& sizes) {
-  audio_buffer out(in.channels(), in.frames());
-  std::size_t pos = 0;
-  for (std::size_t b = 0; pos < in.frames(); ++b) {
-    const std::size_t n = std::min(sizes[b % sizes.size()], in.frames() - pos);
-    s.process(in.view(pos, n), out.view(pos, n));
-    pos += n;
-  }
-  return out;
-}
+using test::run_blocks;
 
 // Amplitude of the f_hz component over frames [from, from + frames) (a whole number of periods).
 double tone_amplitude(const audio_buffer& b, int c, double f_hz, std::size_t from, std::size_t frames) {
