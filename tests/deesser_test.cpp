@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "lathe/deesser.hpp"
+#include "support/blocks.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -24,17 +25,6 @@ constexpr double stats_tolerance_db = 0.5;
 
 double db(double x) {
   return 20.0 * std::log10(x);
-}
-
-double fit_amplitude(const float* x, std::size_t first, std::size_t last, double f_hz) {
-  double ss = 0, cc = 0, sc = 0, xs = 0, xc = 0;
-  for (std::size_t i = first; i < last; ++i) {
-    const double ph = 2.0 * M_PI * f_hz * static_cast<double>(i) / fs;
-    const double s = std::sin(ph), c = std::cos(ph);
-    ss += s * s, cc += c * c, sc += s * c, xs += x[i] * s, xc += x[i] * c;
-  }
-  const double det = ss * cc - sc * sc;
-  return std::hypot((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
 }
 
 audio_buffer render(const deesser_params& p, audio_buffer x, std::size_t block, deesser_stats* st = nullptr) {
@@ -74,7 +64,7 @@ TEST(DeEsser, StaticCurveOfSibilantBurst) {
     const std::size_t last = 4'410 + tone.frames(), first = last - 6'615;  // the burst's last 150 ms
     const expected_t e = expected(p, 7'000.0, amp);
     for (int c = 0; c < 2; ++c) {
-      const double gain_db = db(fit_amplitude(y.channel(c), first, last, 7'000.0) / amp);
+      const double gain_db = db(test::sine_amplitude(y.channel(c), first, last, 7'000.0, fs) / amp);
       EXPECT_NEAR(gain_db, e.out_gain_db, static_curve_tolerance_db) << peak_db << " dBFS, channel " << c;
       std::printf("7 kHz at %+.0f dBFS: output %+.2f dB, analytic %+.2f dB (band reduction %.2f dB)\n", peak_db,
                   gain_db, e.out_gain_db, e.reduction_db);
@@ -96,7 +86,7 @@ TEST(DeEsser, LowToneUnchangedWhileDeEssing) {
   EXPECT_GT(st.max_reduction_db, 6.0);  // it is de-essing
   const double amp = std::pow(10.0, -6.0 / 20.0);
   for (int c = 0; c < 2; ++c) {
-    const double gain_db = db(fit_amplitude(y.channel(c), 11'025, x.frames(), 1'000.0) / amp);
+    const double gain_db = db(test::sine_amplitude(y.channel(c), 11'025, x.frames(), 1'000.0, fs) / amp);
     EXPECT_NEAR(gain_db, 0.0, passband_tolerance_db) << "channel " << c;
   }
 }
@@ -129,13 +119,7 @@ TEST(DeEsser, BlockSizeIndependence) {
     deesser_stage s(p);
     s.prepare({fs, 2, 4096});
     audio_buffer buf = x;
-    std::size_t k = 0;
-    for (std::size_t pos = 0; pos < buf.frames();) {
-      const std::size_t n = std::min(sizes[k++ % sizes.size()], buf.frames() - pos);
-      block_view v = buf.view(pos, n);
-      s.process(v, v);  // in place
-      pos += n;
-    }
+    test::process_in_place(s, buf, sizes);
     for (int c = 0; c < 2; ++c)
       EXPECT_EQ(std::memcmp(buf.channel(c), whole.channel(c), x.frames() * sizeof(float)), 0) << sizes[0];
     EXPECT_EQ(s.stats().max_reduction_db, whole_stats.max_reduction_db);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "lathe/highpass.hpp"
+#include "support/blocks.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -34,36 +35,8 @@ double bilinear_butterworth_hp_magnitude(double f_hz, double fc_hz, int order, d
   return 1.0 / std::sqrt(1.0 + std::pow(ratio, 2.0 * order));
 }
 
-// Amplitude of the f_hz component of x[begin, end), by least squares on sin and cos (exact for
-// any window length, unlike an FFT bin).
-double fit_amplitude(const float* x, std::size_t begin, std::size_t end, double f_hz, double fs_hz) {
-  double ss = 0, cc = 0, sc = 0, ys = 0, yc = 0;
-  for (std::size_t i = begin; i < end; ++i) {
-    const double ph = 2.0 * M_PI * f_hz * static_cast<double>(i) / fs_hz;
-    const double s = std::sin(ph), c = std::cos(ph);
-    ss += s * s;
-    cc += c * c;
-    sc += s * c;
-    ys += x[i] * s;
-    yc += x[i] * c;
-  }
-  const double det = ss * cc - sc * sc;
-  const double a = (ys * cc - yc * sc) / det, b = (yc * ss - ys * sc) / det;
-  return std::hypot(a, b);
-}
-
 stream_spec spec_for(double fs_hz, int channels) {
   return {fs_hz, channels, 8192};
-}
-
-// Runs the stage over `buf` in place, cutting it into blocks whose sizes cycle through `sizes`.
-void process_in_blocks(highpass_stage& st, audio_buffer& buf, const std::vector<std::size_t>& sizes) {
-  std::size_t pos = 0, k = 0;
-  while (pos < buf.frames()) {
-    const std::size_t n = std::min(sizes[k++ % sizes.size()], buf.frames() - pos);
-    st.process(buf.view(pos, n), buf.view(pos, n));
-    pos += n;
-  }
 }
 
 TEST(Highpass, DesignMatchesBilinearButterworth) {
@@ -102,9 +75,10 @@ TEST(Highpass, MeasuredSineGainMatchesMagnitude) {
       // 2 s settles the sharpest pole (order 8, Q 2.56: time constant 41 ms) far below 1e-10.
       audio_buffer x = test::sine(f, -6.0, 3.0, fs, 1);
       audio_buffer y = x;
-      process_in_blocks(st, y, {4096});
+      test::process_in_place(st, y, {4096});
       const std::size_t b = static_cast<std::size_t>(2.0 * fs), e = x.frames();
-      const double gain = fit_amplitude(y.channel(0), b, e, f, fs) / fit_amplitude(x.channel(0), b, e, f, fs);
+      const double gain =
+          test::sine_amplitude(y.channel(0), b, e, f, fs) / test::sine_amplitude(x.channel(0), b, e, f, fs);
       EXPECT_NEAR(db(gain), db(st.magnitude(f)), measured_tolerance_db) << "order " << order << " f " << f;
     }
   }
@@ -117,7 +91,7 @@ void expect_dc_removed(const highpass_params& p) {
   audio_buffer x = test::sine(1'000.0, -12.0, 4.0, fs, 2);
   for (int c = 0; c < 2; ++c)
     for (std::size_t i = 0; i < x.frames(); ++i) x.channel(c)[i] += 0.5f;  // -6 dBFS of DC
-  process_in_blocks(st, x, {1024});
+  test::process_in_place(st, x, {1024});
   // Mean over the last second: 1000 whole periods of the 1 kHz sine, so only DC remains. The
   // 2 Hz DC blocker (time constant 80 ms) has had 3 s = 37 time constants to settle.
   for (int c = 0; c < 2; ++c) {
@@ -154,7 +128,7 @@ TEST(Highpass, BlockSizeIndependentAndResettable) {
          std::vector<std::vector<std::size_t>>{{1}, {7}, {64}, {997}, {4096}, {1, 13, 2, 4099, 31}, random_sizes}) {
       st.reset();
       audio_buffer y = x;
-      process_in_blocks(st, y, sizes);
+      test::process_in_place(st, y, sizes);
       for (int c = 0; c < 2; ++c)
         ASSERT_EQ(0, std::memcmp(whole.channel(c), y.channel(c), x.frames() * sizeof(float)))
             << "order " << order << " first block size " << sizes.front();

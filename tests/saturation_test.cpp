@@ -9,6 +9,7 @@
 #include <random>
 
 #include "lathe/saturation.hpp"
+#include "support/blocks.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -210,13 +211,7 @@ TEST(Saturation, BlockSizeIndependence) {
     const std::size_t lat = s.latency_frames();
     audio_buffer buf(2, x.frames() + lat);
     for (int c = 0; c < 2; ++c) std::copy(x.channel(c), x.channel(c) + x.frames(), buf.channel(c));
-    std::size_t k = 0;
-    for (std::size_t pos = 0; pos < buf.frames();) {
-      const std::size_t n = std::min(sizes[k++ % sizes.size()], buf.frames() - pos);
-      block_view v = buf.view(pos, n);
-      s.process(v, v);  // in place
-      pos += n;
-    }
+    test::process_in_place(s, buf, sizes);
     for (int c = 0; c < 2; ++c)
       EXPECT_EQ(std::memcmp(buf.channel(c) + lat, whole.channel(c), x.frames() * sizeof(float)), 0) << sizes[0];
   }

@@ -36,19 +36,6 @@ bool bit_equal(const audio_buffer& a, const audio_buffer& b) {
   return true;
 }
 
-// Amplitude of the f_hz component of x[first, last) by a least-squares fit of sin and cos.
-double fit_amplitude(const float* x, std::size_t first, std::size_t last, double f_hz) {
-  double ss = 0, cc = 0, sc = 0, xs = 0, xc = 0;
-  for (std::size_t i = first; i < last; ++i) {
-    const double ph = 2.0 * M_PI * f_hz * static_cast<double>(i) / fs;
-    const double s = std::sin(ph), c = std::cos(ph);
-    ss += s * s, cc += c * c, sc += s * c, xs += x[i] * s, xc += x[i] * c;
-  }
-  const double det = ss * cc - sc * sc;
-  const double a = (xs * cc - xc * sc) / det, b = (xc * ss - xs * sc) / det;
-  return std::hypot(a, b);
-}
-
 // L = s, R = -s: a side-only signal.
 audio_buffer side_only(double f_hz, double peak_dbfs, double seconds) {
   audio_buffer b = test::sine(f_hz, peak_dbfs, seconds, fs, 2);
@@ -137,14 +124,14 @@ TEST(Stereo, BassMonoRemovesLowSideAndKeepsHighSide) {
 
   const audio_buffer low = render(p, side_only(50.0, peak_db, seconds), 4096);
   for (int c = 0; c < 2; ++c) {
-    const double rejection = 20.0 * std::log10(peak / fit_amplitude(low.channel(c), first, last, 50.0));
+    const double rejection = 20.0 * std::log10(peak / test::sine_amplitude(low.channel(c), first, last, 50.0, fs));
     EXPECT_GT(rejection, bass_mono_rejection_db) << "channel " << c;
     RecordProperty("rejection_50hz_db_ch" + std::to_string(c), std::to_string(rejection));
     std::printf("bass mono 150 Hz: side-only 50 Hz down %.1f dB (channel %d)\n", rejection, c);
   }
   const audio_buffer high = render(p, side_only(1'000.0, peak_db, seconds), 4096);
   for (int c = 0; c < 2; ++c) {
-    const double gain = 20.0 * std::log10(fit_amplitude(high.channel(c), first, last, 1'000.0) / peak);
+    const double gain = 20.0 * std::log10(test::sine_amplitude(high.channel(c), first, last, 1'000.0, fs) / peak);
     EXPECT_NEAR(gain, 0.0, passband_tolerance_db) << "channel " << c;
   }
   // The mid is untouched apart from its delay: a mid-only 50 Hz tone comes through aligned.

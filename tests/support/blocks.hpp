@@ -20,4 +20,15 @@ audio_buffer run_blocks(Stage& s, const audio_buffer& in, const std::vector<std:
   return out;
 }
 
+/// The same, in place over `buf`.
+template <class Stage>
+void process_in_place(Stage& s, audio_buffer& buf, const std::vector<std::size_t>& sizes) {
+  std::size_t pos = 0;
+  for (std::size_t b = 0; pos < buf.frames(); ++b) {
+    const std::size_t n = std::min(sizes[b % sizes.size()], buf.frames() - pos);
+    s.process(buf.view(pos, n), buf.view(pos, n));
+    pos += n;
+  }
+}
+
 }  // namespace lathe::test

@@ -37,6 +37,19 @@ inline audio_buffer white_noise(double rms_dbfs, double seconds, double fs_hz, i
   return b;
 }
 
+/// Amplitude of the f_hz component of x[first, last), by a least-squares fit of sin and cos
+/// (exact for any window length, unlike an FFT bin).
+inline double sine_amplitude(const float* x, std::size_t first, std::size_t last, double f_hz, double fs_hz) {
+  double ss = 0, cc = 0, sc = 0, xs = 0, xc = 0;
+  for (std::size_t i = first; i < last; ++i) {
+    const double ph = 2.0 * M_PI * f_hz * static_cast<double>(i) / fs_hz;
+    const double s = std::sin(ph), c = std::cos(ph);
+    ss += s * s, cc += c * c, sc += s * c, xs += x[i] * s, xc += x[i] * c;
+  }
+  const double det = ss * cc - sc * sc;
+  return std::hypot((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
+}
+
 /// Concatenates buffers of equal channel count.
 inline audio_buffer concat(std::initializer_list<const audio_buffer*> parts) {
   std::size_t n = 0;
