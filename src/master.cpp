@@ -145,6 +145,60 @@ S run_stage(S stage, const stream_spec& spec, audio_buffer& audio) {
 
 }  // namespace
 
+namespace stage_report {
+
+nlohmann::json highpass(const highpass_params& p) {
+  return {{"stage", to_string(chain_stage::highpass)}, {"cutoff_hz", p.cutoff_hz}, {"order", p.order}};
+}
+
+nlohmann::json eq(std::size_t bands, std::size_t taps) {
+  nlohmann::json r = {{"stage", to_string(chain_stage::eq)}, {"bands", bands}};
+  if (bands > 0) r["taps"] = taps;
+  return r;
+}
+
+nlohmann::json deesser(const deesser_stats& d) {
+  return {{"stage", to_string(chain_stage::deesser)},
+          {"max_reduction_db", rounded_db(d.max_reduction_db)},
+          {"mean_reduction_db", rounded_db(d.mean_reduction_db())},
+          {"active_fraction", d.frames ? static_cast<double>(d.active_frames) / static_cast<double>(d.frames) : 0.0}};
+}
+
+nlohmann::json multiband(const multiband_params& p, std::span<const dynamics_stats> bands) {
+  nlohmann::json b = nlohmann::json::array();
+  for (const dynamics_stats& s : bands)
+    b.push_back({{"max_gain_reduction_db", rounded_db(s.max_gain_reduction_db)},
+                 {"mean_gain_reduction_db", rounded_db(s.mean_gain_reduction_db)}});
+  return {{"stage", to_string(chain_stage::multiband)}, {"crossovers_hz", p.crossover.crossover_hz}, {"bands", b}};
+}
+
+nlohmann::json stereo(const stereo_stats& s) {
+  return {{"stage", to_string(chain_stage::stereo)},
+          {"correlation_before", rounded_db(s.correlation_before)},
+          {"correlation_after", rounded_db(s.correlation_after)},
+          {"width_change_db", rounded_db(s.width_change_db())}};
+}
+
+nlohmann::json saturation(const saturation_params& p) {
+  return {{"stage", to_string(chain_stage::saturation)}, {"drive_db", p.drive_db}, {"mix", p.mix}};
+}
+
+nlohmann::json reverb(const reverb_params& p, const reverb_stats& s) {
+  return {{"stage", to_string(chain_stage::reverb)},
+          {"ir", p.ir_path.string()},
+          {"wet_level_db", rounded_db(s.wet_relative_db)}};
+}
+
+}  // namespace stage_report
+
+eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz) {
+  // A band at or above Nyquist cannot act at this rate (an air band of a 96 kHz profile on an
+  // 8 kHz source): it is left out rather than failing the track.
+  eq_params out = eq;
+  std::erase_if(out.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * sample_rate_hz; });
+  return out;
+}
+
 audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p,
                             nlohmann::json* report) {
   stream_spec spec;
@@ -154,64 +208,41 @@ audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const
   audio_buffer out = in;
   nlohmann::json stages = nlohmann::json::array();
   for (const chain_stage st : p.chain_order) {
-    nlohmann::json r = {{"stage", to_string(st)}};
     switch (st) {
       case chain_stage::highpass: {
         highpass_stage hp(p.highpass);
         hp.prepare(spec);
         hp.process(out.view(), out.view());  // latency 0: in place over the whole buffer
-        r["cutoff_hz"] = p.highpass.cutoff_hz;
-        r["order"] = p.highpass.order;
+        stages.push_back(stage_report::highpass(p.highpass));
         break;
       }
       case chain_stage::eq: {
-        // A band at or above Nyquist cannot act at this rate (an air band of a 96 kHz profile
-        // on an 8 kHz source): it is left out rather than failing the track.
-        eq_params eq_at_rate = p.eq;
-        std::erase_if(eq_at_rate.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * sample_rate_hz; });
-        r["bands"] = eq_at_rate.bands.size();
-        if (!eq_at_rate.bands.empty()) r["taps"] = run_stage(linear_phase_eq_stage(eq_at_rate), spec, out).taps();
+        const eq_params eq = eq_at_rate(p.eq, sample_rate_hz);
+        const std::size_t taps = eq.bands.empty() ? 0 : run_stage(linear_phase_eq_stage(eq), spec, out).taps();
+        stages.push_back(stage_report::eq(eq.bands.size(), taps));
         break;
       }
-      case chain_stage::deesser: {
-        const deesser_stats d = run_stage(deesser_stage(p.deesser), spec, out).stats();
-        r["max_reduction_db"] = rounded_db(d.max_reduction_db);
-        r["mean_reduction_db"] = rounded_db(d.mean_reduction_db());
-        r["active_fraction"] = d.frames ? static_cast<double>(d.active_frames) / static_cast<double>(d.frames) : 0.0;
+      case chain_stage::deesser:
+        stages.push_back(stage_report::deesser(run_stage(deesser_stage(p.deesser), spec, out).stats()));
         break;
-      }
       case chain_stage::multiband: {
         const multiband_stage mb = run_stage(multiband_stage(p.multiband), spec, out);
-        nlohmann::json bands = nlohmann::json::array();
-        for (std::size_t k = 0; k < p.multiband.bands.size(); ++k) {
-          const dynamics_stats b = mb.band_stats(static_cast<int>(k));
-          bands.push_back({{"max_gain_reduction_db", rounded_db(b.max_gain_reduction_db)},
-                           {"mean_gain_reduction_db", rounded_db(b.mean_gain_reduction_db)}});
-        }
-        r["crossovers_hz"] = p.multiband.crossover.crossover_hz;
-        r["bands"] = bands;
+        std::vector<dynamics_stats> bands;
+        for (int k = 0; k < mb.band_count(); ++k) bands.push_back(mb.band_stats(k));
+        stages.push_back(stage_report::multiband(p.multiband, bands));
         break;
       }
-      case chain_stage::stereo: {
-        const stereo_stats st_stats = run_stage(stereo_stage(p.stereo), spec, out).stats();
-        r["correlation_before"] = rounded_db(st_stats.correlation_before);
-        r["correlation_after"] = rounded_db(st_stats.correlation_after);
-        r["width_change_db"] = rounded_db(st_stats.width_change_db());
+      case chain_stage::stereo:
+        stages.push_back(stage_report::stereo(run_stage(stereo_stage(p.stereo), spec, out).stats()));
         break;
-      }
       case chain_stage::saturation:
         run_stage(saturation_stage(p.saturation), spec, out);
-        r["drive_db"] = p.saturation.drive_db;
-        r["mix"] = p.saturation.mix;
+        stages.push_back(stage_report::saturation(p.saturation));
         break;
-      case chain_stage::reverb: {
-        const reverb_stats rv = run_stage(reverb_stage(p.reverb), spec, out).stats();
-        r["ir"] = p.reverb.ir_path.string();
-        r["wet_level_db"] = rounded_db(rv.wet_relative_db);
+      case chain_stage::reverb:
+        stages.push_back(stage_report::reverb(p.reverb, run_stage(reverb_stage(p.reverb), spec, out).stats()));
         break;
-      }
     }
-    stages.push_back(std::move(r));
   }
   if (report != nullptr) *report = std::move(stages);
   return out;
