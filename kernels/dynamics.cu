@@ -347,7 +347,10 @@ std::vector<std::vector<dynamics_stats>> multiband_batch(const multiband_params&
   const detail::multiband_geometry mb = detail::make_multiband_geometry(params, sample_rate_hz);
   const std::size_t n_tracks = layout.lanes() / 2;
   std::vector<std::vector<dynamics_stats>> out(n_tracks);
-  if (n_tracks == 0) return out;
+  if (layout.total_frames == 0) {  // only empty tracks: nothing processed, zero stats per band
+    for (auto& bands : out) bands.assign(mb.bands.size(), dynamics_stats{});
+    return out;
+  }
   const cudaStream_t cs = native(s);
 
   // Extended lanes: the input followed by taps - 1 zeros, so the delay-0 convolution holds the
