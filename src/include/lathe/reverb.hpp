@@ -88,8 +88,13 @@ class reverb_stage {
   reverb_stats stats() const noexcept;
 
  private:
+  // One input channel convolved with the IR channels of every output it feeds (two for true
+  // stereo), sharing that input's transforms. The first input of each output writes the wet
+  // buffer; a later one (true stereo's right input) writes scratch_, which is added.
   struct path {
-    int in_channel = 0, out_channel = 0;
+    int in_channel = 0;
+    int first_out_channel = 0;  // outputs first_out_channel .. + conv.filters() - 1
+    bool accumulate = false;
     nonuniform_convolver conv;
   };
   static constexpr std::size_t flush_interval_frames = 4'096;
@@ -101,12 +106,12 @@ class reverb_stage {
   std::size_t pre_delay_frames_ = 0;
   int channels_ = 0;
   float wet_gain_ = 0.0f, dry_gain_ = 1.0f;
-  std::vector<path> paths_;                 // grouped by out_channel, in a fixed order
+  std::vector<path> paths_;                 // in a fixed order: the sums are the same every run
   std::vector<biquad_coeffs> wet_filters_;  // low cut, then high cut
   std::vector<double> filter_state_;        // [channel][section][s1, s2]
   std::size_t frames_to_flush_ = flush_interval_frames;
   audio_buffer wet_;        // channels x max_block_frames
-  audio_buffer scratch_;    // 1 x max_block_frames: one path's output
+  audio_buffer scratch_;    // channels x max_block_frames: an accumulating path's outputs
   audio_buffer dry_delay_;  // channels x latency ring
   std::size_t dry_pos_ = 0;
   std::vector<double> dry_energy_, wet_energy_;  // per channel, summed in stream order
