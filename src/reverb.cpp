@@ -267,17 +267,21 @@ void reverb_stage::process(const_block_view in, block_view out) noexcept {
   frames_ += n;
 }
 
-reverb_stats reverb_stage::stats() const noexcept {
+reverb_stats make_reverb_stats(double dry_energy, double wet_energy, std::uint64_t frames, int channels) noexcept {
   reverb_stats s;
-  s.frames = frames_;
+  s.frames = frames;
+  const std::uint64_t samples = frames * static_cast<std::uint64_t>(std::max(channels, 0));
+  s.dry_rms_dbfs = energy_db(dry_energy, samples);
+  s.wet_rms_dbfs = energy_db(wet_energy, samples);
+  if (dry_energy > 0.0 && wet_energy > 0.0) s.wet_relative_db = 10.0 * std::log10(wet_energy / dry_energy);
+  return s;
+}
+
+reverb_stats reverb_stage::stats() const noexcept {
   double dry = 0.0, wet = 0.0;
   for (double e : dry_energy_) dry += e;
   for (double e : wet_energy_) wet += e;
-  const std::uint64_t samples = frames_ * static_cast<std::uint64_t>(std::max(channels_, 0));
-  s.dry_rms_dbfs = energy_db(dry, samples);
-  s.wet_rms_dbfs = energy_db(wet, samples);
-  if (dry > 0.0 && wet > 0.0) s.wet_relative_db = 10.0 * std::log10(wet / dry);
-  return s;
+  return make_reverb_stats(dry, wet, frames_, channels_);
 }
 
 }  // namespace lathe

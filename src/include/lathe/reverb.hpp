@@ -62,6 +62,11 @@ struct reverb_stats {
   double wet_relative_db = -std::numeric_limits<double>::infinity();
 };
 
+/// The statistics of `frames` frames of `channels` channels whose dry input and (gained,
+/// filtered) wet signal have the given float64 energies (sums of squares); what
+/// reverb_stage::stats() reports, shared with the GPU stage (kernels/reverb.cu).
+reverb_stats make_reverb_stats(double dry_energy, double wet_energy, std::uint64_t frames, int channels) noexcept;
+
 /// Convolution reverb stage (dsp_stage). prepare() loads the IR, resamples it to the track's
 /// rate (lathe::resample) and transforms it; throws input_error for a bad IR file and
 /// logic_error for invalid parameters or a multi-channel IR on a mono track. Latency:
@@ -86,6 +91,12 @@ class reverb_stage {
   /// The IR at the track's rate (after prepare()), as convolved.
   const audio_buffer& resampled_ir() const noexcept { return resampled_ir_; }
   reverb_stats stats() const noexcept;
+  /// The wet-path Butterworth sections (low cut, then high cut; after prepare()), each run
+  /// with float output before the next. For the GPU path.
+  const std::vector<biquad_coeffs>& wet_filter_sections() const noexcept { return wet_filters_; }
+  /// Linear path gains as applied (float), after prepare().
+  float wet_gain() const noexcept { return wet_gain_; }
+  float dry_gain() const noexcept { return dry_gain_; }
 
  private:
   // One input channel convolved with the IR channels of every output it feeds (two for true
