@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +34,7 @@
 #include "lathe/master.hpp"
 #include "lathe/profile.hpp"
 #include "lathe/resampler.hpp"
+#include "lathe/reverb.hpp"
 #include "lathe/true_peak.hpp"
 
 namespace lathe {
@@ -486,6 +489,41 @@ void BM_stage(benchmark::State& state) {
   prechain_run(state, chain_profile({st}));
 }
 BENCHMARK(BM_stage)->ArgName("stage")->DenseRange(0, 4)->Apply(timing);
+
+// The reverb stage alone on the song through run_aligned (as apply_prechain runs it), with an
+// in-memory IR of 1, 2 or 4 channels (mono, stereo, true stereo) of 2 s decaying noise at the
+// song's rate: the convolution work without the file read or the IR resampling.
+void BM_reverb_routing(benchmark::State& state) {
+  const double fs = 44'100.0;
+  const int ir_channels = static_cast<int>(state.range(0));
+  auto ir = std::make_shared<impulse_response>();
+  ir->sample_rate_hz = fs;
+  ir->audio.resize(ir_channels, static_cast<std::size_t>(2.0 * fs));
+  std::uint64_t seed = 99;
+  for (int c = 0; c < ir_channels; ++c)
+    for (std::size_t i = 0; i < ir->audio.frames(); ++i) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      const double u = static_cast<double>(seed >> 11) * 0x1.0p-53 - 0.5;
+      ir->audio.channel(c)[i] = static_cast<float>(u * std::exp(-static_cast<double>(i) / (0.4 * fs)));
+    }
+  const audio_buffer& x = song(fs);
+  constexpr std::size_t chain_block_frames = 8'192;  // apply_prechain's block
+  reverb_params params;
+  params.wet_db = -18.0;
+  reverb_stage st(params, ir);
+  st.prepare({fs, x.channels(), chain_block_frames});
+  state.SetLabel(ir_channels == 1 ? "mono" : ir_channels == 2 ? "stereo" : "true_stereo");
+  for (auto _ : state) {
+    state.PauseTiming();
+    audio_buffer y = x;
+    st.reset();
+    state.ResumeTiming();
+    run_aligned(st, y, chain_block_frames);
+    benchmark::DoNotOptimize(y.channel(0));
+  }
+  report_audio(state, x.frames(), fs);
+}
+BENCHMARK(BM_reverb_routing)->ArgName("ir_channels")->Arg(1)->Arg(2)->Arg(4)->Apply(timing);
 
 void BM_chain_all_stages(benchmark::State& state) {
   prechain_run(state,

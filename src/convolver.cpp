@@ -111,28 +111,35 @@ partitioned_filter::~partitioned_filter() {
 }
 
 struct partitioned_convolver::impl {
-  std::shared_ptr<const partitioned_filter> filter;
+  std::vector<std::shared_ptr<const partitioned_filter>> filters;
   std::size_t block = 0;              // partition_frames
   std::size_t stride = 0;             // floats per split array
-  std::size_t slots = 0;              // partitions = frequency-domain delay line length
+  std::size_t bins = 0;               // block + 1
+  std::size_t slots = 0;              // most partitions of any filter = frequency-domain delay line length
   float* window = nullptr;            // 2 * block: [previous input partition | current input partition]
-  float* result = nullptr;            // 2 * block: inverse FFT; its second half is the output partition
+  float* result = nullptr;            // [filter][2 * block]: inverse FFT; second half is the output partition
   fftwf_complex* spectrum = nullptr;  // bins: FFT output / inverse FFT input (scratch)
   float* fdl = nullptr;               // [slot][re[stride], im[stride]] input spectra, newest at `head`
   float* acc = nullptr;               // re[stride], im[stride]
   std::size_t fill = 0;               // input frames gathered into the current partition
   std::size_t head = 0;
 
-  explicit impl(std::shared_ptr<const partitioned_filter> f) : filter(std::move(f)) {
-    block = filter->partition_frames_;
-    stride = filter->stride_;
-    slots = filter->partitions_;
+  explicit impl(std::vector<std::shared_ptr<const partitioned_filter>> f) : filters(std::move(f)) {
+    LATHE_EXPECTS(!filters.empty(), "convolver needs a filter");
+    for (const auto& x : filters) LATHE_EXPECTS(x != nullptr, "convolver needs a filter");
+    block = filters.front()->partition_frames_;
+    stride = filters.front()->stride_;
+    bins = filters.front()->bins_;
+    for (const auto& x : filters) {
+      LATHE_EXPECTS(x->partition_frames_ == block, "the filters of one convolver must share the partition size");
+      slots = std::max(slots, x->partitions_);
+    }
     try {
       window = alloc_floats(2 * block);
-      result = alloc_floats(2 * block);
+      result = alloc_floats(filters.size() * 2 * block);
       fdl = alloc_floats(slots * 2 * stride);
       acc = alloc_floats(2 * stride);
-      spectrum = static_cast<fftwf_complex*>(fftwf_malloc(filter->bins_ * sizeof(fftwf_complex)));
+      spectrum = static_cast<fftwf_complex*>(fftwf_malloc(bins * sizeof(fftwf_complex)));
       if (spectrum == nullptr) throw std::bad_alloc();
     } catch (...) {
       release();
@@ -153,18 +160,17 @@ struct partitioned_convolver::impl {
 
   void reset() noexcept {
     std::memset(window, 0, 2 * block * sizeof(float));
-    std::memset(result, 0, 2 * block * sizeof(float));
+    std::memset(result, 0, filters.size() * 2 * block * sizeof(float));
     std::memset(fdl, 0, slots * 2 * stride * sizeof(float));
     fill = 0;
     head = 0;
   }
 
-  // One whole input partition is in the second half of `window`: transform it, push it into the
-  // delay line, multiply-accumulate against every filter partition, transform back.
+  // One whole input partition is in the second half of `window`: transform it once, push it into
+  // the delay line, then per filter multiply-accumulate against its partitions and transform back.
   void run_partition() noexcept {
-    const partitioned_filter& f = *filter;
-    const std::size_t bins = f.bins_;
-    fftwf_execute_dft_r2c(f.r2c_plan_, window, spectrum);
+    const partitioned_filter& f0 = *filters.front();
+    fftwf_execute_dft_r2c(f0.r2c_plan_, window, spectrum);
     head = head + 1 == slots ? 0 : head + 1;
     float* x_re = fdl + head * 2 * stride;
     float* x_im = x_re + stride;
@@ -174,29 +180,35 @@ struct partitioned_convolver::impl {
     }
     float* acc_re = acc;
     float* acc_im = acc + stride;
-    std::memset(acc, 0, 2 * stride * sizeof(float));
-    for (std::size_t p = 0; p < slots; ++p) {
-      // Input spectrum from p partitions ago meets filter partition p.
-      const std::size_t slot = head >= p ? head - p : head + slots - p;
-      const float* xr = fdl + slot * 2 * stride;
-      const float* hr = f.spectra_ + p * 2 * stride;
-      complex_mac(acc_re, acc_im, xr, xr + stride, hr, hr + stride, stride);
+    for (std::size_t fi = 0; fi < filters.size(); ++fi) {
+      const partitioned_filter& f = *filters[fi];
+      std::memset(acc, 0, 2 * stride * sizeof(float));
+      for (std::size_t p = 0; p < f.partitions_; ++p) {
+        // Input spectrum from p partitions ago meets filter partition p.
+        const std::size_t slot = head >= p ? head - p : head + slots - p;
+        const float* xr = fdl + slot * 2 * stride;
+        const float* hr = f.spectra_ + p * 2 * stride;
+        complex_mac(acc_re, acc_im, xr, xr + stride, hr, hr + stride, stride);
+      }
+      for (std::size_t k = 0; k < bins; ++k) {
+        spectrum[k][0] = acc_re[k];
+        spectrum[k][1] = acc_im[k];
+      }
+      fftwf_execute_dft_c2r(f0.c2r_plan_, spectrum, result + fi * 2 * block);
     }
-    for (std::size_t k = 0; k < bins; ++k) {
-      spectrum[k][0] = acc_re[k];
-      spectrum[k][1] = acc_im[k];
-    }
-    fftwf_execute_dft_c2r(f.c2r_plan_, spectrum, result);
     std::memcpy(window, window + block, block * sizeof(float));
   }
 
-  void process(const float* in, float* out, std::size_t frames) noexcept {
+  void process(const float* in, float* const* outs, std::size_t frames) noexcept {
+    const std::size_t count = filters.size();
     std::size_t pos = 0;
     while (pos < frames) {
       const std::size_t n = std::min(frames - pos, block - fill);
-      // Read the input chunk before writing the output chunk: in and out may be the same memory.
+      // Read the input chunk before writing the output chunks: in and an output may be the same memory.
       std::memcpy(window + block + fill, in + pos, n * sizeof(float));
-      std::memcpy(out + pos, result + block + fill, n * sizeof(float));
+      for (std::size_t fi = 0; fi < count; ++fi) {
+        std::memcpy(outs[fi] + pos, result + fi * 2 * block + block + fill, n * sizeof(float));
+      }
       fill += n;
       pos += n;
       if (fill == block) {
@@ -209,7 +221,11 @@ struct partitioned_convolver::impl {
 
 partitioned_convolver::partitioned_convolver(std::shared_ptr<const partitioned_filter> filter) {
   LATHE_EXPECTS(filter != nullptr, "convolver needs a filter");
-  impl_ = std::make_unique<impl>(std::move(filter));
+  impl_ = std::make_unique<impl>(std::vector<std::shared_ptr<const partitioned_filter>>{std::move(filter)});
+}
+
+partitioned_convolver::partitioned_convolver(std::vector<std::shared_ptr<const partitioned_filter>> filters) {
+  impl_ = std::make_unique<impl>(std::move(filters));
 }
 
 partitioned_convolver::~partitioned_convolver() = default;
@@ -221,7 +237,15 @@ void partitioned_convolver::reset() noexcept {
 }
 
 void partitioned_convolver::process(const float* in, float* out, std::size_t frames) noexcept {
-  impl_->process(in, out, frames);
+  impl_->process(in, &out, frames);
+}
+
+void partitioned_convolver::process(const float* in, float* const* outs, std::size_t frames) noexcept {
+  impl_->process(in, outs, frames);
+}
+
+std::size_t partitioned_convolver::filters() const noexcept {
+  return impl_->filters.size();
 }
 
 std::size_t partitioned_convolver::latency_frames() const noexcept {

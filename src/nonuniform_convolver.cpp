@@ -51,14 +51,32 @@ nonuniform_filter::nonuniform_filter(std::span<const float> impulse_response, no
 }
 
 nonuniform_convolver::nonuniform_convolver(std::shared_ptr<const nonuniform_filter> filter)
-    : filter_(std::move(filter)) {
-  LATHE_EXPECTS(filter_ != nullptr, "convolver needs a filter");
-  chunk_frames_ = filter_->layout_.first_block_frames;
-  for (const auto& f : filter_->filters_) convolvers_.emplace_back(f);
+    : nonuniform_convolver(std::vector<std::shared_ptr<const nonuniform_filter>>{std::move(filter)}) {}
+
+nonuniform_convolver::nonuniform_convolver(std::vector<std::shared_ptr<const nonuniform_filter>> filters)
+    : filters_(std::move(filters)) {
+  LATHE_EXPECTS(!filters_.empty() && filters_.size() <= max_filters, "convolver needs 1 to 4 filters");
+  for (const auto& f : filters_) LATHE_EXPECTS(f != nullptr, "convolver needs a filter");
+  const nonuniform_filter& f0 = *filters_.front();
+  for (const auto& f : filters_) {
+    bool same =
+        f->segments_.size() == f0.segments_.size() && f->layout_.first_block_frames == f0.layout_.first_block_frames;
+    for (std::size_t k = 0; same && k < f0.segments_.size(); ++k) {
+      const auto &a = f->segments_[k], &b = f0.segments_[k];
+      same = a.block_frames == b.block_frames && a.input_delay_frames == b.input_delay_frames;
+    }
+    LATHE_EXPECTS(same, "the filters of one convolver must be segmented alike (same IR length, layout and delay)");
+  }
+  chunk_frames_ = f0.layout_.first_block_frames;
+  for (std::size_t k = 0; k < f0.segments_.size(); ++k) {
+    std::vector<std::shared_ptr<const partitioned_filter>> seg;
+    for (const auto& f : filters_) seg.push_back(f->filters_[k]);
+    convolvers_.emplace_back(std::move(seg));
+  }
   // Reading `chunk` frames delayed by d right after writing them needs d + chunk frames of past.
-  history_.assign(filter_->max_input_delay_ + chunk_frames_, 0.0f);
+  history_.assign(f0.max_input_delay_ + chunk_frames_, 0.0f);
   gather_.assign(chunk_frames_, 0.0f);
-  partial_.assign(chunk_frames_, 0.0f);
+  partial_.assign(filters_.size() * chunk_frames_, 0.0f);
 }
 
 void nonuniform_convolver::reset() noexcept {
@@ -68,18 +86,27 @@ void nonuniform_convolver::reset() noexcept {
 }
 
 void nonuniform_convolver::process(const float* in, float* out, std::size_t frames) noexcept {
+  process(in, &out, frames);
+}
+
+void nonuniform_convolver::process(const float* in, float* const* outs, std::size_t frames) noexcept {
   const std::size_t ring = history_.size();
-  const std::vector<nonuniform_filter::segment>& segments = filter_->segments_;
+  const std::size_t count = filters_.size();
+  const std::vector<nonuniform_filter::segment>& segments = filters_.front()->segments_;
+  float* partials[max_filters] = {};
+  for (std::size_t f = 0; f < count; ++f) partials[f] = partial_.data() + f * chunk_frames_;
+  float* chunk_outs[max_filters] = {};
   std::size_t pos = 0;
   while (pos < frames) {
     const std::size_t n = std::min(chunk_frames_, frames - pos);
-    // Store the input first: `in` and `out` may be the same memory.
+    // Store the input first: `in` and an output may be the same memory.
     const std::size_t start = write_pos_;
     const std::size_t first = std::min(n, ring - start);
     std::memcpy(history_.data() + start, in + pos, first * sizeof(float));
     std::memcpy(history_.data(), in + pos + first, (n - first) * sizeof(float));
     write_pos_ = (start + n) % ring;
 
+    for (std::size_t f = 0; f < count; ++f) chunk_outs[f] = outs[f] + pos;
     for (std::size_t k = 0; k < segments.size(); ++k) {
       const std::size_t read = (start + ring - segments[k].input_delay_frames) % ring;
       const float* src = history_.data() + read;
@@ -91,12 +118,14 @@ void nonuniform_convolver::process(const float* in, float* out, std::size_t fram
       }
       // Segments are summed in a fixed order, so the result is independent of call sizes.
       if (k == 0) {
-        convolvers_[k].process(src, out + pos, n);
+        convolvers_[k].process(src, chunk_outs, n);
       } else {
-        convolvers_[k].process(src, partial_.data(), n);
-        float* o = out + pos;
-        const float* p = partial_.data();
-        for (std::size_t i = 0; i < n; ++i) o[i] += p[i];
+        convolvers_[k].process(src, partials, n);
+        for (std::size_t f = 0; f < count; ++f) {
+          float* o = chunk_outs[f];
+          const float* p = partials[f];
+          for (std::size_t i = 0; i < n; ++i) o[i] += p[i];
+        }
       }
     }
     pos += n;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <string>
 #include <system_error>
 
@@ -137,22 +138,22 @@ void reverb_stage::prepare(const stream_spec& spec) {
         std::make_shared<const nonuniform_filter>(resampled_ir_.span(c), params_.layout, pre_delay_frames_));
   }
   paths_.clear();
-  auto add = [&](int in, int out, int ir_channel) {
-    paths_.push_back(path{in, out, nonuniform_convolver(filters[static_cast<std::size_t>(ir_channel)])});
+  auto add = [&](int in, int first_out, bool accumulate, std::initializer_list<int> ir_channels_used) {
+    std::vector<std::shared_ptr<const nonuniform_filter>> fs_used;
+    for (int ch : ir_channels_used) fs_used.push_back(filters[static_cast<std::size_t>(ch)]);
+    paths_.push_back(path{in, first_out, accumulate, nonuniform_convolver(std::move(fs_used))});
   };
   switch (routing_) {
     case reverb_routing::mono:
-      for (int c = 0; c < spec.channels; ++c) add(c, c, 0);
+      for (int c = 0; c < spec.channels; ++c) add(c, c, false, {0});
       break;
     case reverb_routing::stereo:
-      add(0, 0, 0);
-      add(1, 1, 1);
+      add(0, 0, false, {0});
+      add(1, 1, false, {1});
       break;
     case reverb_routing::true_stereo:
-      add(0, 0, 0);  // LL
-      add(1, 0, 2);  // RL
-      add(0, 1, 1);  // LR
-      add(1, 1, 3);  // RR
+      add(0, 0, false, {0, 1});  // L -> (LL to L, LR to R)
+      add(1, 0, true, {2, 3});   // R -> (RL to L, RR to R), added
       break;
   }
 
@@ -167,7 +168,7 @@ void reverb_stage::prepare(const stream_spec& spec) {
   dry_gain_ = db_to_gain(params_.dry_db);
   filter_state_.assign(static_cast<std::size_t>(channels_) * wet_filters_.size() * 2, 0.0);
   wet_.resize(channels_, spec.max_block_frames);
-  scratch_.resize(1, spec.max_block_frames);
+  scratch_.resize(channels_, spec.max_block_frames);
   dry_delay_.resize(channels_, latency_frames());
   dry_energy_.assign(static_cast<std::size_t>(channels_), 0.0);
   wet_energy_.assign(static_cast<std::size_t>(channels_), 0.0);
@@ -189,16 +190,18 @@ void reverb_stage::process(const_block_view in, block_view out) noexcept {
   const std::size_t n = in.frames;
   // Wet: every routing path, summed per output channel in a fixed order. Reads `in` only, so
   // in-place use is safe until the mix below.
-  int last_out = -1;
   for (path& p : paths_) {
-    float* w = wet_.channel(p.out_channel);
-    if (p.out_channel != last_out) {
-      p.conv.process(in[p.in_channel], w, n);
-      last_out = p.out_channel;
-    } else {
-      float* s = scratch_.channel(0);
-      p.conv.process(in[p.in_channel], s, n);
-      for (std::size_t i = 0; i < n; ++i) w[i] += s[i];
+    const auto outputs = static_cast<int>(p.conv.filters());
+    float* dst[nonuniform_convolver::max_filters] = {};
+    audio_buffer& target = p.accumulate ? scratch_ : wet_;
+    for (int k = 0; k < outputs; ++k) dst[k] = target.channel(p.first_out_channel + k);
+    p.conv.process(in[p.in_channel], dst, n);
+    if (p.accumulate) {
+      for (int k = 0; k < outputs; ++k) {
+        float* w = wet_.channel(p.first_out_channel + k);
+        const float* s = dst[k];
+        for (std::size_t i = 0; i < n; ++i) w[i] += s[i];
+      }
     }
   }
 
@@ -264,17 +267,21 @@ void reverb_stage::process(const_block_view in, block_view out) noexcept {
   frames_ += n;
 }
 
-reverb_stats reverb_stage::stats() const noexcept {
+reverb_stats make_reverb_stats(double dry_energy, double wet_energy, std::uint64_t frames, int channels) noexcept {
   reverb_stats s;
-  s.frames = frames_;
+  s.frames = frames;
+  const std::uint64_t samples = frames * static_cast<std::uint64_t>(std::max(channels, 0));
+  s.dry_rms_dbfs = energy_db(dry_energy, samples);
+  s.wet_rms_dbfs = energy_db(wet_energy, samples);
+  if (dry_energy > 0.0 && wet_energy > 0.0) s.wet_relative_db = 10.0 * std::log10(wet_energy / dry_energy);
+  return s;
+}
+
+reverb_stats reverb_stage::stats() const noexcept {
   double dry = 0.0, wet = 0.0;
   for (double e : dry_energy_) dry += e;
   for (double e : wet_energy_) wet += e;
-  const std::uint64_t samples = frames_ * static_cast<std::uint64_t>(std::max(channels_, 0));
-  s.dry_rms_dbfs = energy_db(dry, samples);
-  s.wet_rms_dbfs = energy_db(wet, samples);
-  if (dry > 0.0 && wet > 0.0) s.wet_relative_db = 10.0 * std::log10(wet / dry);
-  return s;
+  return make_reverb_stats(dry, wet, frames_, channels_);
 }
 
 }  // namespace lathe

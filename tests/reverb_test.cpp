@@ -140,6 +140,43 @@ TEST(NonuniformConvolver, MatchesDirectConvolution) {
   }
 }
 
+// One input, two filters (a true-stereo input channel): each output must be bit-identical to a
+// single-filter convolver with that filter (the shared input transform changes no arithmetic),
+// whatever the call sizes, with the input buffer doubling as the first output (in place).
+TEST(NonuniformConvolver, SharedInputMatchesSeparateConvolversBitwise) {
+  const nonuniform_layout layout{64, 256, 2};
+  for (std::size_t delay : {0u, 37u}) {
+    SCOPED_TRACE("delay " + std::to_string(delay));
+    const std::vector<float> h0 = decaying_ir(1'500, 21), h1 = decaying_ir(1'500, 22);
+    auto f0 = std::make_shared<const nonuniform_filter>(h0, layout, delay);
+    auto f1 = std::make_shared<const nonuniform_filter>(h1, layout, delay);
+    const std::vector<float> x = random_signal(4'000, 23);
+    nonuniform_convolver single0(f0), single1(f1);
+    const std::vector<std::size_t> sizes = random_block_sizes(24, 700);
+    const std::vector<float> ref0 = stream_mono(single0, x, sizes);
+    const std::vector<float> ref1 = stream_mono(single1, x, sizes);
+    nonuniform_convolver both({f0, f1});
+    ASSERT_EQ(both.filters(), 2u);
+    for (const std::vector<std::size_t>& call_sizes : {sizes, std::vector<std::size_t>{x.size()}}) {
+      both.reset();
+      std::vector<float> out0 = x, out1(x.size());
+      std::size_t pos = 0, k = 0;
+      while (pos < x.size()) {
+        const std::size_t n = std::min(call_sizes[k++ % call_sizes.size()], x.size() - pos);
+        float* outs[] = {out0.data() + pos, out1.data() + pos};
+        both.process(out0.data() + pos, outs, n);
+        pos += n;
+      }
+      EXPECT_EQ(out0, ref0);
+      EXPECT_EQ(out1, ref1);
+    }
+  }
+  // Filters segmented differently (other IR length) cannot share an input.
+  auto shorter = std::make_shared<const nonuniform_filter>(decaying_ir(300, 25), layout, 0);
+  auto longer = std::make_shared<const nonuniform_filter>(decaying_ir(1'500, 26), layout, 0);
+  EXPECT_THROW(nonuniform_convolver({shorter, longer}), logic_error);
+}
+
 // ---------------------------------------------------------------- IR files
 
 fs::path temp_dir() {

@@ -40,17 +40,27 @@ class partitioned_filter {
   fftwf_plan_s* c2r_plan_ = nullptr;
 };
 
-/// Streaming mono convolver. Latency: partition_frames() (input is gathered into whole
-/// partitions). process() never allocates. Not thread-safe; one per channel.
+/// Streaming convolver of one input with K >= 1 filters into K outputs. Latency:
+/// partition_frames() (input is gathered into whole partitions). Each input partition is
+/// transformed once and multiplied with every filter, so K filters cost one forward FFT plus K
+/// multiply-accumulates and inverse FFTs (a true-stereo reverb's two paths per input channel).
+/// Output k is bit-identical to a single-filter convolver with filter k. process() never
+/// allocates. Not thread-safe; one per input channel.
 class partitioned_convolver {
  public:
   explicit partitioned_convolver(std::shared_ptr<const partitioned_filter> filter);
+  /// K filters of one partition size (any partition counts). Throws logic_error otherwise.
+  explicit partitioned_convolver(std::vector<std::shared_ptr<const partitioned_filter>> filters);
   ~partitioned_convolver();
   partitioned_convolver(partitioned_convolver&&) noexcept;
   partitioned_convolver& operator=(partitioned_convolver&&) noexcept;
 
   void reset() noexcept;
+  /// Single-filter form (K == 1).
   void process(const float* in, float* out, std::size_t frames) noexcept;
+  /// outs[k] receives filter k's output (K pointers). `in` may equal one of them.
+  void process(const float* in, float* const* outs, std::size_t frames) noexcept;
+  std::size_t filters() const noexcept;
   std::size_t latency_frames() const noexcept;
 
  private:

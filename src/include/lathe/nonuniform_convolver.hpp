@@ -50,26 +50,39 @@ class nonuniform_filter {
   std::vector<std::shared_ptr<const partitioned_filter>> filters_;  // one per segment
 };
 
-/// Streaming mono convolver: out[n + latency_frames()] = sum_k h'[k] in[n - k], h' being the IR
-/// after delay_frames zeros. Latency: layout().first_block_frames. process() never allocates and
-/// may run in place; its output does not depend on how the stream is cut into calls. Not
-/// thread-safe; one per channel (or per routing path).
+/// Streaming convolver of one input with K >= 1 filters into K outputs: out_k[n +
+/// latency_frames()] = sum_j h'_k[j] in[n - j], h'_k being filter k's IR after its delay_frames
+/// zeros. The filters must be segmented alike (same IR length, layout and delay: the channels of
+/// one multi-channel IR), so each input chunk is stored once and each segment transforms it once
+/// for all K filters (a true-stereo reverb's input channel feeds two output paths). Output k is
+/// bit-identical to a single-filter convolver with filter k. Latency: layout().first_block_frames.
+/// process() never allocates and may run in place; its output does not depend on how the stream
+/// is cut into calls. Not thread-safe; one per input channel.
 class nonuniform_convolver {
  public:
   explicit nonuniform_convolver(std::shared_ptr<const nonuniform_filter> filter);
+  /// Throws logic_error when `filters` is empty or their segments differ.
+  explicit nonuniform_convolver(std::vector<std::shared_ptr<const nonuniform_filter>> filters);
   nonuniform_convolver(nonuniform_convolver&&) noexcept = default;
   nonuniform_convolver& operator=(nonuniform_convolver&&) noexcept = default;
 
   void reset() noexcept;
+  /// Single-filter form (K == 1).
   void process(const float* in, float* out, std::size_t frames) noexcept;
+  /// outs[k] receives filter k's output (K pointers, distinct). `in` may equal one of them.
+  void process(const float* in, float* const* outs, std::size_t frames) noexcept;
+  std::size_t filters() const noexcept { return filters_.size(); }
   std::size_t latency_frames() const noexcept { return chunk_frames_; }
 
+  /// Most filters one convolver takes (a true-stereo input channel needs 2).
+  static constexpr std::size_t max_filters = 4;
+
  private:
-  std::shared_ptr<const nonuniform_filter> filter_;
-  std::vector<partitioned_convolver> convolvers_;  // one per segment
+  std::vector<std::shared_ptr<const nonuniform_filter>> filters_;
+  std::vector<partitioned_convolver> convolvers_;  // one per segment, each with K filters
   std::vector<float> history_;                     // ring of past input: max input delay + one chunk
   std::vector<float> gather_;                      // one chunk of delayed input when it wraps around the ring
-  std::vector<float> partial_;                     // one chunk of one segment's output
+  std::vector<float> partial_;                     // K chunks: one segment's outputs
   std::size_t chunk_frames_ = 0;                   // process() works in chunks of at most the first block size
   std::size_t write_pos_ = 0;                      // next ring position to write
 };

@@ -62,6 +62,11 @@ struct reverb_stats {
   double wet_relative_db = -std::numeric_limits<double>::infinity();
 };
 
+/// The statistics of `frames` frames of `channels` channels whose dry input and (gained,
+/// filtered) wet signal have the given float64 energies (sums of squares); what
+/// reverb_stage::stats() reports, shared with the GPU stage (kernels/reverb.cu).
+reverb_stats make_reverb_stats(double dry_energy, double wet_energy, std::uint64_t frames, int channels) noexcept;
+
 /// Convolution reverb stage (dsp_stage). prepare() loads the IR, resamples it to the track's
 /// rate (lathe::resample) and transforms it; throws input_error for a bad IR file and
 /// logic_error for invalid parameters or a multi-channel IR on a mono track. Latency:
@@ -86,10 +91,21 @@ class reverb_stage {
   /// The IR at the track's rate (after prepare()), as convolved.
   const audio_buffer& resampled_ir() const noexcept { return resampled_ir_; }
   reverb_stats stats() const noexcept;
+  /// The wet-path Butterworth sections (low cut, then high cut; after prepare()), each run
+  /// with float output before the next. For the GPU path.
+  const std::vector<biquad_coeffs>& wet_filter_sections() const noexcept { return wet_filters_; }
+  /// Linear path gains as applied (float), after prepare().
+  float wet_gain() const noexcept { return wet_gain_; }
+  float dry_gain() const noexcept { return dry_gain_; }
 
  private:
+  // One input channel convolved with the IR channels of every output it feeds (two for true
+  // stereo), sharing that input's transforms. The first input of each output writes the wet
+  // buffer; a later one (true stereo's right input) writes scratch_, which is added.
   struct path {
-    int in_channel = 0, out_channel = 0;
+    int in_channel = 0;
+    int first_out_channel = 0;  // outputs first_out_channel .. + conv.filters() - 1
+    bool accumulate = false;
     nonuniform_convolver conv;
   };
   static constexpr std::size_t flush_interval_frames = 4'096;
@@ -101,12 +117,12 @@ class reverb_stage {
   std::size_t pre_delay_frames_ = 0;
   int channels_ = 0;
   float wet_gain_ = 0.0f, dry_gain_ = 1.0f;
-  std::vector<path> paths_;                 // grouped by out_channel, in a fixed order
+  std::vector<path> paths_;                 // in a fixed order: the sums are the same every run
   std::vector<biquad_coeffs> wet_filters_;  // low cut, then high cut
   std::vector<double> filter_state_;        // [channel][section][s1, s2]
   std::size_t frames_to_flush_ = flush_interval_frames;
   audio_buffer wet_;        // channels x max_block_frames
-  audio_buffer scratch_;    // 1 x max_block_frames: one path's output
+  audio_buffer scratch_;    // channels x max_block_frames: an accumulating path's outputs
   audio_buffer dry_delay_;  // channels x latency ring
   std::size_t dry_pos_ = 0;
   std::vector<double> dry_energy_, wet_energy_;  // per channel, summed in stream order
