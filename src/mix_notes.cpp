@@ -522,7 +522,7 @@ void polarity_and_mono_notes(const audio_buffer& a, double fs, const track_analy
       if (ticks == 0 || pw / static_cast<double>(ticks) < thr) continue;
       correlation_meter m(window);
       m.add(a.channel(0) + pos, a.channel(1) + pos, window);
-      if (m.side_to_mid_db() != m.side_to_mid_db()) continue;  // silent (NaN)
+      if (std::isnan(m.side_to_mid_db())) continue;  // silent
       windows.push_back({m.correlation(), static_cast<double>(pos) / fs});
     }
     const std::size_t keep = std::min(times_kept, windows.size());

@@ -200,6 +200,14 @@ TEST(MixNotes, SameInputSameNotes) {
   EXPECT_EQ(r1.dump(), r2.dump());
 }
 
+// Digital silence and a clip shorter than one 10 ms slice have nothing to report and must not
+// trip over their length.
+TEST(MixNotes, SilenceAndTinyClipsRaiseNothing) {
+  EXPECT_EQ(run_check(silence(3.0)).codes(), codes_t{});
+  audio_buffer tiny = test::white_noise(-60.0, 0.004, fs, 2, 9);  // 176 frames at -60 dBFS
+  EXPECT_EQ(run_check(tiny).codes(), codes_t{});
+}
+
 // ---- one fault each --------------------------------------------------------------------------
 
 TEST(MixNotes, ClippingNamesChannelTimesAndRuns) {
