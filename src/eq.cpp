@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "lathe/error.hpp"
+#include "lathe/fft64.hpp"
 
 namespace lathe {
 namespace {
@@ -81,43 +82,6 @@ double band_sharpness_q(const eq_band& b) {
   return b.q;
 }
 
-// Minimal iterative radix-2 complex FFT in float64, split real/imaginary, for the one-off FIR
-// design (lathe_core links only single-precision FFTW). Twiddles come straight from cos/sin,
-// not a recurrence, so the error stays at a few ulps times log2(n).
-void fft_inverse(std::vector<double>& re, std::vector<double>& im) {
-  const std::size_t n = re.size();
-  for (std::size_t i = 1, j = 0; i < n; ++i) {
-    std::size_t bit = n >> 1;
-    for (; j & bit; bit >>= 1) j ^= bit;
-    j ^= bit;
-    if (i < j) {
-      std::swap(re[i], re[j]);
-      std::swap(im[i], im[j]);
-    }
-  }
-  std::vector<double> tw_re(n / 2), tw_im(n / 2);
-  for (std::size_t k = 0; k < n / 2; ++k) {
-    const double phase = 2.0 * M_PI * static_cast<double>(k) / static_cast<double>(n);  // e^{+i...}: inverse
-    tw_re[k] = std::cos(phase);
-    tw_im[k] = std::sin(phase);
-  }
-  for (std::size_t len = 2; len <= n; len <<= 1) {
-    const std::size_t half = len / 2, step = n / len;
-    for (std::size_t i = 0; i < n; i += len) {
-      for (std::size_t j = 0; j < half; ++j) {
-        const double wr = tw_re[j * step], wi = tw_im[j * step];
-        const std::size_t a = i + j, b = a + half;
-        const double vr = re[b] * wr - im[b] * wi;
-        const double vi = re[b] * wi + im[b] * wr;
-        re[b] = re[a] - vr;
-        im[b] = im[a] - vi;
-        re[a] += vr;
-        im[a] += vi;
-      }
-    }
-  }
-}
-
 }  // namespace
 
 bool parse_eq_band_type(const std::string& name, eq_band_type& out) {
@@ -190,7 +154,7 @@ std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, d
     re[k] = mag;  // zero phase: real and even spectrum, real and even impulse response
     if (k != 0 && k != m / 2) re[m - k] = mag;
   }
-  fft_inverse(re, im);
+  detail::fft_inverse(re, im);
   // Blackman window on the centred taps, w(0) = 1, zero just past either end (denominator
   // centre + 1, so no tap is wasted on a zero). Side lobes -58 dB: well below the 0.1 dB target
   // ripple for EQ gains up to +-24 dB, with a main lobe narrower than Kaiser at equal leakage.
