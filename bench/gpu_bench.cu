@@ -67,6 +67,7 @@
 #include "lathe_gpu/loudness.hpp"
 #include "lathe_gpu/memory.hpp"
 #include "lathe_gpu/resample.hpp"
+#include "lathe_gpu/tonal.hpp"
 #include "lathe_gpu/true_peak.hpp"
 
 namespace fs = std::filesystem;
@@ -434,6 +435,21 @@ void resident_bench::run() {
       [&] {
         meter = std::make_unique<gpu::loudness_plan>(layout, rate_hz, s);
         return time_on_stream(s, o_.warmup, o_.reps, [&] { meter->measure_async(d_in.data(), s); });
+      });
+
+  // ---- tonal analysis: Welch mid/side power (not in the chain sum; issue 5's analysis pass) ----
+  // welch_power_batch returns host values, so each timed run includes its table uploads, the sums'
+  // download and the synchronize.
+  stage(
+      "tonal_welch_power", sample_bytes,
+      [] {
+        return std::string(
+            "welch_power_batch: Hann frames, 50 % overlap, batched R2C of mid and side, float64 "
+            "bin sums per track, default work budget");
+      },
+      [&] {
+        return time_on_stream(s, o_.warmup, o_.reps,
+                              [&] { (void)gpu::welch_power_batch(layout, rate_hz, d_in, plans, s); });
       });
 
   // ---- detectors (peaks carry the limiter's latency tail, as the engine runs them) ----------

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <map>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "lathe_gpu/convolution.hpp"
@@ -158,6 +159,10 @@ std::size_t cufft_plan_cache::size() const noexcept {
 }
 std::size_t cufft_plan_cache::work_area_bytes() const noexcept {
   return impl_ ? impl_->work.size() : 0;
+}
+static_assert(std::is_same_v<cufftHandle, int>, "real_plan_handle returns a cufftHandle as int");
+int cufft_plan_cache::real_plan_handle(std::size_t fft_frames, std::size_t batch, real_fft direction, const stream& s) {
+  return impl_->get(fft_frames, batch, direction == real_fft::forward_r2c ? CUFFT_R2C : CUFFT_C2R, s);
 }
 
 // ---- filter ----------------------------------------------------------------------------------

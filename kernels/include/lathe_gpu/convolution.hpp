@@ -50,6 +50,13 @@ class cufft_plan_cache {
   /// Bytes of the shared cuFFT work area (not counted in gpu_convolver's work budget).
   std::size_t work_area_bytes() const noexcept;
 
+  enum class real_fft { forward_r2c, inverse_c2r };
+  /// For other kernels/*.cu modules: the cufftHandle (an int) of a batched 1-D real transform of
+  /// `fft_frames` frames per entry, entries contiguous (real side fft_frames floats apart, complex
+  /// side fft_frames / 2 + 1 bins apart), made on first use on the shared work area and bound to
+  /// `s`. Valid while the cache lives. Throws cufft_error.
+  int real_plan_handle(std::size_t fft_frames, std::size_t batch, real_fft direction, const stream& s);
+
   struct impl;  // defined in kernels/convolution.cu
 
  private:
