@@ -11,8 +11,8 @@
 #include <random>
 #include <vector>
 
-#include "demo_catalog.hpp"
 #include "gpu/gpu_test_support.hpp"
+#include "gpu/tone_support.hpp"
 #include "lathe/saturation.hpp"
 #include "lathe_gpu/chain_resources.hpp"
 #include "lathe_gpu/saturation.hpp"
@@ -20,17 +20,13 @@
 namespace {
 
 using lathe::gpu::lane_layout;
+using lathe::gpu::test::host_batch;
 
 // The GPU precision target (-100 dB): max |gpu - cpu| / rms(cpu), per lane. The kernels repeat
 // the CPU's float operations in its order, so the match is expected to be bitwise (reported).
 constexpr double gpu_rel_tolerance = 1e-5;
 constexpr double fs_hz = 44'100.0;
 constexpr std::size_t block = 8'192;  // the CPU chain's block size (apply_prechain)
-
-struct host_batch {
-  lane_layout layout;
-  std::vector<float> samples;
-};
 
 // Noise lanes of the given lengths (-12 dBFS RMS, so the shaper compresses), then the two
 // channels of a music-like song.
@@ -39,17 +35,11 @@ host_batch make_batch(const std::vector<std::size_t>& lengths, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<double> g(0.0, 0.25);
   for (std::size_t n : lengths) {
-    b.layout.add(n);
-    for (std::size_t i = 0; i < n; ++i) b.samples.push_back(static_cast<float>(g(rng)));
+    std::vector<float> x(n);
+    for (float& v : x) v = static_cast<float>(g(rng));
+    b.add(x.data(), n);
   }
-  lathe::demo_track_spec spec;
-  spec.seconds = 2.0;
-  spec.sample_rate_hz = fs_hz;
-  const lathe::audio_buffer song = lathe::synthesize_song(spec);
-  for (int c = 0; c < 2; ++c) {
-    b.layout.add(song.frames());
-    b.samples.insert(b.samples.end(), song.channel(c), song.channel(c) + song.frames());
-  }
+  lathe::gpu::test::add_song(b, 2.0, fs_hz);
   return b;
 }
 
@@ -59,13 +49,11 @@ std::vector<std::size_t> straddling_lengths() {
 }
 
 std::vector<float> run_gpu(const lathe::saturation_params& p, const host_batch& batch, const lathe::gpu::stream& s) {
-  lathe::gpu::cufft_plan_cache plans;
-  lathe::gpu::gpu_convolver convolver;
-  lathe::gpu::stage_resources res{plans, convolver};
+  lathe::gpu::test::owned_resources r;
   lathe::gpu::device_vector<float> in(batch.samples.size()), out(batch.samples.size());
   in.upload_async(batch.samples, s);
   out.zero_async(s);
-  lathe::gpu::saturation_batch(p, fs_hz, batch.layout, in, out, res, s);
+  lathe::gpu::saturation_batch(p, fs_hz, batch.layout, in, out, r.res, s);
   std::vector<float> result(batch.samples.size());
   out.download_async(result, s);
   s.synchronize();
@@ -101,12 +89,7 @@ TEST(GpuSaturation, MatchesCpuChainAcrossLaneLengthsAndFactors) {
     for (std::size_t l = 0; l < batch.layout.lanes(); ++l) {
       const std::size_t off = batch.layout.offset[l], n = batch.layout.frames[l];
       const std::vector<float> want = run_cpu(p, batch.samples.data() + off, n);
-      double err = 0.0, energy = 0.0;
-      for (std::size_t i = 0; i < n; ++i) {
-        err = std::max(err, std::abs(double(got[off + i]) - double(want[i])));
-        energy += double(want[i]) * double(want[i]);
-      }
-      const double rel = err / std::max(std::sqrt(energy / double(n)), 1e-20);
+      const double rel = lathe::gpu::test::relative_error(got.data() + off, want.data(), n);
       worst = std::max(worst, rel);
       EXPECT_LE(rel, gpu_rel_tolerance) << "oversampling " << p.oversampling << ", lane " << l << " (" << n
                                         << " frames)";
@@ -131,16 +114,14 @@ TEST(GpuSaturation, BitwiseIdenticalAcrossRuns) {
 TEST(GpuSaturation, RejectsBadArguments) {
   LATHE_REQUIRE_GPU();
   lathe::gpu::stream s;
-  lathe::gpu::cufft_plan_cache plans;
-  lathe::gpu::gpu_convolver convolver;
-  lathe::gpu::stage_resources res{plans, convolver};
+  lathe::gpu::test::owned_resources r;
   lane_layout layout;
   layout.add(100);
   lathe::gpu::device_vector<float> in(100), out(100), short_out(50);
   lathe::saturation_params bad;
   bad.oversampling = 6;
-  EXPECT_THROW(lathe::gpu::saturation_batch(bad, fs_hz, layout, in, out, res, s), lathe::logic_error);
-  EXPECT_THROW(lathe::gpu::saturation_batch({}, fs_hz, layout, in, short_out, res, s), lathe::logic_error);
+  EXPECT_THROW(lathe::gpu::saturation_batch(bad, fs_hz, layout, in, out, r.res, s), lathe::logic_error);
+  EXPECT_THROW(lathe::gpu::saturation_batch({}, fs_hz, layout, in, short_out, r.res, s), lathe::logic_error);
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 #include <random>
 #include <vector>
 
-#include "demo_catalog.hpp"
 #include "gpu/gpu_test_support.hpp"
+#include "gpu/tone_support.hpp"
 #include "lathe/stereo.hpp"
 #include "lathe_gpu/chain_resources.hpp"
 #include "lathe_gpu/stereo.hpp"
@@ -21,6 +21,7 @@
 namespace {
 
 using lathe::gpu::lane_layout;
+using lathe::gpu::test::host_batch;
 
 // The GPU precision target (-100 dB): max |gpu - cpu| / rms(cpu), per lane (the side FIR is a
 // cuFFT convolution on the GPU, a partitioned FFTW one on the CPU).
@@ -31,11 +32,6 @@ constexpr double fs_hz = 44'100.0;
 constexpr std::size_t block = 8'192;
 
 // Track t: lanes 2t, 2t+1. Noise tracks with partly correlated channels, then a song.
-struct host_batch {
-  lane_layout layout;
-  std::vector<float> samples;
-};
-
 host_batch make_batch(const std::vector<std::size_t>& lengths, unsigned seed) {
   host_batch b;
   std::mt19937 rng(seed);
@@ -46,19 +42,10 @@ host_batch make_batch(const std::vector<std::size_t>& lengths, unsigned seed) {
       l[i] = static_cast<float>(g(rng));
       r[i] = static_cast<float>(0.6 * l[i] + 0.4 * g(rng));
     }
-    b.layout.add(n);
-    b.samples.insert(b.samples.end(), l.begin(), l.end());
-    b.layout.add(n);
-    b.samples.insert(b.samples.end(), r.begin(), r.end());
+    b.add(l.data(), n);
+    b.add(r.data(), n);
   }
-  lathe::demo_track_spec spec;
-  spec.seconds = 3.0;
-  spec.sample_rate_hz = fs_hz;
-  const lathe::audio_buffer song = lathe::synthesize_song(spec);
-  for (int c = 0; c < 2; ++c) {
-    b.layout.add(song.frames());
-    b.samples.insert(b.samples.end(), song.channel(c), song.channel(c) + song.frames());
-  }
+  lathe::gpu::test::add_song(b, 3.0, fs_hz);
   return b;
 }
 
@@ -68,14 +55,12 @@ struct gpu_result {
 };
 
 gpu_result run_gpu(const lathe::stereo_params& p, const host_batch& batch, const lathe::gpu::stream& s) {
-  lathe::gpu::cufft_plan_cache plans;
-  lathe::gpu::gpu_convolver convolver;
-  lathe::gpu::stage_resources res{plans, convolver};
+  lathe::gpu::test::owned_resources res;
   lathe::gpu::device_vector<float> in(batch.samples.size()), out(batch.samples.size());
   in.upload_async(batch.samples, s);
   out.zero_async(s);
   gpu_result r;
-  r.stats = lathe::gpu::stereo_batch(p, fs_hz, batch.layout, in, out, res, s);
+  r.stats = lathe::gpu::stereo_batch(p, fs_hz, batch.layout, in, out, res.res, s);
   r.out.resize(batch.samples.size());
   out.download_async(r.out, s);
   s.synchronize();
@@ -118,12 +103,7 @@ TEST(GpuStereo, MatchesCpuChainOutputsAndStatistics) {
           "case " + std::to_string(k) + ", track " + std::to_string(t) + " (" + std::to_string(n) + " frames)";
       for (int c = 0; c < 2; ++c) {
         const float* g = got.out.data() + batch.layout.offset[2 * t + c];
-        double err = 0.0, energy = 0.0;
-        for (std::size_t i = 0; i < n; ++i) {
-          err = std::max(err, std::abs(double(g[i]) - double(x.channel(c)[i])));
-          energy += double(x.channel(c)[i]) * double(x.channel(c)[i]);
-        }
-        const double rel = err / std::max(std::sqrt(energy / double(n)), 1e-20);
+        const double rel = lathe::gpu::test::relative_error(g, x.channel(c), n);
         worst = std::max(worst, rel);
         EXPECT_LE(rel, gpu_rel_tolerance) << what << ", channel " << c;
       }
@@ -158,17 +138,15 @@ TEST(GpuStereo, BitwiseIdenticalAcrossRuns) {
 TEST(GpuStereo, RejectsBadLayouts) {
   LATHE_REQUIRE_GPU();
   lathe::gpu::stream s;
-  lathe::gpu::cufft_plan_cache plans;
-  lathe::gpu::gpu_convolver convolver;
-  lathe::gpu::stage_resources res{plans, convolver};
+  lathe::gpu::test::owned_resources r;
   lane_layout odd;
   odd.add(10);
   lathe::gpu::device_vector<float> in(30), out(30);
-  EXPECT_THROW(lathe::gpu::stereo_batch({}, fs_hz, odd, in, out, res, s), lathe::logic_error);
+  EXPECT_THROW(lathe::gpu::stereo_batch({}, fs_hz, odd, in, out, r.res, s), lathe::logic_error);
   lane_layout uneven;
   uneven.add(10);
   uneven.add(11);
-  EXPECT_THROW(lathe::gpu::stereo_batch({}, fs_hz, uneven, in, out, res, s), lathe::logic_error);
+  EXPECT_THROW(lathe::gpu::stereo_batch({}, fs_hz, uneven, in, out, r.res, s), lathe::logic_error);
 }
 
 }  // namespace
