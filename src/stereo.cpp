@@ -65,6 +65,13 @@ void correlation_meter::add(const float* left, const float* right, std::size_t f
   }
 }
 
+void correlation_meter::add_sums(std::size_t frames, double l, double r, double ll, double rr, double lr) noexcept {
+  window_.add(sums{static_cast<double>(frames), l, r, ll, rr, lr});
+  in_window_ += frames;
+  frames_ += frames;
+  if (in_window_ == window_frames_) close_window();
+}
+
 void correlation_meter::merge(const correlation_meter& later) noexcept {
   if (in_window_ > 0) close_window();
   total_.add(later.total_);
@@ -116,6 +123,10 @@ std::vector<eq_band> stereo_stage::bass_mono_bands(double below_hz) {
   return bands;
 }
 
+std::size_t stereo_stage::meter_window_frames(const stereo_params& p, double fs_hz) {
+  return static_cast<std::size_t>(std::max(1.0, std::round(p.meter_window_ms * 1e-3 * fs_hz)));
+}
+
 void stereo_stage::prepare(const stream_spec& spec) {
   LATHE_EXPECTS(spec.channels >= 1 && spec.channels <= max_channels, "channel count out of range");
   LATHE_EXPECTS(spec.max_block_frames > 0, "max_block_frames must be positive");
@@ -143,8 +154,7 @@ void stereo_stage::prepare(const stream_spec& spec) {
   side_.assign(bypass_ ? 0 : spec.max_block_frames, 0.0f);
   mid_delay_.assign(latency_, 0.0f);
 
-  const auto window =
-      static_cast<std::size_t>(std::max(1.0, std::round(params_.meter_window_ms * 1e-3 * spec.sample_rate_hz)));
+  const std::size_t window = meter_window_frames(params_, spec.sample_rate_hz);
   before_ = correlation_meter(window);
   after_ = correlation_meter(window);
   reset();
@@ -211,15 +221,19 @@ void stereo_stage::process(const_block_view in, block_view out) noexcept {
   produced_ += n;
 }
 
-stereo_stats stereo_stage::stats() const noexcept {
+stereo_stats stereo_stats_of(const correlation_meter& before, const correlation_meter& after) noexcept {
   stereo_stats s;
-  s.correlation_before = before_.correlation();
-  s.correlation_after = after_.correlation();
-  s.min_window_correlation_before = before_.min_window_correlation();
-  s.min_window_correlation_after = after_.min_window_correlation();
-  s.side_to_mid_db_before = before_.side_to_mid_db();
-  s.side_to_mid_db_after = after_.side_to_mid_db();
+  s.correlation_before = before.correlation();
+  s.correlation_after = after.correlation();
+  s.min_window_correlation_before = before.min_window_correlation();
+  s.min_window_correlation_after = after.min_window_correlation();
+  s.side_to_mid_db_before = before.side_to_mid_db();
+  s.side_to_mid_db_after = after.side_to_mid_db();
   return s;
+}
+
+stereo_stats stereo_stage::stats() const noexcept {
+  return stereo_stats_of(before_, after_);
 }
 
 }  // namespace lathe

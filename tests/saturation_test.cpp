@@ -3,6 +3,7 @@
 // Blackman-Harris window (aliasing floor, even harmonics), and exact float identities.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <complex>
 #include <cstring>
@@ -31,6 +32,10 @@ constexpr double unity_tolerance_db = 0.001;
 constexpr double harmonic_tolerance_db = 0.01;
 // Blackman-Harris main lobe: a coherent sine occupies bins within +-3 of its own.
 constexpr std::size_t main_lobe_bins = 3;
+// Passband flatness of the whole cascade (interpolation and decimation) up to 0.9 of Nyquist.
+constexpr double passband_flatness_db = 0.01;
+// saturation_tanh vs float64 tanh rounded to float.
+constexpr std::int64_t tanh_tolerance_ulp = 8;
 
 void fft(std::vector<std::complex<double>>& a) {
   const std::size_t n = a.size();
@@ -187,6 +192,77 @@ TEST(Saturation, OddSymmetryAndHarmonicLevels) {
     worst_even = std::max(worst_even, band_max(s, h * b));
   std::printf("drive +12 dB, -6 dBFS 1 kHz: even harmonics %.1f dB below fundamental\n", fund - worst_even);
   EXPECT_GE(fund - worst_even, even_harmonic_floor_db);
+}
+
+// A drive small enough to be linear (tanh's cubic term at -40 dBFS is 3e-5, 3e-4 dB): the
+// output amplitude of sines up to 0.9 x Nyquist equals the input's, by least-squares fits of
+// the sine (float64) away from the edges.
+TEST(Saturation, PassbandFlatToNineTenthsOfNyquist) {
+  saturation_params p;  // drive 0 dB, trim 0 dB, 8x
+  double worst_db = 0.0;
+  for (const double f_hz : {20.0, 100.0, 1'000.0, 5'000.0, 10'000.0, 15'000.0, 18'000.0, 19'000.0, 0.9 * fs / 2.0}) {
+    const audio_buffer x = test::sine(f_hz, -40.0, 1.0, fs, 1);
+    const audio_buffer y = render(p, x);
+    const std::size_t first = 4'096, last = x.frames() - 4'096;
+    const double gain_db = 20.0 * std::log10(test::sine_amplitude(y.channel(0), first, last, f_hz, fs) /
+                                             test::sine_amplitude(x.channel(0), first, last, f_hz, fs));
+    EXPECT_NEAR(gain_db, 0.0, passband_flatness_db) << f_hz << " Hz";
+    worst_db = std::max(worst_db, std::abs(gain_db));
+  }
+  std::printf("passband: worst deviation %.2e dB up to 0.9 x Nyquist\n", worst_db);
+}
+
+// Distance in representable floats (the bit patterns of finite floats are ordered).
+std::int64_t ulp_distance(float a, float b) {
+  auto key = [](float f) {
+    std::int32_t i;
+    std::memcpy(&i, &f, sizeof i);
+    return i < 0 ? -static_cast<std::int64_t>(i & 0x7fff'ffff) : static_cast<std::int64_t>(i);
+  };
+  return std::abs(key(a) - key(b));
+}
+
+TEST(Saturation, TanhWithinUlpsOfFloat64AndExactlyOdd) {
+  std::int64_t worst = 0;
+  float worst_x = 0.0f;
+  // Every 101st float from 1e-30 to 20 (1.7e6 checks of 1.7e8 floats), plus 0 and huge.
+  for (float x = 1e-30f; x < 20.0f;) {
+    const float ref = static_cast<float>(std::tanh(static_cast<double>(x)));
+    const float got = saturation_tanh(x);
+    const std::int64_t d = ulp_distance(got, ref);
+    if (d > worst) worst = d, worst_x = x;
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(saturation_tanh(-x)), std::bit_cast<std::uint32_t>(-got)) << x;
+    std::uint32_t b = std::bit_cast<std::uint32_t>(x) + 101;
+    x = std::bit_cast<float>(b);
+  }
+  std::printf("saturation_tanh: worst %lld ULP at x = %g\n", static_cast<long long>(worst),
+              static_cast<double>(worst_x));
+  EXPECT_LE(worst, tanh_tolerance_ulp);
+  EXPECT_EQ(saturation_tanh(0.0f), 0.0f);
+  // Clamped to 9: tanh(9) = 1 - 3.05e-8, which rounds to the float below 1.
+  EXPECT_LE(ulp_distance(saturation_tanh(1e30f), 1.0f), 1);
+  EXPECT_LE(ulp_distance(saturation_tanh(-1e30f), -1.0f), 1);
+}
+
+// Linear phase: every stage's prototype is symmetric, so the decimation taps read the same
+// coefficients forwards and backwards, and the interpolation phases mirror each other.
+TEST(Saturation, CascadeIsLinearPhase) {
+  for (const int factor : {2, 4, 8, 16}) {
+    saturation_params p;
+    p.oversampling = factor;
+    const saturation_design d = design_saturation(p);
+    ASSERT_EQ(d.stages.size(), static_cast<std::size_t>(std::countr_zero(static_cast<unsigned>(factor))));
+    for (const saturation_oversampling_stage& st : d.stages) {
+      const std::vector<float>& h = st.down.coeff;
+      for (std::size_t t = 0; t < h.size(); ++t) EXPECT_EQ(h[t], h[h.size() - 1 - t]);
+      // Positions symmetric about the window centre.
+      const std::int32_t centre2 = st.down.min_pos() + st.down.max_pos();
+      for (std::size_t t = 0; t < h.size(); ++t) EXPECT_EQ(st.down.pos[t] + st.down.pos[h.size() - 1 - t], centre2);
+    }
+  }
+  saturation_params bad;
+  bad.oversampling = 6;
+  EXPECT_THROW(design_saturation(bad), logic_error);
 }
 
 TEST(Saturation, DryMixIsDelayedInput) {

@@ -28,6 +28,11 @@ class correlation_meter {
   explicit correlation_meter(std::size_t window_frames = 17'640);
   void reset() noexcept;
   void add(const float* left, const float* right, std::size_t frames) noexcept;
+  /// Adds `frames` frames given by their float64 sums (sum L, sum R, sum L^2, sum R^2, sum LR),
+  /// summed elsewhere (the GPU stage's window reductions). They must not cross a window
+  /// boundary: frames <= window_frames() - frames already in the current window.
+  void add_sums(std::size_t frames, double l, double r, double ll, double rr, double lr) noexcept;
+  std::size_t window_frames() const noexcept { return window_frames_; }
   /// Appends `later` (a meter of the audio that follows this one's). The partial window of this
   /// meter is closed as a short window, so windowed figures can differ slightly from one pass.
   void merge(const correlation_meter& later) noexcept;
@@ -65,6 +70,9 @@ struct stereo_stats {
   double width_change_db() const noexcept { return side_to_mid_db_after - side_to_mid_db_before; }
 };
 
+/// The statistics of a stage from its two meters.
+stereo_stats stereo_stats_of(const correlation_meter& before, const correlation_meter& after) noexcept;
+
 /// Latency: 0 when bass mono is off, else (taps - 1) / 2 + partition_frames of the side FIR
 /// (the mid is delayed by the same amount). Channels other than 2 pass through unchanged.
 /// process() may run in place; it never allocates. Not thread-safe.
@@ -86,6 +94,8 @@ class stereo_stage {
   /// The 8th-order Butterworth high-pass magnitude (four cookbook high-pass sections with the
   /// Butterworth Q values) that the side FIR approximates for a bass mono frequency.
   static std::vector<eq_band> bass_mono_bands(double below_hz);
+  /// Frames per correlation-meter window at fs_hz: round(meter_window_ms * fs / 1000), >= 1.
+  static std::size_t meter_window_frames(const stereo_params& p, double fs_hz);
 
  private:
   stereo_params params_;
