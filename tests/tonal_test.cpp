@@ -15,6 +15,7 @@
 #include "lathe/eq.hpp"
 #include "lathe/error.hpp"
 #include "lathe/fft64.hpp"
+#include "lathe/profile.hpp"
 #include "lathe/tonal.hpp"
 #include "support/signals.hpp"
 
@@ -424,6 +425,130 @@ TEST(TargetCurve, ShippedTargetsLoad) {
     ++count;
   }
   EXPECT_GE(count, 1);
+}
+
+target_curve flat_target() {
+  target_curve t;
+  t.name = "flat pink";
+  t.width_db.fill(std::numeric_limits<double>::quiet_NaN());
+  return t;  // mid_db all 0: equal power per 1/3 octave
+}
+
+audio_buffer apply_eq(const eq_params& p, audio_buffer x, double fs) {
+  linear_phase_eq_stage eq(p);
+  stream_spec spec;
+  spec.sample_rate_hz = fs;
+  spec.max_block_frames = 4'096;
+  eq.prepare(spec);
+  run_aligned(eq, x, spec.max_block_frames);
+  return x;
+}
+
+TEST(AutoEq, TiltedPinkLandsOnAFlatTarget) {
+  constexpr double fs = 44'100.0, tilt = -1.0;
+  const synth_noise s = tilted_pink(tilt, 21, fs, 0.01, 31);
+  const audio_buffer x = stereo_of(s.x, s.x);
+  const tonal_analysis before = analyze_tonal(x, fs);
+  auto_eq_params p;
+  p.amount = 1.0;
+  p.max_gain_db = 6.0;
+  const auto correction = auto_eq_correction_db(before, flat_target(), p);
+  eq_params eq;
+  eq.curve = auto_eq_curve(correction);
+  const tonal_analysis after = analyze_tonal(apply_eq(eq, x, fs), fs);
+  const double before_db = target_deviation_db(before, flat_target()),
+               after_db = target_deviation_db(after, flat_target());
+  EXPECT_GT(before_db, 2.0 * auto_eq_landing_tolerance_db);  // there was something to correct
+  EXPECT_LE(after_db, auto_eq_landing_tolerance_db) << "before " << before_db;
+  EXPECT_NEAR(after.tilt_db_per_octave, 0.0, tilt_tolerance_db_per_octave);
+}
+
+TEST(AutoEq, AmountZeroLeavesTheEqEmptyAndTheAudioBitIdentical) {
+  constexpr double fs = 48'000.0;
+  const synth_noise s = tilted_pink(-2.0, 18, fs, 0.01, 5);
+  const audio_buffer x = stereo_of(s.x, s.x);
+  auto_eq_params p;
+  p.amount = 0.0;
+  const auto correction = auto_eq_correction_db(analyze_tonal(x, fs), flat_target(), p);
+  for (double c : correction) EXPECT_EQ(c, 0.0);
+  eq_params eq;
+  eq.curve = auto_eq_curve(correction);
+  EXPECT_TRUE(eq.curve.empty());
+  EXPECT_TRUE(linear_phase_eq_stage(eq).bypassed());
+  const audio_buffer y = apply_eq(eq, x, fs);
+  ASSERT_EQ(y.frames(), x.frames());
+  for (int c = 0; c < 2; ++c) EXPECT_EQ(std::memcmp(y.channel(c), x.channel(c), x.frames() * sizeof(float)), 0);
+}
+
+TEST(AutoEq, CorrectionIsClampedAndLinearInAmount) {
+  constexpr double fs = 44'100.0;
+  const synth_noise s = tilted_pink(-6.0, 19, fs, 0.01, 8);
+  const tonal_analysis a = analyze_tonal(stereo_of(s.x, s.x), fs);
+  auto_eq_params full;
+  full.max_gain_db = 4.0;
+  auto_eq_params half = full;
+  half.amount = 0.5;
+  const auto c1 = auto_eq_correction_db(a, flat_target(), full), c2 = auto_eq_correction_db(a, flat_target(), half);
+  double largest = 0.0;
+  for (std::size_t b = 0; b < c1.size(); ++b) {
+    EXPECT_LE(std::abs(c1[b]), full.max_gain_db) << b;
+    EXPECT_NEAR(c2[b], 0.5 * c1[b], amount_linearity_tolerance_db) << b;
+    largest = std::max(largest, std::abs(c1[b]));
+  }
+  EXPECT_EQ(largest, full.max_gain_db);  // a 6 dB/oct tilt needs more: the clamp acted
+  // Outside [low_hz, high_hz] the correction tapers: 0 from one octave beyond.
+  EXPECT_LT(std::abs(c1[30]), std::abs(c1[band_16k]));  // 20 kHz is in the taper above 16 kHz
+}
+
+TEST(EqCurve, InterpolatesInLogFrequencyAndHoldsBeyondTheEnds) {
+  const std::vector<eq_curve_point> c = {{100.0, 2.0}, {400.0, -4.0}, {30'000.0, 9.0}};
+  constexpr double fs = 48'000.0;  // the 30 kHz point is above 0.49 fs: left out
+  EXPECT_NEAR(eq_curve_gain_db(c, 50.0, fs), 2.0, curve_interp_tolerance_db);
+  EXPECT_NEAR(eq_curve_gain_db(c, 200.0, fs), -1.0, curve_interp_tolerance_db);  // half way in octaves
+  EXPECT_NEAR(eq_curve_gain_db(c, 20'000.0, fs), -4.0, curve_interp_tolerance_db);
+  EXPECT_EQ(eq_curve_gain_db({}, 1'000.0, fs), 0.0);
+  EXPECT_NEAR(eq_target_magnitude({}, c, 200.0, fs), std::pow(10.0, -1.0 / 20.0), curve_interp_tolerance_db);
+}
+
+// The stage's zero-phase amplitude (its impulse response's DTFT, evaluated directly) follows
+// eq_target_magnitude with a curve of +-3 dB wiggles at 1/3-octave spacing and a band.
+TEST(EqCurve, StageMagnitudeFollowsTheTarget) {
+  for (double fs : {44'100.0, 48'000.0}) {
+    eq_params p;
+    p.bands = {{eq_band_type::high_shelf, 8'000.0, -2.0, 0.707}};
+    for (std::size_t b = 0; b < third_octave_band_count; ++b) {
+      p.curve.push_back({third_octave_centres_hz()[b], 3.0 * std::sin(0.9 * static_cast<double>(b))});
+    }
+    const std::size_t taps = eq_auto_taps(p.bands, p.curve, fs);
+    EXPECT_GT(taps, eq_auto_taps(p.bands, fs));  // the curve's 20 Hz point needs a longer FIR
+    const std::size_t at = taps;                 // impulse position: the whole symmetric response fits
+    audio_buffer x(2, 2 * taps + 1);
+    x.channel(0)[at] = x.channel(1)[at] = 1.0f;
+    const audio_buffer y = apply_eq(p, x, fs);
+    for (double f = 40.0; f <= 16'000.0; f *= std::exp2(1.0 / 12.0)) {
+      double amp = 0.0;
+      const double w = 2.0 * M_PI * f / fs;
+      for (std::size_t n = 0; n < y.frames(); ++n) {
+        amp += y.channel(0)[n] * std::cos(w * (static_cast<double>(n) - static_cast<double>(at)));
+      }
+      const double want = eq_target_magnitude(p.bands, p.curve, f, fs);
+      EXPECT_NEAR(20.0 * std::log10(std::abs(amp)), 20.0 * std::log10(want), curve_stage_tolerance_db)
+          << fs << " Hz rate, " << f << " Hz";
+    }
+  }
+}
+
+// A curve changes the audio, so it changes the resume fingerprints.
+TEST(EqCurve, CurveIsPartOfTheFingerprints) {
+  delivery_profile p;
+  p.chain_order = {chain_stage::eq};
+  const std::string chain = chain_fingerprint(p), profile = profile_fingerprint(p);
+  p.eq.curve = {{100.0, 1.0}, {1'000.0, -0.5}};
+  EXPECT_NE(chain_fingerprint(p), chain);
+  EXPECT_NE(profile_fingerprint(p), profile);
+  const std::string with_curve = chain_fingerprint(p);
+  p.eq.curve[1].gain_db = -0.25;
+  EXPECT_NE(chain_fingerprint(p), with_curve);
 }
 
 }  // namespace
