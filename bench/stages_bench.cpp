@@ -35,6 +35,7 @@
 #include "lathe/profile.hpp"
 #include "lathe/resampler.hpp"
 #include "lathe/reverb.hpp"
+#include "lathe/tonal.hpp"
 #include "lathe/true_peak.hpp"
 
 namespace lathe {
@@ -253,6 +254,16 @@ void BM_analyze(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_analyze)->Apply(timing);
+
+// Tonal balance (issue 5): Welch mid/side power (FFTW float, 8192-point frames, 50 % overlap)
+// plus the host-side summary.
+void BM_analyze_tonal(benchmark::State& state) {
+  time_on_song(state, 44'100.0, [](const audio_buffer& x) {
+    const tonal_analysis a = analyze_tonal(x, 44'100.0);
+    benchmark::DoNotOptimize(a.tilt_db_per_octave);
+  });
+}
+BENCHMARK(BM_analyze_tonal)->Apply(timing);
 
 // ---- stage 3: limiter --------------------------------------------------------------------------
 

@@ -27,6 +27,24 @@ void check_bands(const std::vector<eq_band>& bands, double fs_hz) {
   }
 }
 
+// The bandwidth the auto-EQ's curve points stand for (1/3 octave) as a bell's Q:
+// sqrt(2^(1/3)) / (2^(1/3) - 1).
+constexpr double curve_point_q = 4.318'473'046'963'146;
+// Curve points weaker than this do not drive the FIR length.
+constexpr double curve_negligible_db = 0.01;
+// Curve points at or above this fraction of fs are left out.
+constexpr double curve_max_fraction_of_fs = 0.49;
+
+void check_curve(const std::vector<eq_curve_point>& curve, double fs_hz) {
+  LATHE_EXPECTS(fs_hz > 0.0, "sample rate must be positive");
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    LATHE_EXPECTS(curve[i].freq_hz > 0.0 && std::isfinite(curve[i].freq_hz), "EQ curve frequencies must be positive");
+    LATHE_EXPECTS(std::isfinite(curve[i].gain_db) && std::abs(curve[i].gain_db) <= 48.0,
+                  "EQ curve gains must be within +-48 dB");
+    LATHE_EXPECTS(i == 0 || curve[i].freq_hz > curve[i - 1].freq_hz, "EQ curve points must ascend in frequency");
+  }
+}
+
 // Squared magnitude of one band's RBJ-cookbook analog prototype at normalized frequency w
 // (1 = the band's frequency). A = 10^(gain/40) as in the cookbook.
 double band_magnitude_sq(const eq_band& b, double w) {
@@ -123,6 +141,28 @@ double eq_target_magnitude(const std::vector<eq_band>& bands, double f_hz, doubl
   return std::sqrt(mag_sq);
 }
 
+double eq_curve_gain_db(const std::vector<eq_curve_point>& curve, double f_hz, double fs_hz) {
+  const double limit_hz = curve_max_fraction_of_fs * fs_hz;
+  // Points ascend, so the usable ones are a prefix.
+  std::size_t n = 0;
+  while (n < curve.size() && curve[n].freq_hz < limit_hz) ++n;
+  if (n == 0) return 0.0;
+  if (f_hz <= curve[0].freq_hz) return curve[0].gain_db;
+  if (f_hz >= curve[n - 1].freq_hz) return curve[n - 1].gain_db;
+  const auto hi = std::upper_bound(curve.begin(), curve.begin() + static_cast<std::ptrdiff_t>(n), f_hz,
+                                   [](double f, const eq_curve_point& p) { return f < p.freq_hz; });
+  const eq_curve_point& b = *hi;
+  const eq_curve_point& a = *(hi - 1);
+  const double t = std::log(f_hz / a.freq_hz) / std::log(b.freq_hz / a.freq_hz);
+  return a.gain_db + t * (b.gain_db - a.gain_db);
+}
+
+double eq_target_magnitude(const std::vector<eq_band>& bands, const std::vector<eq_curve_point>& curve, double f_hz,
+                           double fs_hz) {
+  const double m = eq_target_magnitude(bands, f_hz, fs_hz);
+  return curve.empty() ? m : m * std::pow(10.0, eq_curve_gain_db(curve, f_hz, fs_hz) / 20.0);
+}
+
 // A windowed FIR of N taps resolves the magnitude on a scale of about fs/N Hz (Blackman main lobe
 // half-width 3 fs/N, its rms width ~0.9 fs/N). A band's feature is about f0/Q wide, so the FIR
 // must span several periods of f0/Q: N >= periods_per_feature * fs * Q / f0 (8 keeps the
@@ -130,10 +170,23 @@ double eq_target_magnitude(const std::vector<eq_band>& bands, double f_hz, doubl
 // 2^k + 1 (odd, centre on a sample, and a whole number of FFT partitions plus one tap),
 // clamped to 1025..65537 (65537 = 1.5 s at 44.1 kHz of latency/length, already ~0.7 Hz resolution).
 std::size_t eq_auto_taps(const std::vector<eq_band>& bands, double fs_hz) {
+  return eq_auto_taps(bands, {}, fs_hz);
+}
+
+std::size_t eq_auto_taps(const std::vector<eq_band>& bands, const std::vector<eq_curve_point>& curve, double fs_hz) {
   check_bands(bands, fs_hz);
+  check_curve(curve, fs_hz);
   double needed = 0.0;
   for (const eq_band& b : bands) {
     needed = std::max(needed, periods_per_feature * fs_hz * std::max(1.0, band_sharpness_q(b)) / b.freq_hz);
+  }
+  // A curve through 1/3-octave points has features about as narrow as a 1/3-octave bell at its
+  // lowest active point; higher points need fewer taps.
+  for (const eq_curve_point& c : curve) {
+    if (c.freq_hz >= curve_max_fraction_of_fs * fs_hz || std::abs(c.gain_db) <= curve_negligible_db) continue;
+    const eq_band as_bell{eq_band_type::bell, c.freq_hz, c.gain_db, curve_point_q};
+    needed = std::max(needed, periods_per_feature * fs_hz * band_sharpness_q(as_bell) / c.freq_hz);
+    break;
   }
   std::size_t pow2 = 1;
   while (static_cast<double>(pow2) < needed && pow2 < max_auto_taps - 1) pow2 <<= 1;
@@ -141,7 +194,13 @@ std::size_t eq_auto_taps(const std::vector<eq_band>& bands, double fs_hz) {
 }
 
 std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, double fs_hz, std::size_t taps) {
+  return design_linear_phase_fir(bands, {}, fs_hz, taps);
+}
+
+std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, const std::vector<eq_curve_point>& curve,
+                                            double fs_hz, std::size_t taps) {
   check_bands(bands, fs_hz);
+  check_curve(curve, fs_hz);
   LATHE_EXPECTS(taps >= 3 && taps % 2 == 1 && taps <= max_taps, "FIR taps must be odd, 3..1048577");
   const std::size_t centre = (taps - 1) / 2;
   // Dense grid: >= 4x the FIR length, so the time aliasing of the sampled response (period M)
@@ -150,7 +209,8 @@ std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, d
   while (m < 4 * taps) m <<= 1;
   std::vector<double> re(m), im(m, 0.0);
   for (std::size_t k = 0; k <= m / 2; ++k) {
-    const double mag = eq_target_magnitude(bands, fs_hz * static_cast<double>(k) / static_cast<double>(m), fs_hz);
+    const double mag =
+        eq_target_magnitude(bands, curve, fs_hz * static_cast<double>(k) / static_cast<double>(m), fs_hz);
     re[k] = mag;  // zero phase: real and even spectrum, real and even impulse response
     if (k != 0 && k != m / 2) re[m - k] = mag;
   }
@@ -179,8 +239,8 @@ void linear_phase_eq_stage::prepare(const stream_spec& spec) {
   if (bypassed()) return;
   const std::size_t b = params_.partition_frames;
   LATHE_EXPECTS(b >= 64 && (b & (b - 1)) == 0, "EQ partition_frames must be a power of two >= 64");
-  taps_ = params_.fir_taps != 0 ? params_.fir_taps : eq_auto_taps(params_.bands, spec.sample_rate_hz);
-  const std::vector<double> h = design_linear_phase_fir(params_.bands, spec.sample_rate_hz, taps_);
+  taps_ = params_.fir_taps != 0 ? params_.fir_taps : eq_auto_taps(params_.bands, params_.curve, spec.sample_rate_hz);
+  const std::vector<double> h = design_linear_phase_fir(params_.bands, params_.curve, spec.sample_rate_hz, taps_);
   const std::vector<float> hf(h.begin(), h.end());
   filter_ = std::make_shared<const partitioned_filter>(hf, b);
   conv_.reserve(static_cast<std::size_t>(spec.channels));

@@ -218,7 +218,8 @@ audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const
       }
       case chain_stage::eq: {
         const eq_params eq = eq_at_rate(p.eq, sample_rate_hz);
-        const std::size_t taps = eq.bands.empty() ? 0 : run_stage(linear_phase_eq_stage(eq), spec, out).taps();
+        const std::size_t taps =
+            eq.bands.empty() && eq.curve.empty() ? 0 : run_stage(linear_phase_eq_stage(eq), spec, out).taps();
         stages.push_back(stage_report::eq(eq.bands.size(), taps));
         break;
       }

@@ -544,6 +544,11 @@ std::string chain_fingerprint(const delivery_profile& p) {
           f.num("gain_db", b.gain_db);
           f.num("q", b.q);
         }
+        // Only when present, so the fingerprints of profiles without a curve stay as they were.
+        for (const eq_curve_point& c : p.eq.curve) {
+          f.num("curve_freq_hz", c.freq_hz);
+          f.num("curve_gain_db", c.gain_db);
+        }
         break;
       case chain_stage::deesser:
         f.num("low_hz", p.deesser.low_hz);

@@ -327,4 +327,55 @@ double target_deviation_db(const tonal_analysis& a, const target_curve& t) {
   return n > 0 ? std::sqrt(s / n) : nan;
 }
 
+std::array<double, third_octave_band_count> auto_eq_correction_db(const tonal_analysis& measured,
+                                                                  const target_curve& target, const auto_eq_params& p) {
+  std::array<double, third_octave_band_count> out{};
+  if (p.amount == 0.0) return out;
+  LATHE_EXPECTS(p.amount > 0.0 && p.amount <= 1.0, "auto-EQ amount must be within 0..1");
+  LATHE_EXPECTS(p.max_gain_db >= 0.0 && std::isfinite(p.max_gain_db), "auto-EQ max_gain_db must be >= 0");
+  LATHE_EXPECTS(p.smoothing_bands >= 0.0 && std::isfinite(p.smoothing_bands), "auto-EQ smoothing_bands must be >= 0");
+  LATHE_EXPECTS(p.low_hz > 0.0 && p.low_hz < p.high_hz, "auto-EQ needs 0 < low_hz < high_hz");
+  const auto m = normalized_mid_db(measured);
+  std::array<double, third_octave_band_count> diff{};
+  std::array<bool, third_octave_band_count> defined{};
+  for (std::size_t i = 0; i < diff.size(); ++i) {
+    diff[i] = target.mid_db[i] - m[i];
+    defined[i] = std::isfinite(diff[i]);
+  }
+  // Level alignment: only the shape is corrected, not the loudness.
+  double sum = 0.0;
+  int count = 0;
+  for (std::size_t i = norm_first; i <= norm_last; ++i) {
+    if (defined[i]) sum += diff[i], ++count;
+  }
+  const double offset = count > 0 ? sum / count : 0.0;
+  const auto& centres = third_octave_centres_hz();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!defined[i]) continue;
+    double weighted = 0.0, weights = 0.0;
+    for (std::size_t j = 0; j < out.size(); ++j) {
+      const double d = std::abs(static_cast<double>(i) - static_cast<double>(j));
+      const double w = p.smoothing_bands > 0.0 ? std::max(0.0, 1.0 - d / (2.0 * p.smoothing_bands)) : (d == 0.0);
+      if (!defined[j] || w <= 0.0) continue;
+      weighted += w * (diff[j] - offset), weights += w;
+    }
+    double c = std::clamp(weighted / weights, -p.max_gain_db, p.max_gain_db);
+    const double outside_octaves = std::max(std::log2(p.low_hz / centres[i]), std::log2(centres[i] / p.high_hz));
+    if (outside_octaves > 0.0) c *= outside_octaves >= 1.0 ? 0.0 : 0.5 * (1.0 + std::cos(M_PI * outside_octaves));
+    out[i] = c * p.amount;
+  }
+  return out;
+}
+
+std::vector<eq_curve_point> auto_eq_curve(const std::array<double, third_octave_band_count>& correction_db) {
+  std::vector<eq_curve_point> curve;
+  if (std::all_of(correction_db.begin(), correction_db.end(), [](double c) { return c == 0.0; })) return curve;
+  const auto& centres = third_octave_centres_hz();
+  for (std::size_t i = 0; i < correction_db.size(); ++i) {
+    LATHE_EXPECTS(std::isfinite(correction_db[i]), "auto-EQ corrections must be finite");
+    curve.push_back({centres[i], correction_db[i]});
+  }
+  return curve;
+}
+
 }  // namespace lathe

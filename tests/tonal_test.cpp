@@ -5,11 +5,17 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "lathe/eq.hpp"
+#include "lathe/error.hpp"
 #include "lathe/fft64.hpp"
+#include "lathe/profile.hpp"
 #include "lathe/tonal.hpp"
 #include "support/signals.hpp"
 
@@ -36,6 +42,18 @@ constexpr double energy_ratio_tolerance_db = 0.1;
 constexpr double crest_tolerance_db = 0.05;
 constexpr double merge_tolerance_db = 0.1;
 constexpr double deviation_tolerance_db = 0.1;
+// Auto-EQ of tilted pink toward flat pink: the output's distance from the target.
+constexpr double auto_eq_landing_tolerance_db = 0.5;
+// Half the amount gives half the correction.
+constexpr double amount_linearity_tolerance_db = 0.01;
+// The EQ stage's zero-phase amplitude vs eq_target_magnitude with the curve.
+constexpr double curve_stage_tolerance_db = 0.1;
+// Interpolation of the curve in log frequency vs the analytic line between two points.
+constexpr double curve_interp_tolerance_db = 1e-12;
+// A saved target is written with 0.01 dB resolution.
+constexpr double saved_resolution_db = 0.005;
+// Power means computed two ways in float64.
+constexpr double power_mean_tolerance_db = 1e-9;
 
 constexpr std::size_t band_40 = 3, band_100 = 7, band_1k = 17, band_10k = 27, band_16k = 29;
 
@@ -255,6 +273,282 @@ TEST(Tonal, DeviationFromAFlatTargetIsTheTiltsRms) {
     sq += v * v;
   }
   EXPECT_NEAR(target_deviation_db(a, flat), std::sqrt(sq / (band_16k - band_40 + 1)), deviation_tolerance_db);
+}
+
+namespace fs = std::filesystem;
+
+fs::path scratch_dir() {
+  const fs::path d = fs::path(LATHE_BINARY_DIR) / "tonal_test_scratch";
+  fs::create_directories(d);
+  return d;
+}
+
+fs::path write_file(const std::string& name, const std::string& text) {
+  const fs::path f = scratch_dir() / name;
+  std::ofstream(f) << text;
+  return f;
+}
+
+std::string bands_text(int count, const char* value) {
+  std::string s = "[";
+  for (int i = 0; i < count; ++i) s += std::string(i ? ", " : "") + value;
+  return s + "]";
+}
+
+TEST(TargetCurve, SaveLoadRoundTrip) {
+  target_curve t;
+  t.name = "round \"trip\"";
+  t.description = "a\\b";
+  t.derived_from = "test";
+  for (std::size_t i = 0; i < t.mid_db.size(); ++i) {
+    t.mid_db[i] = std::sin(static_cast<double>(i)) * 7.123;
+    t.width_db[i] = i % 5 == 0 ? std::numeric_limits<double>::quiet_NaN() : -10.0 + 0.37 * static_cast<double>(i);
+  }
+  const fs::path f = scratch_dir() / "round_trip.toml";
+  save_target_curve(t, f);
+  const target_curve u = load_target_curve(f);
+  EXPECT_EQ(u.name, t.name);
+  EXPECT_EQ(u.description, t.description);
+  EXPECT_EQ(u.derived_from, t.derived_from);
+  EXPECT_TRUE(u.has_width());
+  for (std::size_t i = 0; i < t.mid_db.size(); ++i) {
+    EXPECT_NEAR(u.mid_db[i], t.mid_db[i], saved_resolution_db) << i;
+    if (std::isnan(t.width_db[i])) {
+      EXPECT_TRUE(std::isnan(u.width_db[i])) << i;
+    } else {
+      EXPECT_NEAR(u.width_db[i], t.width_db[i], saved_resolution_db) << i;
+    }
+  }
+  // Without width_db: no width target at all.
+  const target_curve v = load_target_curve(write_file("no_width.toml", "mid_db = " + bands_text(31, "0") + "\n"));
+  EXPECT_FALSE(v.has_width());
+  EXPECT_EQ(v.name, "no_width");
+}
+
+// Each bad file fails with config_error "FILE:LINE:COL: reason" pointing at the culprit.
+TEST(TargetCurve, StrictErrorsNameFileLineAndColumn) {
+  struct bad_case {
+    const char* file;
+    std::string text;
+    const char* where;  // ":LINE:COL:" expected right after the file name
+    const char* reason;
+  };
+  const std::string ok = bands_text(31, "1.5");
+  const std::vector<bad_case> cases = {
+      {"unknown_key.toml", "mid_db = " + ok + "\nmid_dB = 3\n", ":2:1:", "unknown key `mid_dB`"},
+      {"short.toml", "name = \"x\"\nmid_db = " + bands_text(30, "0") + "\n", ":2:10:", "holds 30 values"},
+      {"empty.toml", "mid_db = []\n", ":1:10:", "holds 0 values"},
+      {"missing.toml", "name = \"x\"\n", ":1:1:", "needs `mid_db`"},
+      {"syntax.toml", "mid_db = [1, 2\n", ":", ""},
+      {"string_name.toml", "name = 3\nmid_db = " + ok + "\n", ":1:8:", "`name` must be a string"},
+  };
+  for (const bad_case& c : cases) {
+    const fs::path f = write_file(c.file, c.text);
+    try {
+      (void)load_target_curve(f);
+      ADD_FAILURE() << c.file << " loaded";
+    } catch (const config_error& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.rfind(f.string() + c.where, 0), 0u) << msg;
+      EXPECT_NE(msg.find(c.reason), std::string::npos) << msg;
+    }
+  }
+  // A non-finite value inside a full-length array points at that element.
+  std::string arr = "mid_db = [";
+  for (int i = 0; i < 31; ++i) arr += i == 4 ? "inf, " : i == 30 ? "0" : "0, ";
+  const fs::path inf_file = write_file("inf_element.toml", arr + "]\n");
+  EXPECT_THROW((void)load_target_curve(inf_file), config_error);
+  try {
+    (void)load_target_curve(inf_file);
+  } catch (const config_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(inf_file.string() + ":1:23:", 0), 0u) << e.what();
+  }
+  std::string words = "mid_db = [";
+  for (int i = 0; i < 31; ++i) words += i == 2 ? "\"loud\", " : i == 30 ? "0" : "0, ";
+  const fs::path word_file = write_file("word_element.toml", words + "]\n");
+  try {
+    (void)load_target_curve(word_file);
+    ADD_FAILURE() << "a string in mid_db loaded";
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("`mid_db`[2] must be a number"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)load_target_curve(scratch_dir() / "does_not_exist.toml"), config_error);
+}
+
+tonal_analysis analysis_with(double level_db) {
+  tonal_analysis a;
+  a.mid_db.fill(level_db);
+  a.width_db.fill(-6.0);
+  return a;
+}
+
+TEST(TargetCurve, MeanTargetIsThePowerMeanOfNormalizedLevels) {
+  // a: flat; b: flat plus 10 dB in the 1 kHz band, 3 dB louder overall (normalization removes
+  // that), mono (width -inf) and NaN above 16 kHz.
+  tonal_analysis a = analysis_with(-20.0), b = analysis_with(-17.0);
+  b.mid_db[band_1k] += 10.0;
+  b.width_db.fill(-std::numeric_limits<double>::infinity());
+  b.mid_db[30] = b.width_db[30] = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<tonal_analysis> both = {a, b};
+  const target_curve t = mean_target(both, "mean", "test");
+  // Analytic: b normalized is -10/21 dB off the 1 kHz band and 10 - 10/21 dB in it.
+  const double off = 10.0 * std::log10((1.0 + std::pow(10.0, -1.0 / 21.0)) / 2.0);
+  const double in = 10.0 * std::log10((1.0 + std::pow(10.0, (10.0 - 10.0 / 21.0) / 10.0)) / 2.0);
+  const double mean = (20.0 * off + in) / 21.0;  // the target is renormalized over 100 Hz .. 10 kHz
+  for (std::size_t i = 0; i < 30; ++i) {
+    EXPECT_NEAR(t.mid_db[i], (i == band_1k ? in : off) - mean, power_mean_tolerance_db) << i;
+    EXPECT_NEAR(t.width_db[i], -6.0 + 10.0 * std::log10(0.5), power_mean_tolerance_db) << i;  // mono adds 0 power
+  }
+  EXPECT_TRUE(std::isnan(t.mid_db[30]));
+  EXPECT_TRUE(std::isnan(t.width_db[30]));
+  // One analysis: the target it defines.
+  const target_curve r = target_from_analysis(b, "ref", "reference: b");
+  const target_curve m = mean_target(std::span<const tonal_analysis>(&b, 1), "ref", "reference: b");
+  for (std::size_t i = 0; i < 30; ++i) {
+    EXPECT_NEAR(r.mid_db[i], (i == band_1k ? 10.0 : 0.0) - 10.0 / 21.0, power_mean_tolerance_db) << i;
+    EXPECT_NEAR(m.mid_db[i], r.mid_db[i], power_mean_tolerance_db) << i;
+    EXPECT_TRUE(std::isnan(r.width_db[i])) << i;  // a mono reference sets no width target
+  }
+}
+
+TEST(TargetCurve, ShippedTargetsLoad) {
+  const fs::path dir = fs::path(LATHE_SOURCE_DIR) / "configs" / "targets";
+  int count = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".toml") continue;
+    const target_curve t = load_target_curve(e.path());
+    EXPECT_FALSE(t.derived_from.empty()) << e.path();
+    // Normalized: mean 0 over 100 Hz .. 10 kHz, to the file's 0.01 dB resolution.
+    double s = 0.0;
+    for (std::size_t i = band_100; i <= band_10k; ++i) s += t.mid_db[i];
+    EXPECT_NEAR(s / (band_10k - band_100 + 1), 0.0, saved_resolution_db) << e.path();
+    ++count;
+  }
+  EXPECT_GE(count, 1);
+}
+
+target_curve flat_target() {
+  target_curve t;
+  t.name = "flat pink";
+  t.width_db.fill(std::numeric_limits<double>::quiet_NaN());
+  return t;  // mid_db all 0: equal power per 1/3 octave
+}
+
+audio_buffer apply_eq(const eq_params& p, audio_buffer x, double fs) {
+  linear_phase_eq_stage eq(p);
+  stream_spec spec;
+  spec.sample_rate_hz = fs;
+  spec.max_block_frames = 4'096;
+  eq.prepare(spec);
+  run_aligned(eq, x, spec.max_block_frames);
+  return x;
+}
+
+TEST(AutoEq, TiltedPinkLandsOnAFlatTarget) {
+  constexpr double fs = 44'100.0, tilt = -1.0;
+  const synth_noise s = tilted_pink(tilt, 21, fs, 0.01, 31);
+  const audio_buffer x = stereo_of(s.x, s.x);
+  const tonal_analysis before = analyze_tonal(x, fs);
+  auto_eq_params p;
+  p.amount = 1.0;
+  p.max_gain_db = 6.0;
+  const auto correction = auto_eq_correction_db(before, flat_target(), p);
+  eq_params eq;
+  eq.curve = auto_eq_curve(correction);
+  const tonal_analysis after = analyze_tonal(apply_eq(eq, x, fs), fs);
+  const double before_db = target_deviation_db(before, flat_target()),
+               after_db = target_deviation_db(after, flat_target());
+  EXPECT_GT(before_db, 2.0 * auto_eq_landing_tolerance_db);  // there was something to correct
+  EXPECT_LE(after_db, auto_eq_landing_tolerance_db) << "before " << before_db;
+  EXPECT_NEAR(after.tilt_db_per_octave, 0.0, tilt_tolerance_db_per_octave);
+}
+
+TEST(AutoEq, AmountZeroLeavesTheEqEmptyAndTheAudioBitIdentical) {
+  constexpr double fs = 48'000.0;
+  const synth_noise s = tilted_pink(-2.0, 18, fs, 0.01, 5);
+  const audio_buffer x = stereo_of(s.x, s.x);
+  auto_eq_params p;
+  p.amount = 0.0;
+  const auto correction = auto_eq_correction_db(analyze_tonal(x, fs), flat_target(), p);
+  for (double c : correction) EXPECT_EQ(c, 0.0);
+  eq_params eq;
+  eq.curve = auto_eq_curve(correction);
+  EXPECT_TRUE(eq.curve.empty());
+  EXPECT_TRUE(linear_phase_eq_stage(eq).bypassed());
+  const audio_buffer y = apply_eq(eq, x, fs);
+  ASSERT_EQ(y.frames(), x.frames());
+  for (int c = 0; c < 2; ++c) EXPECT_EQ(std::memcmp(y.channel(c), x.channel(c), x.frames() * sizeof(float)), 0);
+}
+
+TEST(AutoEq, CorrectionIsClampedAndLinearInAmount) {
+  constexpr double fs = 44'100.0;
+  const synth_noise s = tilted_pink(-6.0, 19, fs, 0.01, 8);
+  const tonal_analysis a = analyze_tonal(stereo_of(s.x, s.x), fs);
+  auto_eq_params full;
+  full.max_gain_db = 4.0;
+  auto_eq_params half = full;
+  half.amount = 0.5;
+  const auto c1 = auto_eq_correction_db(a, flat_target(), full), c2 = auto_eq_correction_db(a, flat_target(), half);
+  double largest = 0.0;
+  for (std::size_t b = 0; b < c1.size(); ++b) {
+    EXPECT_LE(std::abs(c1[b]), full.max_gain_db) << b;
+    EXPECT_NEAR(c2[b], 0.5 * c1[b], amount_linearity_tolerance_db) << b;
+    largest = std::max(largest, std::abs(c1[b]));
+  }
+  EXPECT_EQ(largest, full.max_gain_db);  // a 6 dB/oct tilt needs more: the clamp acted
+  // Outside [low_hz, high_hz] the correction tapers: 0 from one octave beyond.
+  EXPECT_LT(std::abs(c1[30]), std::abs(c1[band_16k]));  // 20 kHz is in the taper above 16 kHz
+}
+
+TEST(EqCurve, InterpolatesInLogFrequencyAndHoldsBeyondTheEnds) {
+  const std::vector<eq_curve_point> c = {{100.0, 2.0}, {400.0, -4.0}, {30'000.0, 9.0}};
+  constexpr double fs = 48'000.0;  // the 30 kHz point is above 0.49 fs: left out
+  EXPECT_NEAR(eq_curve_gain_db(c, 50.0, fs), 2.0, curve_interp_tolerance_db);
+  EXPECT_NEAR(eq_curve_gain_db(c, 200.0, fs), -1.0, curve_interp_tolerance_db);  // half way in octaves
+  EXPECT_NEAR(eq_curve_gain_db(c, 20'000.0, fs), -4.0, curve_interp_tolerance_db);
+  EXPECT_EQ(eq_curve_gain_db({}, 1'000.0, fs), 0.0);
+  EXPECT_NEAR(eq_target_magnitude({}, c, 200.0, fs), std::pow(10.0, -1.0 / 20.0), curve_interp_tolerance_db);
+}
+
+// The stage's zero-phase amplitude (its impulse response's DTFT, evaluated directly) follows
+// eq_target_magnitude with a curve of +-3 dB wiggles at 1/3-octave spacing and a band.
+TEST(EqCurve, StageMagnitudeFollowsTheTarget) {
+  for (double fs : {44'100.0, 48'000.0}) {
+    eq_params p;
+    p.bands = {{eq_band_type::high_shelf, 8'000.0, -2.0, 0.707}};
+    for (std::size_t b = 0; b < third_octave_band_count; ++b) {
+      p.curve.push_back({third_octave_centres_hz()[b], 3.0 * std::sin(0.9 * static_cast<double>(b))});
+    }
+    const std::size_t taps = eq_auto_taps(p.bands, p.curve, fs);
+    EXPECT_GT(taps, eq_auto_taps(p.bands, fs));  // the curve's 20 Hz point needs a longer FIR
+    const std::size_t at = taps;                 // impulse position: the whole symmetric response fits
+    audio_buffer x(2, 2 * taps + 1);
+    x.channel(0)[at] = x.channel(1)[at] = 1.0f;
+    const audio_buffer y = apply_eq(p, x, fs);
+    for (double f = 40.0; f <= 16'000.0; f *= std::exp2(1.0 / 12.0)) {
+      double amp = 0.0;
+      const double w = 2.0 * M_PI * f / fs;
+      for (std::size_t n = 0; n < y.frames(); ++n) {
+        amp += y.channel(0)[n] * std::cos(w * (static_cast<double>(n) - static_cast<double>(at)));
+      }
+      const double want = eq_target_magnitude(p.bands, p.curve, f, fs);
+      EXPECT_NEAR(20.0 * std::log10(std::abs(amp)), 20.0 * std::log10(want), curve_stage_tolerance_db)
+          << fs << " Hz rate, " << f << " Hz";
+    }
+  }
+}
+
+// A curve changes the audio, so it changes the resume fingerprints.
+TEST(EqCurve, CurveIsPartOfTheFingerprints) {
+  delivery_profile p;
+  p.chain_order = {chain_stage::eq};
+  const std::string chain = chain_fingerprint(p), profile = profile_fingerprint(p);
+  p.eq.curve = {{100.0, 1.0}, {1'000.0, -0.5}};
+  EXPECT_NE(chain_fingerprint(p), chain);
+  EXPECT_NE(profile_fingerprint(p), profile);
+  const std::string with_curve = chain_fingerprint(p);
+  p.eq.curve[1].gain_db = -0.25;
+  EXPECT_NE(chain_fingerprint(p), with_curve);
 }
 
 }  // namespace

@@ -24,25 +24,48 @@ struct eq_band {
   double q = 0.707;      ///< bell bandwidth; shelf slope; pass-filter resonance
 };
 
-struct eq_params {
-  std::vector<eq_band> bands;  ///< empty: the stage is a bypass with zero latency
-  std::size_t fir_taps = 0;    ///< 0: chosen from the lowest band (odd, 1025..65537)
-  std::size_t partition_frames = 4096;
+/// One point of a free EQ curve (the auto-EQ's correction): gain_db at freq_hz.
+struct eq_curve_point {
+  double freq_hz = 1'000.0;
+  double gain_db = 0.0;
 };
+
+struct eq_params {
+  std::vector<eq_band> bands;  ///< empty (and no curve): the stage is a bypass with zero latency
+  std::size_t fir_taps = 0;    ///< 0: chosen from the lowest band or curve point (odd, 1025..65537)
+  std::size_t partition_frames = 4096;
+  /// A free curve multiplied into the bands' magnitude (see eq_curve_gain_db); points in
+  /// strictly ascending frequency. Last, so positional initializers of the fields above still work.
+  std::vector<eq_curve_point> curve;
+};
+
+/// Gain (dB) of `curve` at f_hz: linear in log frequency between points, constant beyond the
+/// first and last point. Points at or above 0.49 fs are left out (they cannot act at this rate;
+/// the curve is constant from the last point below). 0 dB for an empty curve.
+double eq_curve_gain_db(const std::vector<eq_curve_point>& curve, double f_hz, double fs_hz);
 
 /// Magnitude (linear) that the bands ask for at f_hz: the product of each band's RBJ-cookbook
 /// analog-prototype magnitude, evaluated at the prewarped frequency tan(pi f/fs)/tan(pi f0/fs),
 /// i.e. exactly |H| of the cookbook's digital biquad for that band. Shelf q is the cookbook's
 /// shelf Q (0.707 = slope S 1). The FIR approximates this with zero phase plus a pure delay.
 double eq_target_magnitude(const std::vector<eq_band>& bands, double f_hz, double fs_hz);
+/// The bands' magnitude times the curve's gain: what the stage's FIR approximates.
+double eq_target_magnitude(const std::vector<eq_band>& bands, const std::vector<eq_curve_point>& curve, double f_hz,
+                           double fs_hz);
 
 /// Taps needed at fs_hz (odd): 8 * fs * max(1, Q_eff) / f0 for the most demanding band
 /// (Q_eff = q * max(A, 1/A) for a bell, q otherwise), rounded up to 2^k + 1, clamped to 1025..65537.
 std::size_t eq_auto_taps(const std::vector<eq_band>& bands, double fs_hz);
+/// The same with a curve: its lowest point with |gain| > 0.01 dB counts as a bell of Q 4.32
+/// (1/3 octave, the spacing of the auto-EQ's points) and that point's gain.
+std::size_t eq_auto_taps(const std::vector<eq_band>& bands, const std::vector<eq_curve_point>& curve, double fs_hz);
 
 /// Designs the symmetric (type I, odd length) linear-phase FIR for the bands in float64:
 /// frequency sampling of the target magnitude on a dense grid, inverse FFT, window.
 std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, double fs_hz, std::size_t taps);
+/// The same for bands and a curve (eq_target_magnitude of both).
+std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, const std::vector<eq_curve_point>& curve,
+                                            double fs_hz, std::size_t taps);
 
 /// Latency: (taps - 1) / 2 + partition_frames (0 when bypassed).
 class linear_phase_eq_stage {
@@ -52,7 +75,7 @@ class linear_phase_eq_stage {
   void reset() noexcept;
   void process(const_block_view in, block_view out) noexcept;
   std::size_t latency_frames() const noexcept;
-  bool bypassed() const noexcept { return params_.bands.empty(); }
+  bool bypassed() const noexcept { return params_.bands.empty() && params_.curve.empty(); }
   std::size_t taps() const noexcept { return taps_; }
 
  private:

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "lathe/audio_buffer.hpp"
+#include "lathe/eq.hpp"
 
 namespace lathe {
 
@@ -118,7 +119,18 @@ struct auto_eq_params {
 
 /// Per 1/3-octave band correction in dB (target - measured, level-aligned, smoothed, clamped,
 /// tapered, scaled by amount). All zeros when amount == 0.
+///
+/// Level-aligned: the difference has mean 0 over the 100 Hz .. 10 kHz bands both define.
+/// Smoothing: triangular weights max(0, 1 - |j| / (2 smoothing_bands)) over neighbours j (so
+/// smoothing_bands is the half-width at half height; 0: none), over the bands both define.
+/// Taper: a band centre c below low_hz is scaled by 0.5 (1 + cos(pi log2(low_hz / c))) down to 0
+/// one octave below, likewise above high_hz. Bands either side leaves undefined (NaN, silent)
+/// get 0 dB.
 std::array<double, third_octave_band_count> auto_eq_correction_db(const tonal_analysis& measured,
                                                                   const target_curve& target, const auto_eq_params& p);
+
+/// The correction as an EQ curve (eq_params::curve): one point per band centre. Empty when every
+/// band's correction is 0 dB (amount 0), so the EQ stage stays a bypass.
+std::vector<eq_curve_point> auto_eq_curve(const std::array<double, third_octave_band_count>& correction_db);
 
 }  // namespace lathe
