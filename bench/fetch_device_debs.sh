@@ -27,7 +27,7 @@ packages=(
   libmpg123-0 libmpg123-dev
   libmp3lame0
   # DSP
-  libfftw3-single3 libfftw3-dev
+  libfftw3-single3 libfftw3-double3 libfftw3-dev
   libsoxr0 libsoxr-dev libgomp1
   # host pipeline
   libtbb12 libtbbmalloc2 libtbbbind-2-5 libtbb-dev

@@ -176,7 +176,7 @@ int run_analyze(const std::vector<std::string>& inputs, bool as_json, int jobs) 
 }
 
 struct master_args {
-  std::string catalog, out, formats, backend = "auto", max_memory, log_format, config_dir, chain;
+  std::string catalog, out, formats, backend = "auto", max_memory, log_format, config_dir, chain, target, reference;
   std::vector<std::string> profiles;
   int jobs = 0;
   int gpus = 0;
@@ -213,6 +213,35 @@ int run_master_command(const master_args& a) {
       throw config_error(fmt::format("--chain: '{}' is neither a file nor a preset in {}", a.chain,
                                      (find_config_dir(a.config_dir) / "chains").string()));
     for (delivery_profile& p : formats) apply_chain_preset(file, p);
+  }
+  // --target / --reference: every format is pulled toward that curve; a format without an
+  // [adaptive] table gets one with the auto-EQ fully on (the other amounts off).
+  auto make_adaptive = [&](delivery_profile& p) {
+    if (p.adaptive.enabled) return;
+    p.adaptive = adaptive_params{};
+    p.adaptive.enabled = true;
+    p.adaptive.eq = 1.0;
+  };
+  if (!a.target.empty()) {
+    fs::path file(a.target);
+    if (!fs::exists(file)) file = find_config_dir(a.config_dir) / "targets" / (a.target + ".toml");
+    if (!fs::exists(file))
+      throw config_error(fmt::format("--target: '{}' is neither a file nor a target curve in {}", a.target,
+                                     (find_config_dir(a.config_dir) / "targets").string()));
+    (void)load_target_curve(file);  // a bad curve fails now, naming its line
+    for (delivery_profile& p : formats) {
+      make_adaptive(p);
+      p.adaptive.target = a.target;
+      p.adaptive.target_file = file;
+    }
+  }
+  if (!a.reference.empty()) {
+    if (!fs::is_regular_file(a.reference)) throw config_error(fmt::format("--reference {}: no such file", a.reference));
+    opt.reference_file = a.reference;
+    for (delivery_profile& p : formats) {
+      make_adaptive(p);
+      p.adaptive.reference = file_identity(a.reference);
+    }
   }
   if (!fs::exists(a.catalog)) throw config_error(fmt::format("{}: no such file or folder", a.catalog));
   const fs::path out = fs::absolute(a.out).lexically_normal();
@@ -274,6 +303,12 @@ int cli_main(int argc, char** argv) {
                    "Normalize each track alone (default: album mode for tracks sharing an album)");
   master->add_option("--log-format", m.log_format,
                      "text (progress line) or json (one line per track; the default when stderr is not a terminal)");
+  master->add_option("--target", m.target,
+                     "Target tonal balance for the adaptive chain: a curve in configs/targets (e.g. warzone2100) or a "
+                     "TOML file");
+  master->add_option("--reference", m.reference,
+                     "A reference master: its tonal balance (and width) becomes the target of every track; a manifest "
+                     "`reference` column sets one per album");
   master->add_option("--config-dir", m.config_dir,
                      "Folder of shipped profiles (default: $LATHE_CONFIG_DIR or the installed configs)");
 

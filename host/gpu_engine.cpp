@@ -4,15 +4,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "lathe/dither.hpp"
 #include "lathe/eq.hpp"
 #include "lathe/polyphase.hpp"
+#include "lathe/reverb.hpp"
+#include "lathe_gpu/chain_resources.hpp"
 #include "lathe_gpu/convolution.hpp"
 #include "lathe_gpu/device.hpp"
 #include "lathe_gpu/dither.hpp"
+#include "lathe_gpu/dynamics.hpp"
 #include "lathe_gpu/elementwise.hpp"
 #include "lathe_gpu/iir.hpp"
 #include "lathe_gpu/lanes.hpp"
@@ -20,6 +25,9 @@
 #include "lathe_gpu/loudness.hpp"
 #include "lathe_gpu/memory.hpp"
 #include "lathe_gpu/resample.hpp"
+#include "lathe_gpu/reverb.hpp"
+#include "lathe_gpu/saturation.hpp"
+#include "lathe_gpu/stereo.hpp"
 #include "lathe_gpu/true_peak.hpp"
 
 namespace lathe {
@@ -40,7 +48,86 @@ struct gpu_engine::impl {
   gpu::stream stream;
   gpu::cufft_plan_cache plans;
   gpu::gpu_convolver convolver;
+  std::map<std::filesystem::path, std::shared_ptr<const impulse_response>> irs;  // decoded once per engine
+
+  const impulse_response& ir(const std::filesystem::path& path) {
+    auto it = irs.find(path);
+    if (it == irs.end())
+      it = irs.emplace(path, std::make_shared<const impulse_response>(load_impulse_response(path))).first;
+    return *it->second;
+  }
 };
+
+// The chain before normalization (p.chain_order) over the whole batch, each stage on the device,
+// latency compensated, as apply_prechain does on the CPU; appends each stage's report per track.
+gpu::device_vector<float> gpu_engine::run_prechain(const gpu::device_vector<float>& d_in,
+                                                   const gpu::lane_layout& layout, double rate,
+                                                   const delivery_profile& p, std::vector<nlohmann::json>& reports) {
+  const gpu::stream& s = impl_->stream;
+  gpu::stage_resources res{impl_->plans, impl_->convolver};
+  gpu::device_vector<float> cur(d_in.size()), next(d_in.size());
+  gpu::detail::copy_async(cur.data(), d_in.data(), layout.total_frames * sizeof(float), s.get());
+  const std::size_t n_tracks = layout.lanes() / 2;
+  auto each = [&](auto&& report_of) {
+    for (std::size_t t = 0; t < n_tracks; ++t) reports[t].push_back(report_of(t));
+  };
+  for (const chain_stage st : p.chain_order) {
+    switch (st) {
+      case chain_stage::highpass: {
+        gpu::iir_plan highpass(gpu::highpass_sections(p.highpass, rate), layout, s);
+        highpass.process_async(cur.data(), next.data(), s);
+        each([&](std::size_t) { return stage_report::highpass(p.highpass); });
+        break;
+      }
+      case chain_stage::eq: {
+        const eq_params eq = eq_at_rate(p.eq, rate);
+        std::size_t taps = 0;
+        if (eq.bands.empty() && eq.curve.empty()) {
+          gpu::detail::copy_async(next.data(), cur.data(), layout.total_frames * sizeof(float), s.get());
+        } else {
+          taps = eq.fir_taps > 0 ? eq.fir_taps : eq_auto_taps(eq.bands, eq.curve, rate);
+          const std::vector<double> h64 = design_linear_phase_fir(eq.bands, eq.curve, rate, taps);
+          const std::vector<float> h(h64.begin(), h64.end());
+          const gpu::gpu_fir_filter filter(h, gpu::conv_auto_block_frames(taps), s);
+          impl_->convolver.convolve_async(filter, layout, cur, next, gpu::linear_phase_delay_frames(taps), impl_->plans,
+                                          s);
+          s.synchronize();  // the filter's spectra die at the end of this scope
+        }
+        each([&](std::size_t) { return stage_report::eq(eq.bands.size(), taps); });
+        break;
+      }
+      case chain_stage::deesser: {
+        const std::vector<deesser_stats> d = gpu::deesser_batch(p.deesser, rate, layout, cur, next, res, s);
+        each([&](std::size_t t) { return stage_report::deesser(d[t]); });
+        break;
+      }
+      case chain_stage::multiband: {
+        const std::vector<std::vector<dynamics_stats>> b =
+            gpu::multiband_batch(p.multiband, rate, layout, cur, next, res, s);
+        each([&](std::size_t t) { return stage_report::multiband(p.multiband, b[t]); });
+        break;
+      }
+      case chain_stage::stereo: {
+        const std::vector<stereo_stats> st_stats = gpu::stereo_batch(p.stereo, rate, layout, cur, next, res, s);
+        each([&](std::size_t t) { return stage_report::stereo(st_stats[t]); });
+        break;
+      }
+      case chain_stage::saturation:
+        gpu::saturation_batch(p.saturation, rate, layout, cur, next, res, s);
+        each([&](std::size_t) { return stage_report::saturation(p.saturation); });
+        break;
+      case chain_stage::reverb: {
+        const std::vector<reverb_stats> rv =
+            gpu::reverb_batch(p.reverb, impl_->ir(p.reverb.ir_path), rate, layout, cur, next, res, s);
+        each([&](std::size_t t) { return stage_report::reverb(p.reverb, rv[t]); });
+        break;
+      }
+    }
+    std::swap(cur, next);
+  }
+  s.synchronize();
+  return cur;
+}
 
 gpu_engine::gpu_engine(int device) : device_(device) {
   gpu::set_current_device(device);
@@ -58,6 +145,7 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
   for (result& r : results) {
     r.masters.resize(profiles.size());
     r.cpu_fallback.assign(profiles.size(), false);
+    r.chain_reports.resize(profiles.size());
   }
   if (n_tracks == 0) return results;
 
@@ -91,36 +179,19 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
     }
   }
 
-  // ---- stages 1-2 at the source rate, once per distinct pre-chain --------------------------
+  // ---- the pre-chain at the source rate, once per distinct pre-chain ----------------------
   std::map<std::string, gpu::device_vector<float>> pre;
+  std::map<std::string, std::vector<nlohmann::json>> pre_reports;  // per track
   for (const delivery_profile& p : profiles) {
     const std::string key = prechain_key(p);
     if (pre.count(key) != 0) continue;
-    gpu::device_vector<float> d(d_in.size());
-    const auto in_order = [&](chain_stage st) {
-      return std::find(p.chain_order.begin(), p.chain_order.end(), st) != p.chain_order.end();
-    };
-    if (in_order(chain_stage::highpass)) {
-      gpu::iir_plan highpass(gpu::highpass_sections(p.highpass, source_rate_hz), in_layout, s);
-      highpass.process_async(d_in.data(), d.data(), s);
-    } else {
-      gpu::detail::copy_async(d.data(), d_in.data(), in_layout.total_frames * sizeof(float), s.get());
-    }
-    eq_params eq = p.eq;  // bands at or above Nyquist are left out, as apply_prechain does
-    if (!in_order(chain_stage::eq)) eq.bands.clear();
-    std::erase_if(eq.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * source_rate_hz; });
-    if (!eq.bands.empty()) {
-      const std::size_t taps = eq.fir_taps > 0 ? eq.fir_taps : eq_auto_taps(eq.bands, source_rate_hz);
-      const std::vector<double> h64 = design_linear_phase_fir(eq.bands, source_rate_hz, taps);
-      const std::vector<float> h(h64.begin(), h64.end());
-      const gpu::gpu_fir_filter filter(h, gpu::conv_auto_block_frames(taps), s);
-      gpu::device_vector<float> eqd(d_in.size());
-      impl_->convolver.convolve_async(filter, in_layout, d, eqd, gpu::linear_phase_delay_frames(taps), impl_->plans, s);
-      s.synchronize();  // the filter's spectra die at the end of this scope
-      d = std::move(eqd);
-    }
-    pre.emplace(key, std::move(d));
+    std::vector<nlohmann::json> reports(n_tracks, nlohmann::json::array());
+    pre.emplace(key, run_prechain(d_in, in_layout, source_rate_hz, p, reports));
+    pre_reports.emplace(key, std::move(reports));
   }
+  for (std::size_t t = 0; t < n_tracks; ++t)
+    for (std::size_t f = 0; f < profiles.size(); ++f)
+      results[t].chain_reports[f] = pre_reports.at(prechain_key(profiles[f]))[t];
 
   // ---- per format -------------------------------------------------------------------------
   for (std::size_t f = 0; f < profiles.size(); ++f) {
@@ -148,11 +219,7 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
     gpu::loudness_plan meter(layout, rate, s);
     const std::vector<loudness_blocks> pre_blocks = meter.measure(x, s);
     std::vector<double> pre_lufs(n_tracks), gain(n_tracks);
-    // The device runs high-pass and EQ; a chain with other stages (issue 4's) uses the CPU chain.
-    const bool chain_on_gpu = std::all_of(p.chain_order.begin(), p.chain_order.end(), [](chain_stage st) {
-      return st == chain_stage::highpass || st == chain_stage::eq;
-    });
-    std::vector<bool> on_gpu(n_tracks, p.normalization == normalization_mode::limit && chain_on_gpu);
+    std::vector<bool> on_gpu(n_tracks, p.normalization == normalization_mode::limit);
     for (std::size_t t = 0; t < n_tracks; ++t) {
       pre_lufs[t] = lufs_of(pre_blocks[t]);
       if (!std::isfinite(pre_lufs[t])) on_gpu[t] = false;  // silence: the CPU chain reports it

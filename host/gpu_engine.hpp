@@ -8,9 +8,13 @@
 #include <span>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "lathe/audio_buffer.hpp"
 #include "lathe/master.hpp"
 #include "lathe/profile.hpp"
+#include "lathe_gpu/lanes.hpp"
+#include "lathe_gpu/memory.hpp"
 
 namespace lathe {
 
@@ -22,7 +26,9 @@ struct gpu_track {
 };
 
 /// Renders every profile's master of a batch on one GPU:
-///   upload -> input loudness and true peak (for the QC report) -> high-pass (chunked IIR) -> linear-phase EQ (cuFFT)
+///   upload -> input loudness and true peak (for the QC report) -> the pre-chain in the profile's order (high-pass:
+///   chunked IIR; EQ: cuFFT; de-esser, multiband, stereo, saturation, reverb: lathe_gpu/{dynamics,stereo,saturation,
+///   reverb}.hpp), every stage's report as apply_prechain writes it
 ///   -> per profile: polyphase resampling -> both true-peak detectors -> normalization loop (limiter render +
 ///   K-weighted loudness on the device; only per-track gains and sub-block energies cross to the host) -> TPDF
 ///   quantization (noise-shaped formats: on the host after download) -> measurement of the delivered samples on the
@@ -40,10 +46,11 @@ class gpu_engine {
   gpu_engine& operator=(const gpu_engine&) = delete;
 
   struct result {
-    std::vector<rendered_master> masters;  ///< per profile
-    std::vector<bool> cpu_fallback;        ///< per profile: rendered by the CPU chain
-    loudness_blocks input_blocks;          ///< the input's loudness, for complete_analysis()
-    float input_true_peak = 0.0f;          ///< the input's true peak (linear)
+    std::vector<rendered_master> masters;       ///< per profile
+    std::vector<bool> cpu_fallback;             ///< per profile: rendered by the CPU chain
+    loudness_blocks input_blocks;               ///< the input's loudness, for complete_analysis()
+    float input_true_peak = 0.0f;               ///< the input's true peak (linear)
+    std::vector<nlohmann::json> chain_reports;  ///< per profile: what each pre-chain stage did
   };
 
   /// All tracks share `source_rate_hz`. Returns one result per track, in order.
@@ -54,6 +61,9 @@ class gpu_engine {
 
  private:
   struct impl;
+  gpu::device_vector<float> run_prechain(const gpu::device_vector<float>& d_in, const gpu::lane_layout& layout,
+                                         double rate, const delivery_profile& p, std::vector<nlohmann::json>& reports);
+
   int device_ = 0;
   std::unique_ptr<impl> impl_;
 };

@@ -17,9 +17,12 @@
 #include <oneapi/tbb/parallel_pipeline.h>
 #include <nlohmann/json.hpp>
 
+#include "lathe/adaptive.hpp"
 #include "lathe/analysis.hpp"
 #include "lathe/error.hpp"
 #include "lathe/master.hpp"
+#include "lathe/mix_notes.hpp"
+#include "lathe/tonal.hpp"
 #include "report.hpp"
 #ifdef LATHE_HAVE_CUDA
 #include <oneapi/tbb/enumerable_thread_specific.h>
@@ -167,8 +170,15 @@ class progress_reporter {
 // What survives between the passes and ends up in the report, per track.
 struct track_state {
   std::optional<track_analysis> input;
-  bool input_is_scan_only = false;                  // GPU rendering: loudness and true peak still to come
-  std::map<std::string, double> pre_loudness_lufs;  // pre-chain key -> loudness at the source rate
+  std::optional<tonal_analysis> tonal;     // the input's tonal balance
+  std::vector<delivery_profile> profiles;  // per format: the profile adapted to this track
+  std::vector<json> adaptive_reports;      // per format: what the adaptation derived (null: none)
+  bool adapted = false;
+  std::vector<mix_note> mix_notes;
+  bool mix_checked = false;
+  std::vector<std::optional<tonal_analysis>> master_tonal;  // per format, masters rendered in this run
+  bool input_is_scan_only = false;                          // GPU rendering: loudness and true peak still to come
+  std::map<std::string, double> pre_loudness_lufs;          // pre-chain key -> loudness at the source rate
   std::map<std::string, double> pre_true_peak_dbtp;
   std::map<std::string, json> chain_reports;   // pre-chain key -> what each stage did
   std::vector<double> targets_lufs;            // per format
@@ -236,6 +246,9 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     s.resumed.assign(n_formats, false);
     s.targets_lufs.assign(n_formats, 0.0);
     for (std::size_t f = 0; f < n_formats; ++f) s.targets_lufs[f] = plan.profiles[f].target_lufs;
+    s.profiles = plan.profiles;
+    s.adaptive_reports.assign(n_formats, json());
+    s.master_tonal.resize(n_formats);
     if (!t.info) {
       s.error = t.probe_error;
       continue;
@@ -258,8 +271,83 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       if (state[i].error.empty()) state[i].needs_album_pass = true;
   }
 
-  std::map<std::string, const delivery_profile*> prechains;  // key -> a profile that has it
-  for (const delivery_profile& p : plan.profiles) prechains.emplace(prechain_key(p), &p);
+  // ---- adaptive mastering: target curves, references, album balances -----------------------
+  const bool any_adaptive = std::any_of(plan.profiles.begin(), plan.profiles.end(),
+                                        [](const delivery_profile& p) { return p.adaptive.enabled; });
+  std::map<std::filesystem::path, target_curve> curves;  // target file -> curve
+  for (const delivery_profile& p : plan.profiles)
+    if (!p.adaptive.target_file.empty() && curves.count(p.adaptive.target_file) == 0)
+      curves.emplace(p.adaptive.target_file, load_target_curve(p.adaptive.target_file));
+  // A reference master's balance: decoded once; a bad reference stops the run before any work.
+  auto reference_target = [](const std::filesystem::path& file) {
+    try {
+      const decoded_track d = decode_file(file);
+      return target_from_analysis(analyze_tonal(d.audio, d.info.sample_rate_hz), "reference",
+                                  "reference: " + file.filename().string());
+    } catch (const input_error& e) {
+      throw config_error("reference " + file.string() + ": " + e.reason());
+    }
+  };
+  std::optional<target_curve> run_reference;
+  if (!opt.reference_file.empty()) run_reference = reference_target(opt.reference_file);
+  std::map<std::string, target_curve> album_references;  // album key -> from the manifest
+  for (const auto& [album, members] : plan.albums)
+    for (std::size_t i : members)
+      if (!plan.tracks[i].entry.reference.empty() && album_references.count(album) == 0)
+        album_references.emplace(album, reference_target(plan.tracks[i].entry.reference));
+  // The target of track t in format f: its album's reference, the run's reference, the profile's curve.
+  auto target_of = [&](const planned_track& t, const delivery_profile& p) -> const target_curve* {
+    if (!p.adaptive.enabled) return nullptr;
+    if (const auto it = album_references.find(t.album_key); !t.album_key.empty() && it != album_references.end())
+      return &it->second;
+    if (run_reference) return &*run_reference;
+    if (const auto it = curves.find(p.adaptive.target_file); it != curves.end()) return &it->second;
+    return nullptr;
+  };
+  // Mix notes compare sub-bass and harshness with the run's reference or first target curve.
+  const target_curve* notes_target = run_reference ? &*run_reference : nullptr;
+  for (const delivery_profile& p : plan.profiles)
+    if (!notes_target && curves.count(p.adaptive.target_file) != 0) notes_target = &curves.at(p.adaptive.target_file);
+  // Album balances (album consistency needs every track's analysis before any track's chain).
+  const bool album_balance_needed =
+      plan.mode == album_mode::album && std::any_of(plan.profiles.begin(), plan.profiles.end(), [](const auto& p) {
+        return p.adaptive.enabled && p.adaptive.album_consistency > 0.0;
+      });
+  std::map<std::string, target_curve> album_balances;  // album key -> mean balance of its tracks
+  // GPU rendering meters the input on the device; a loudness amount under 100 % needs it first.
+  const bool needs_input_loudness = std::any_of(plan.profiles.begin(), plan.profiles.end(), [&](const auto& p) {
+    return p.adaptive.enabled && (p.adaptive.loudness < 1.0 ||
+                                  std::any_of(plan.tracks.begin(), plan.tracks.end(), [](const planned_track& t) {
+                                    return t.entry.amounts.loudness.has_value();
+                                  }));
+  });
+
+  // Derives track i's per-format profiles (once its tonal analysis exists).
+  auto adapt = [&](std::size_t i) {
+    track_state& s = state[i];
+    if (s.adapted || !any_adaptive) return;
+    const planned_track& t = plan.tracks[i];
+    for (std::size_t f = 0; f < n_formats; ++f) {
+      const delivery_profile& p = plan.profiles[f];
+      if (!p.adaptive.enabled) continue;
+      adaptation_input in;
+      in.tonal = &*s.tonal;
+      in.target = target_of(t, p);
+      in.amounts = t.entry.amounts;
+      if (const auto it = album_balances.find(t.album_key);
+          p.adaptive.album_consistency > 0.0 && !t.album_key.empty() && it != album_balances.end())
+        in.album_mean = &it->second;
+      json r;
+      s.profiles[f] = adapt_profile(p, in, &r);
+      s.adaptive_reports[f] = std::move(r);
+      // Track mode: the loudness amount moves the target (album mode scales the album gain).
+      const double fraction = t.entry.amounts.loudness.value_or(p.adaptive.loudness);
+      if (t.album_key.empty() && s.input)
+        s.targets_lufs[f] = adapted_target_lufs(p.target_lufs, s.input->integrated_lufs, fraction);
+      s.adaptive_reports[f]["loudness"] = {{"amount", fraction}, {"target_lufs", rounded(s.targets_lufs[f], 2)}};
+    }
+    s.adapted = true;
+  };
 
   // Stage 1 of both passes: decode, in catalog order, gated by memory.
   // TBB filter bodies are const: the serial filter's cursor lives outside it.
@@ -292,7 +380,9 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   auto run_prechains = [&](work_item& w, bool keep_audio) {
     track_state& s = state[w.index];
     const decoded_track& d = *w.decoded;
-    for (const auto& [key, profile] : prechains) {
+    for (const delivery_profile& pf : s.profiles) {
+      const delivery_profile* profile = &pf;
+      const std::string key = prechain_key(pf);
       if (w.pre.count(key) != 0) continue;
       json report;
       audio_buffer pre = apply_prechain(d.audio, d.info.sample_rate_hz, *profile, &report);
@@ -311,35 +401,56 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   // Input analysis, then the pre-chains (which the GPU engine runs itself when rendering).
   // In GPU rendering only the one-pass sample scan runs here; the engine meters the input on the
   // device and complete_analysis() finishes it (render_on_gpu).
-  auto prepare = [&](work_item& w, bool keep_audio) {
+  auto analyze_input = [&](work_item& w, bool scan_only) {
     track_state& s = state[w.index];
-    const bool gpu_render = keep_audio && use_gpu;
     if (!s.input) {
-      s.input = gpu_render ? scan_samples(w.decoded->audio, w.decoded->info.sample_rate_hz)
-                           : analyze(w.decoded->audio, w.decoded->info.sample_rate_hz);
-      s.input_is_scan_only = gpu_render;
+      s.input = scan_only ? scan_samples(w.decoded->audio, w.decoded->info.sample_rate_hz)
+                          : analyze(w.decoded->audio, w.decoded->info.sample_rate_hz);
+      s.input_is_scan_only = scan_only;
     }
+    if (!s.tonal) s.tonal = analyze_tonal(w.decoded->audio, w.decoded->info.sample_rate_hz);
+  };
+  auto prepare = [&](work_item& w, bool keep_audio) {
+    const bool gpu_render = keep_audio && use_gpu;
+    analyze_input(w, gpu_render && !needs_input_loudness);
+    adapt(w.index);
     if (!gpu_render) run_prechains(w, keep_audio);
   };
   auto fail_track = [&](work_item& w, std::string why) {
     if (state[w.index].error.empty()) state[w.index].error = std::move(why);
   };
 
+  // A pass over the album tracks that decodes each one and runs `body` on it.
+  auto album_pass = [&](auto body) {
+    tbb::parallel_pipeline(max_tokens, tbb::make_filter<void, token>(
+                                           tbb::filter_mode::serial_in_order,
+                                           make_decoder([&](std::size_t i) { return state[i].needs_album_pass; })) &
+                                           tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
+                                             try {
+                                               if (!w->error.empty())
+                                                 fail_track(*w, w->error);
+                                               else
+                                                 body(*w);
+                                             } catch (const std::exception& e) {
+                                               fail_track(*w, track_error_text(e));
+                                             }
+                                             gate.release(w->reserved_bytes);
+                                           }));
+  };
+
+  // ---- pass 0 (album consistency): every album track's analysis, then each album's balance --
+  if (album_balance_needed) {
+    album_pass([&](work_item& w) { analyze_input(w, false); });
+    for (const auto& [album, members] : plan.albums) {
+      std::vector<tonal_analysis> tracks;
+      for (std::size_t i : members)
+        if (state[i].tonal) tracks.push_back(*state[i].tonal);
+      if (tracks.size() >= 2) album_balances.emplace(album, mean_target(tracks, album, "album mean"));
+    }
+  }
+
   // ---- pass 1 (album mode): loudness of every album track after the pre-chain -------------
-  tbb::parallel_pipeline(max_tokens, tbb::make_filter<void, token>(
-                                         tbb::filter_mode::serial_in_order,
-                                         make_decoder([&](std::size_t i) { return state[i].needs_album_pass; })) &
-                                         tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
-                                           try {
-                                             if (!w->error.empty())
-                                               fail_track(*w, w->error);
-                                             else
-                                               prepare(*w, false);
-                                           } catch (const std::exception& e) {
-                                             fail_track(*w, track_error_text(e));
-                                           }
-                                           gate.release(w->reserved_bytes);
-                                         }));
+  album_pass([&](work_item& w) { prepare(w, false); });
 
   // Album decisions (AES TD1008 spirit): the album's loudest track lands on the target and the
   // others keep their loudness relative to it. Linear mode takes the one gain every track allows.
@@ -350,12 +461,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     json a = {{"tracks", members.size()}, {"formats", json::object()}};
     for (std::size_t f = 0; f < n_formats; ++f) {
       const delivery_profile& p = plan.profiles[f];
-      const std::string key = prechain_key(p);
       double loudest = -std::numeric_limits<double>::infinity();
       std::size_t loudest_index = members.front();
       double headroom = std::numeric_limits<double>::infinity();
       for (std::size_t i : members) {
         const track_state& s = state[i];
+        const std::string key = prechain_key(s.profiles[f]);
         if (!s.error.empty() || s.pre_loudness_lufs.count(key) == 0) continue;
         const double l = s.pre_loudness_lufs.at(key);
         if (std::isfinite(l) && l > loudest) {
@@ -366,21 +477,26 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
           headroom = std::min(headroom, p.ceiling_dbtp - p.limiter.margin_db - s.pre_true_peak_dbtp.at(key));
       }
       if (!std::isfinite(loudest)) continue;
-      double album_gain = p.target_lufs - loudest;
+      // The loudness amount moves the album's loudest track that fraction of the way to the target.
+      const double fraction = p.adaptive.enabled ? p.adaptive.loudness : 1.0;
+      double album_gain = fraction * (p.target_lufs - loudest);
       if (p.normalization == normalization_mode::linear) album_gain = std::min(album_gain, headroom);
       for (std::size_t i : members) {
         track_state& s = state[i];
+        const std::string key = prechain_key(s.profiles[f]);
         if (s.pre_loudness_lufs.count(key) == 0) continue;
         const double l = s.pre_loudness_lufs.at(key);
         s.targets_lufs[f] = std::isfinite(l) ? l + album_gain : p.target_lufs;
       }
       json members_json = json::array();
-      for (std::size_t i : members)
+      for (std::size_t i : members) {
+        const std::string key = prechain_key(state[i].profiles[f]);
         members_json.push_back(
             {{"path", plan.tracks[i].entry.relative_path.generic_string()},
              {"pre_loudness_lufs",
               rounded(state[i].pre_loudness_lufs.count(key) ? state[i].pre_loudness_lufs.at(key) : NAN, 2)},
              {"target_lufs", rounded(state[i].targets_lufs[f], 2)}});
+      }
       a["formats"][p.name] = {{"loudest_track", plan.tracks[loudest_index].entry.relative_path.generic_string()},
                               {"loudest_pre_loudness_lufs", rounded(loudest, 2)},
                               {"album_gain_db", rounded(album_gain, 3)},
@@ -409,12 +525,15 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       g.seed_base = t.dither_seed_base;
       for (std::size_t f = 0; f < n_formats; ++f) {
         if (s.resumed[f]) continue;
-        todo.push_back(plan.profiles[f]);
+        todo.push_back(s.profiles[f]);
         index.push_back(f);
         g.targets_lufs.push_back(s.targets_lufs[f]);
       }
       std::vector<gpu_engine::result> r = engine->render({&g, 1}, rate, todo);
-      for (std::size_t k = 0; k < index.size(); ++k) w.masters[index[k]] = std::move(r[0].masters[k]);
+      for (std::size_t k = 0; k < index.size(); ++k) {
+        w.masters[index[k]] = std::move(r[0].masters[k]);
+        s.chain_reports[prechain_key(todo[k])] = std::move(r[0].chain_reports[k]);
+      }
       if (s.input_is_scan_only) {
         complete_analysis(*s.input, std::move(r[0].input_blocks), r[0].input_true_peak);
         s.input_is_scan_only = false;
@@ -486,12 +605,24 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                                                }
                                                for (std::size_t f = 0; f < n_formats; ++f) {
                                                  if (s.resumed[f]) continue;
-                                                 const delivery_profile& p = plan.profiles[f];
+                                                 const delivery_profile& p = s.profiles[f];
                                                  const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
                                                  if (w->pre.count(prechain_key(p)) == 0) run_prechains(*w, true);
                                                  w->masters[f] = render_master(w->pre.at(prechain_key(p)), rate, p,
                                                                                s.targets_lufs[f], seed);
                                                }
+                                             }
+                                             // Mix notes: what the mix itself has, for the people who made it.
+                                             if (!s.mix_checked && s.input && !s.input_is_scan_only) {
+                                               mix_check_input in;
+                                               in.audio = &w->decoded->audio;
+                                               in.sample_rate_hz = rate;
+                                               in.source = &w->decoded->info;
+                                               in.analysis = &*s.input;
+                                               in.tonal = s.tonal ? &*s.tonal : nullptr;
+                                               in.target = notes_target;
+                                               s.mix_notes = check_mix(in);
+                                               s.mix_checked = true;
                                              }
                                            } catch (const std::exception& e) {
                                              fail_track(*w, track_error_text(e));
@@ -520,8 +651,18 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                   write_audio_file(dest, p.container, pcm, t.tags);
                   json entry = to_json(m, p);
                   entry["path"] = t.outputs[f].generic_string();
-                  if (const auto it = s.chain_reports.find(prechain_key(p)); it != s.chain_reports.end())
+                  if (const auto it = s.chain_reports.find(prechain_key(s.profiles[f])); it != s.chain_reports.end())
                     entry["chain"]["stages"] = it->second;
+                  if (!s.adaptive_reports[f].is_null()) entry["adaptive"] = s.adaptive_reports[f];
+                  // Translation: the master in mono, on a small speaker, against its target curve.
+                  {
+                    const audio_buffer master = delivered_audio(m);
+                    const tonal_analysis mt = analyze_tonal(master, m.measured.sample_rate_hz);
+                    entry["translation"] =
+                        to_json(check_translation(master, m.measured.sample_rate_hz, mt, target_of(t, s.profiles[f])));
+                    entry["tonal"] = to_json(mt);
+                    s.master_tonal[f] = mt;
+                  }
                   s.outputs[f] = entry;
                   if (!t.album_key.empty()) {
                     s.output_blocks.resize(n_formats);
@@ -565,6 +706,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
               {"album_mode", !t.album_key.empty()}};
     if (t.info) j["source"] = to_json(*t.info);
     if (s.input) j["input"] = to_json(*s.input);
+    if (s.tonal) j["tonal"] = to_json(*s.tonal);
+    if (s.mix_checked) {
+      json notes = json::array();
+      for (const mix_note& n : s.mix_notes) notes.push_back(to_json(n));
+      j["mix_notes"] = notes;
+    }
     if (!s.error.empty()) {
       j["status"] = "failed";
       j["error"] = fmt::format("{}: {}", t.entry.path.string(), s.error);
@@ -603,6 +750,39 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     for (std::size_t k : members) album_s += plan.tracks[k].duration_s();
     album_reports[album]["duration_s"] = rounded(album_s, 2);
     if (complete) album_reports[album]["input_album_loudness_lufs"] = rounded(merged.integrated_lufs(), 2);
+    // Consistency across the album: spread of tonal balance and of loudness, inputs and masters.
+    {
+      std::vector<tonal_analysis> in_tonal;
+      std::vector<double> in_lufs;
+      for (std::size_t i : members) {
+        if (state[i].tonal) in_tonal.push_back(*state[i].tonal);
+        if (state[i].input && std::isfinite(state[i].input->integrated_lufs))
+          in_lufs.push_back(state[i].input->integrated_lufs);
+      }
+      json spread = json::object();
+      if (in_tonal.size() == members.size()) spread["input_tonal_spread_db"] = rounded(tonal_spread_db(in_tonal), 2);
+      if (in_lufs.size() == members.size())
+        spread["input_loudness_spread_lu"] = rounded(
+            *std::max_element(in_lufs.begin(), in_lufs.end()) - *std::min_element(in_lufs.begin(), in_lufs.end()), 2);
+      for (std::size_t f = 0; f < n_formats; ++f) {
+        std::vector<tonal_analysis> out_tonal;
+        std::vector<double> out_lufs;
+        for (std::size_t i : members) {
+          if (state[i].master_tonal[f]) out_tonal.push_back(*state[i].master_tonal[f]);
+          const json& o = state[i].outputs[f];
+          if (o.contains("measured") && o["measured"].value("integrated_lufs", json()).is_number())
+            out_lufs.push_back(o["measured"]["integrated_lufs"].get<double>());
+        }
+        json o = json::object();
+        if (out_tonal.size() == members.size()) o["output_tonal_spread_db"] = rounded(tonal_spread_db(out_tonal), 2);
+        if (out_lufs.size() == members.size())
+          o["output_loudness_spread_lu"] = rounded(
+              *std::max_element(out_lufs.begin(), out_lufs.end()) - *std::min_element(out_lufs.begin(), out_lufs.end()),
+              2);
+        if (!o.empty()) spread[plan.profiles[f].name] = o;
+      }
+      album_reports[album]["consistency"] = spread;
+    }
     // Album loudness of each format's masters, when every track of the album was rendered in
     // this run (a resumed master's blocks are not kept).
     for (std::size_t f = 0; f < n_formats; ++f) {
@@ -614,6 +794,23 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       for (std::size_t i : members) out.merge(state[i].output_blocks[f]);
       album_reports[album]["formats"][plan.profiles[f].name]["output_album_loudness_lufs"] =
           rounded(out.integrated_lufs(), 2);
+    }
+  }
+  // mix-notes.md: one per album (notes/<album>/mix-notes.md), singles in notes/mix-notes.md.
+  {
+    std::map<std::string, std::vector<track_notes>> by_album;
+    for (const planned_track& t : plan.tracks) {
+      const track_state& s = state[t.index];
+      if (!s.mix_checked) continue;
+      by_album[t.album_key].push_back({t.tags.title, t.entry.relative_path.generic_string(), s.mix_notes});
+    }
+    for (const auto& [album, tracks] : by_album) {
+      const std::filesystem::path file =
+          opt.out_dir / "notes" /
+          (album.empty() ? std::filesystem::path() : std::filesystem::path(sanitize_name(album))) / "mix-notes.md";
+      write_text_atomic(file, mix_notes_markdown(album.empty() ? "Singles" : album, tracks));
+      if (!album.empty() && album_reports.contains(album))
+        album_reports[album]["mix_notes"] = std::filesystem::relative(file, opt.out_dir).generic_string();
     }
   }
   sum.wall_s = now_s() - t0;

@@ -22,6 +22,9 @@ struct master_options {
   backend_choice backend;
   int gpus = 0;         ///< GPUs to use with the GPU backend (one engine per worker thread); 0 = all
   std::string catalog;  ///< what the user pointed at, for the report
+  /// --reference: a reference master whose balance is every track's target (album references
+  /// from the manifest take precedence for their album).
+  std::filesystem::path reference_file;
 };
 
 struct master_summary {

@@ -47,14 +47,24 @@ std::string first_non_empty(std::initializer_list<const std::string*> options) {
 
 // What identifies an input's content for resume: path, size and modification time.
 std::string input_identity(const planned_track& t) {
-  std::error_code ec;
-  const auto mtime = std::filesystem::last_write_time(t.entry.path, ec);
-  const auto ticks = ec ? 0 : mtime.time_since_epoch().count();
-  const auto size = t.info ? t.info->file_bytes : 0;
-  return fmt::format("{}|{}|{}", std::filesystem::absolute(t.entry.path).lexically_normal().string(), size, ticks);
+  std::string id = file_identity(t.entry.path);
+  // What the manifest says about adapting it: amounts and a reference master.
+  const track_amounts& a = t.entry.amounts;
+  for (const auto& amount : {a.eq, a.width, a.dynamics, a.loudness})
+    id += amount ? fmt::format("|{:.17g}", *amount) : std::string("|-");
+  if (!t.entry.reference.empty()) id += "|ref:" + file_identity(t.entry.reference);
+  return id;
 }
 
 }  // namespace
+
+std::string file_identity(const std::filesystem::path& file) {
+  std::error_code ec;
+  const auto mtime = std::filesystem::last_write_time(file, ec);
+  const auto ticks = ec ? 0 : mtime.time_since_epoch().count();
+  const auto size = std::filesystem::file_size(file, ec);
+  return fmt::format("{}|{}|{}", std::filesystem::absolute(file).lexically_normal().string(), ec ? 0 : size, ticks);
+}
 
 run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_profile> profiles, album_mode mode) {
   run_plan plan;

@@ -50,6 +50,9 @@ std::string sanitize_name(const std::string& name);
 /// `<format>/<album>/<NN - title>.<ext>`; tracks without an album keep their catalog folder.
 run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_profile> profiles, album_mode mode);
 
+/// "absolute path|bytes|mtime ticks": what resume fingerprints know a file by.
+std::string file_identity(const std::filesystem::path& file);
+
 /// Sidecar that records a finished output, for resume: `<out>/.lathe/state/<output>.json`.
 std::filesystem::path state_path(const std::filesystem::path& out_dir, const std::filesystem::path& output_rel);
 

@@ -66,6 +66,15 @@ json to_json(const delivery_profile& p) {
             {"container", to_string(p.container)},
             {"noise_shaping", to_string(p.shaping)}};
   if (!p.sample_rate_hz && p.min_sample_rate_hz > 0) j["min_sample_rate_hz"] = p.min_sample_rate_hz;
+  if (const adaptive_params& a = p.adaptive; a.enabled)
+    j["adaptive"] = {{"target", a.target},
+                     {"eq_percent", rounded(100.0 * a.eq, 1)},
+                     {"width_percent", rounded(100.0 * a.width, 1)},
+                     {"dynamics_percent", rounded(100.0 * a.dynamics, 1)},
+                     {"loudness_percent", rounded(100.0 * a.loudness, 1)},
+                     {"album_consistency_percent", rounded(100.0 * a.album_consistency, 1)},
+                     {"max_eq_db", a.max_eq_db},
+                     {"dynamics_intent", to_string(a.intent)}};
   return j;
 }
 
@@ -100,6 +109,21 @@ json to_json(const rendered_master& m, const delivery_profile& p) {
                    {"frames", o.frames},
                    {"duration_s", rounded(o.duration_s, 3)}};
   return {{"chain", chain}, {"measured", measured}, {"pass", m.passed}, {"failures", m.failures}};
+}
+
+json to_json(const tonal_analysis& t) {
+  json thirds = json::object();
+  json width = json::object();
+  for (int k = 0; k < third_octave_band_count; ++k) {
+    thirds[third_octave_names()[k]] = rounded(t.mid_db[k], 1);
+    width[third_octave_names()[k]] = rounded(t.width_db[k], 1);
+  }
+  return {{"tilt_db_per_octave", rounded(t.tilt_db_per_octave, 2)},
+          {"low_end_db", rounded(t.low_end_db, 2)},
+          {"high_end_db", rounded(t.high_end_db, 2)},
+          {"crest_factor_db", rounded(t.crest_factor_db, 2)},
+          {"third_octave_mid_db", thirds},
+          {"third_octave_width_db", width}};
 }
 
 void write_text_atomic(const std::filesystem::path& dest, const std::string& text) {

@@ -20,6 +20,7 @@ nlohmann::json rounded(double v, int decimals = 3);
 nlohmann::json to_json(const source_info& info);
 nlohmann::json to_json(const track_analysis& a);
 nlohmann::json to_json(const delivery_profile& p);
+nlohmann::json to_json(const tonal_analysis& t);
 /// The chain's settings and what it did for one master, and the measured output.
 nlohmann::json to_json(const rendered_master& m, const delivery_profile& p);
 

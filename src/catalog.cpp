@@ -168,8 +168,42 @@ class csv_reader {
   std::size_t line_ = 1;
 };
 
-enum class column { path, album, artist, title, track_number, isrc };
-constexpr std::array<const char*, 6> column_names = {"path", "album", "artist", "title", "track_number", "isrc"};
+enum class column {
+  path,
+  album,
+  artist,
+  title,
+  track_number,
+  isrc,
+  eq_amount,
+  width_amount,
+  dynamics_amount,
+  loudness_amount,
+  reference
+};
+constexpr std::array<const char*, 11> column_names = {
+    "path",      "album",        "artist",          "title",           "track_number", "isrc",
+    "eq_amount", "width_amount", "dynamics_amount", "loudness_amount", "reference"};
+constexpr const char* column_list =
+    "path (required), album, artist, title, track_number, isrc, eq_amount, width_amount, dynamics_amount, "
+    "loudness_amount, reference";
+
+// An amount column: empty (the profile decides) or a percentage 0..100, with or without '%'.
+std::optional<double> read_amount(const csv_reader& csv, std::size_t line, const char* name, std::string t) {
+  t = trim(t);
+  if (t.empty()) return std::nullopt;
+  if (t.back() == '%') t.pop_back();
+  double v = -1.0;
+  std::size_t used = 0;
+  try {
+    v = std::stod(t, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != t.size() || !(v >= 0.0 && v <= 100.0))
+    csv.error(line, std::string(name) + " \"" + t + "\" is not a percentage from 0 to 100 (write e.g. 50)");
+  return v / 100.0;
+}
 
 std::vector<catalog_entry> read_manifest(const fs::path& manifest) {
   std::ifstream in(manifest, std::ios::binary);
@@ -190,8 +224,7 @@ std::vector<catalog_entry> read_manifest(const fs::path& manifest) {
     const std::string name = lower(trim(raw));
     const auto it = std::find_if(column_names.begin(), column_names.end(), [&](const char* n) { return name == n; });
     if (it == column_names.end()) {
-      csv.error(header->line, "unknown column \"" + trim(raw) +
-                                  "\"; the columns are path (required), album, artist, title, track_number, isrc");
+      csv.error(header->line, "unknown column \"" + trim(raw) + "\"; the columns are " + column_list);
     }
     const auto idx = static_cast<std::size_t>(it - column_names.begin());
     if (seen[idx]) csv.error(header->line, "column \"" + name + "\" appears twice");
@@ -228,6 +261,24 @@ std::vector<catalog_entry> read_manifest(const fs::path& manifest) {
           break;
         case column::isrc:
           e.isrc = trim(v);
+          break;
+        case column::eq_amount:
+          e.amounts.eq = read_amount(csv, rec->line, "eq_amount", v);
+          break;
+        case column::width_amount:
+          e.amounts.width = read_amount(csv, rec->line, "width_amount", v);
+          break;
+        case column::dynamics_amount:
+          e.amounts.dynamics = read_amount(csv, rec->line, "dynamics_amount", v);
+          break;
+        case column::loudness_amount:
+          e.amounts.loudness = read_amount(csv, rec->line, "loudness_amount", v);
+          break;
+        case column::reference:
+          if (!trim(v).empty()) {
+            e.reference = fs::path(trim(v));
+            if (e.reference.is_relative()) e.reference = root / e.reference;
+          }
           break;
         case column::track_number: {
           const std::string t = trim(v);

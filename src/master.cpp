@@ -73,13 +73,8 @@ void deliver(const audio_buffer& audio, double rate_hz, const delivery_profile& 
     q.seed = seed;
     q.sample_rate_hz = rate_hz;
     m.measured.clamped_samples = quantize(audio, q, m.int_samples).clipped_samples;
-    const double inv_full_scale = std::ldexp(1.0, -(p.bit_depth - 1));
-    for (int c = 0; c < ch; ++c) {
-      float* y = delivered.channel(c);
-      for (std::size_t i = 0; i < n; ++i)
-        y[i] = static_cast<float>(m.int_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] *
-                                  inv_full_scale);
-    }
+    m.measured.bit_depth = p.bit_depth;
+    delivered = delivered_audio(m, ch);
   }
   track_analysis a = analyze(delivered, rate_hz);
   m.measured.integrated_lufs = a.integrated_lufs;
@@ -115,6 +110,25 @@ double converge_gain(const offline_limiter& limiter, const audio_buffer& src, do
 }
 
 }  // namespace
+
+audio_buffer delivered_audio(const rendered_master& m, int channels) {
+  if (m.measured.bit_depth == 32) {
+    const std::size_t n = m.float_samples.size() / static_cast<std::size_t>(channels);
+    audio_buffer out(channels, n);
+    for (int c = 0; c < channels; ++c)
+      for (std::size_t i = 0; i < n; ++i)
+        out.channel(c)[i] = m.float_samples[i * static_cast<std::size_t>(channels) + static_cast<std::size_t>(c)];
+    return out;
+  }
+  const std::size_t n = m.int_samples.size() / static_cast<std::size_t>(channels);
+  const double inv_full_scale = std::ldexp(1.0, -(m.measured.bit_depth - 1));
+  audio_buffer out(channels, n);
+  for (int c = 0; c < channels; ++c)
+    for (std::size_t i = 0; i < n; ++i)
+      out.channel(c)[i] = static_cast<float>(
+          m.int_samples[i * static_cast<std::size_t>(channels) + static_cast<std::size_t>(c)] * inv_full_scale);
+  return out;
+}
 
 std::uint64_t fnv1a64(std::string_view text, std::uint64_t h) noexcept {
   for (const unsigned char ch : text) {

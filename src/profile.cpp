@@ -6,12 +6,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <initializer_list>
+#include <iterator>
 #include <map>
 #include <string_view>
 #include <system_error>
 
 #include "lathe/error.hpp"
+#include "lathe/master.hpp"
 
 namespace lathe {
 namespace fs = std::filesystem;
@@ -371,6 +374,55 @@ void read_chain(const table_reader& top, delivery_profile& p) {
     chain.fail_here("`multiband` is in `chain.order` but [chain.multiband] sets no `crossovers_hz`");
 }
 
+// [adaptive]: amounts in percent, the target curve by name (configs/targets/NAME.toml, found
+// beside the file or one folder up) or by path (relative to the file).
+void read_adaptive(const table_reader& top, adaptive_params& a) {
+  const toml::table* t = top.sub_table("adaptive");
+  if (!t) return;
+  const table_reader r(
+      *t, top.file(), "adaptive",
+      {"target", "eq", "width", "dynamics", "loudness", "max_eq_db", "album_consistency", "dynamics_intent"});
+  a = adaptive_params{};
+  a.enabled = true;
+  auto percent = [&](std::string_view key, double& out) {
+    double v = out * 100.0;
+    if (r.number(key, v, 0.0, 100.0)) out = v / 100.0;
+  };
+  percent("eq", a.eq);
+  percent("width", a.width);
+  percent("dynamics", a.dynamics);
+  percent("loudness", a.loudness);
+  percent("album_consistency", a.album_consistency);
+  r.number("max_eq_db", a.max_eq_db, 0.5, 12.0);
+  if (std::string intent; r.string("dynamics_intent", intent)) {
+    if (!parse_dynamics_intent(intent, a.intent))
+      r.fail(r.find("dynamics_intent")->source(),
+             "`adaptive.dynamics_intent` = \"" + intent + "\" is unknown; use gentle, moderate or firm");
+  }
+  if (r.string("target", a.target) && !a.target.empty()) {
+    const fs::path dir = fs::path(top.file()).parent_path();
+    std::vector<fs::path> tried;
+    if (fs::path(a.target).extension() == ".toml") {
+      tried.push_back(fs::path(a.target).is_absolute() ? fs::path(a.target) : dir / a.target);
+    } else {
+      tried.push_back(dir / "targets" / (a.target + ".toml"));
+      tried.push_back(dir.parent_path() / "targets" / (a.target + ".toml"));
+    }
+    std::error_code ec;
+    for (const fs::path& f : tried)
+      if (fs::is_regular_file(f, ec)) {
+        a.target_file = f;
+        break;
+      }
+    if (a.target_file.empty()) {
+      std::string where;
+      for (const fs::path& f : tried) where += (where.empty() ? "" : " or ") + f.string();
+      r.fail(r.find("target")->source(),
+             "`adaptive.target` = \"" + a.target + "\": no such target curve (" + where + ")");
+    }
+  }
+}
+
 }  // namespace
 
 delivery_profile load_profile(const fs::path& file) {
@@ -391,7 +443,7 @@ delivery_profile load_profile(const fs::path& file) {
   delivery_profile p;
   p.file = file;
   p.name = file.stem().string();
-  const table_reader top(doc, name, "", {"name", "description", "source", "loudness", "output", "chain"});
+  const table_reader top(doc, name, "", {"name", "description", "source", "loudness", "output", "chain", "adaptive"});
   top.string("name", p.name);
   if (p.name.empty() || p.name[0] == '.' || p.name.find_first_of("/\\") != std::string::npos) {
     top.fail(top.find("name") ? top.find("name")->source() : doc.source(),
@@ -404,6 +456,7 @@ delivery_profile load_profile(const fs::path& file) {
   read_loudness(top, p);
   read_output(top, p);
   read_chain(top, p);
+  read_adaptive(top, p.adaptive);
   p.limiter.ceiling_dbtp = p.ceiling_dbtp;
   return p;
 }
@@ -449,7 +502,7 @@ void apply_chain_preset(const fs::path& file, delivery_profile& p) {
     throw config_error(file.string() + ":" + std::to_string(e.source().begin.line) + ":" +
                        std::to_string(e.source().begin.column) + ": " + std::string(e.description()));
   }
-  const table_reader top(doc, file.string(), "", {"name", "description", "chain"});
+  const table_reader top(doc, file.string(), "", {"name", "description", "chain", "adaptive"});
   if (!top.sub_table("chain")) top.fail_here("a chain preset holds a [chain] table");
   delivery_profile fresh;  // the preset's chain replaces the profile's: start from the defaults
   fresh.limiter = p.limiter;
@@ -462,6 +515,7 @@ void apply_chain_preset(const fs::path& file, delivery_profile& p) {
   p.stereo = fresh.stereo;
   p.saturation = fresh.saturation;
   p.reverb = fresh.reverb;
+  if (top.sub_table("adaptive")) read_adaptive(top, p.adaptive);
 }
 
 std::vector<delivery_profile> load_profiles_dir(const fs::path& dir) {
@@ -615,6 +669,24 @@ std::string profile_fingerprint(const delivery_profile& p) {
   f.num("limiter.lookahead_ms", p.limiter.lookahead_ms);
   f.num("limiter.release_ms", p.limiter.release_ms);
   f.num("limiter.margin_db", p.limiter.margin_db);
+  if (const adaptive_params& a = p.adaptive; a.enabled) {
+    f.num("adaptive.eq", a.eq);
+    f.num("adaptive.width", a.width);
+    f.num("adaptive.dynamics", a.dynamics);
+    f.num("adaptive.loudness", a.loudness);
+    f.num("adaptive.max_eq_db", a.max_eq_db);
+    f.num("adaptive.album_consistency", a.album_consistency);
+    f.text("adaptive.dynamics_intent", to_string(a.intent));
+    f.text("adaptive.reference", a.reference);
+    // The target's content, not only its name: an edited curve changes the masters.
+    std::string curve;
+    if (!a.target_file.empty()) {
+      std::ifstream in(a.target_file, std::ios::binary);
+      curve.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    f.text("adaptive.target", a.target_file.string());
+    f.num("adaptive.target_hash", static_cast<double>(fnv1a64(curve) >> 11));
+  }
   return std::move(f).str();
 }
 

@@ -149,6 +149,24 @@ TEST_F(catalog_test, manifest_with_only_path_column_and_no_final_newline) {
   EXPECT_EQ(c[1].manifest_line, 3u);
 }
 
+TEST_F(catalog_test, manifest_amounts_are_percentages_and_reference_is_a_path) {
+  const auto c =
+      load_catalog(manifest("path,eq_amount,width_amount,dynamics_amount,loudness_amount,reference\n"
+                            "a.wav,50%,0,,100,ref/master.flac\n"
+                            "b.wav,12.5,,,,\n"));
+  ASSERT_EQ(c.size(), 2u);
+  ASSERT_TRUE(c[0].amounts.eq && c[0].amounts.width && c[0].amounts.loudness);
+  EXPECT_DOUBLE_EQ(*c[0].amounts.eq, 0.5);
+  EXPECT_DOUBLE_EQ(*c[0].amounts.width, 0.0);
+  EXPECT_FALSE(c[0].amounts.dynamics);  // empty: the profile decides
+  EXPECT_DOUBLE_EQ(*c[0].amounts.loudness, 1.0);
+  EXPECT_EQ(c[0].reference, dir_ / "ref/master.flac");
+  EXPECT_DOUBLE_EQ(*c[1].amounts.eq, 0.125);
+  EXPECT_TRUE(c[1].reference.empty());
+  expect_manifest_error("path,eq_amount\na.wav,150\n", 2, "eq_amount \"150\" is not a percentage");
+  expect_manifest_error("path,width_amount\na.wav,wide\n", 2, "width_amount \"wide\"");
+}
+
 TEST_F(catalog_test, manifest_errors_name_file_and_line) {
   expect_manifest_error("path,track_number\na.wav,1\nb.wav,three\n", 3, "track_number \"three\"");
   expect_manifest_error("path,track_number\na.wav,-1\n", 2, "not a whole number");

@@ -352,3 +352,52 @@ TEST_F(EndToEnd, BrokenFilesFailAloneWithReasonsAndExitStatusTwo) {
 
 }  // namespace
 }  // namespace lathe
+
+namespace lathe {
+namespace {
+
+TEST_F(EndToEnd, AdaptiveAlbumsWithAReferenceReportSettingsSpreadsAndMixNotes) {
+  std::vector<delivery_profile> ps = profiles({"streaming"});
+  adaptive_params& a = ps[0].adaptive;
+  a.enabled = true;
+  a.eq = 0.5;
+  a.dynamics = 0.3;
+  a.album_consistency = 0.5;
+  const fs::path out = temp_dir("adaptive");
+  master_options opt;
+  opt.out_dir = out;
+  opt.log = log_format::json;
+  const std::vector<catalog_entry> entries = load_catalog(*catalog_ / "manifest.csv");
+  opt.reference_file = entries.front().path;  // one of the album tracks stands in for a reference master
+  const run_plan plan = make_plan(entries, ps, album_mode::album);
+  const master_summary s = run_master(plan, opt);
+  EXPECT_EQ(s.failed, 0u);
+  const json report = read_json(out / "report.json");
+  int albums_with_spreads = 0;
+  for (const auto& [name, album] : report["albums"].items()) {
+    if (!album.contains("consistency") || !album["consistency"].contains("input_tonal_spread_db")) continue;
+    ++albums_with_spreads;
+    const json& c = album["consistency"];
+    ASSERT_TRUE(c.contains("streaming")) << name;
+    // Half the album pull and half the reference pull: the album's balance is tighter afterwards.
+    EXPECT_LT(c["streaming"]["output_tonal_spread_db"].get<double>(), c["input_tonal_spread_db"].get<double>()) << name;
+    ASSERT_TRUE(album.contains("mix_notes")) << name;
+    EXPECT_TRUE(fs::exists(out / album["mix_notes"].get<std::string>())) << name;
+  }
+  EXPECT_EQ(albums_with_spreads, 2);
+  for (const json& t : report["tracks"]) {
+    ASSERT_TRUE(t.contains("mix_notes")) << t["path"];
+    ASSERT_TRUE(t.contains("tonal")) << t["path"];
+    const json& o = t["outputs"]["streaming"];
+    ASSERT_TRUE(o.contains("adaptive")) << t["path"];
+    EXPECT_EQ(o["adaptive"]["target"], "reference");
+    EXPECT_TRUE(o["adaptive"].contains("dynamics")) << t["path"];
+    ASSERT_TRUE(o.contains("translation")) << t["path"];
+    const test::oracle_reading r = test::ebur128_measure_file(out / o["path"].get<std::string>());
+    EXPECT_LE(r.true_peak_dbtp, -1.0 + ceiling_tolerance_db) << t["path"];
+  }
+  fs::remove_all(out);
+}
+
+}  // namespace
+}  // namespace lathe

@@ -90,6 +90,10 @@ struct rendered_master {
 rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const delivery_profile& p,
                               double target_lufs, std::uint64_t dither_seed);
 
+/// The delivered samples of a master as float audio (integers scaled by 2^-(bit_depth-1)),
+/// exactly what a player decodes; needs m.measured.bit_depth. Allocates.
+audio_buffer delivered_audio(const rendered_master& m, int channels = 2);
+
 /// Checks a rendered master against its profile (loudness against its own target within the
 /// profile's tolerance, linear-mode shortfall, true peak under the ceiling, no clamped
 /// samples), appending to m.failures and setting m.passed. Both backends use it.

@@ -34,7 +34,7 @@ struct mix_check_params {
   double headroom_dbfs = -3.0;           ///< sample peaks above this: "little headroom"
   double intersample_dbtp = 0.0;         ///< true peak above this (on-sample under full scale): "inter-sample clipping"
   double bus_limiter_plr_db = 9.0;       ///< PLR under this, with flat-topped peaks: "limiter on the mix bus"
-  double dc_offset_dbfs = -60.0;         ///< |mean| above this: "DC offset"
+  double dc_offset_dbfs = -50.0;         ///< |mean| above this: "DC offset" (-50 dBFS: 0.3 % of full scale)
   double anti_phase_correlation = -0.2;  ///< overall L/R correlation under this: "polarity"
   double mono_drop_db = 3.0;             ///< loudness drop of the mono fold-down beyond this: "mono compatibility"
   double excess_db = 6.0;                ///< sub-bass (20..60 Hz) or harshness (2..6 kHz) this far above the target

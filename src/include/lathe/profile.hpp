@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "lathe/adaptive.hpp"
 #include "lathe/audio_io.hpp"
 #include "lathe/deesser.hpp"
 #include "lathe/dither.hpp"
@@ -53,8 +54,9 @@ struct delivery_profile {
   multiband_params multiband;  ///< used only when listed in chain_order
   stereo_params stereo;
   saturation_params saturation;
-  reverb_params reverb;    ///< ir_path is resolved against the profile's folder
-  limiter_params limiter;  ///< limiter.ceiling_dbtp mirrors ceiling_dbtp
+  reverb_params reverb;      ///< ir_path is resolved against the profile's folder
+  limiter_params limiter;    ///< limiter.ceiling_dbtp mirrors ceiling_dbtp
+  adaptive_params adaptive;  ///< [adaptive]: per-track settings from analysis (off by default)
 
   /// The rate a master of a source at `source_rate_hz` is delivered at.
   double output_rate_hz(double source_rate_hz) const noexcept {
@@ -69,7 +71,8 @@ struct delivery_profile {
 delivery_profile load_profile(const std::filesystem::path& file);
 
 /// Replaces p's chain (order and stage settings; the limiter stays) with the [chain] table of a
-/// chain preset file (configs/chains/*.toml). Throws config_error "FILE:LINE:COL: reason".
+/// chain preset file (configs/chains/*.toml), and its [adaptive] table when it has one. Throws
+/// config_error "FILE:LINE:COL: reason".
 void apply_chain_preset(const std::filesystem::path& file, delivery_profile& p);
 
 /// Every *.toml in `dir`, sorted by name. Throws config_error for the first bad file.
