@@ -22,6 +22,7 @@ struct master_options {
   backend_choice backend;
   int gpus = 0;         ///< GPUs to use with the GPU backend (one engine per worker thread); 0 = all
   std::string catalog;  ///< what the user pointed at, for the report
+  std::string report_name = "report.json";  ///< file in out_dir; shards write report-shard-K-of-N.json
 };
 
 struct master_summary {
@@ -31,7 +32,7 @@ struct master_summary {
   std::size_t peak_reserved_bytes = 0;  ///< the memory gate's high-water mark
 };
 
-/// Masters every track of the plan to every profile, writes `report.json` into out_dir and
+/// Masters every track of the plan to every profile, writes the report (options.report_name) into out_dir and
 /// returns the counts. One bad track never stops the others. Deterministic: the same inputs,
 /// profiles and version give bit-identical files whatever the thread count.
 master_summary run_master(const run_plan& plan, const master_options& options);
