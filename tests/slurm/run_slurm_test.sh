@@ -70,7 +70,8 @@ chmod 700 "$t/munge"
 dd if=/dev/urandom of="$t/munge/munge.key" bs=1024 count=1 status=none
 chmod 400 "$t/munge/munge.key"
 munged --foreground --force --key-file="$t/munge/munge.key" --socket="$t/munge/munge.socket" \
-  --pid-file="$t/munge/munged.pid" --log-file="$t/log/munged.log" --seed-file="$t/munge/seed" &
+  --pid-file="$t/munge/munged.pid" --log-file="$t/log/munged.log" --seed-file="$t/munge/seed" \
+  >"$t/log/munged.stderr.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -S "$t/munge/munge.socket" ] && break; sleep 0.1; done
 [ -S "$t/munge/munge.socket" ] || fail "munged did not start"
@@ -121,9 +122,10 @@ touch "$t"/dev/nvidia{0,1,2,3}
 echo "NodeName=lathe-node Name=gpu File=$t/dev/nvidia[0-3]" >"$t/gres.conf"
 export SLURM_CONF=$t/slurm.conf
 
-slurmctld -D -i -f "$SLURM_CONF" &
+# In the foreground (-D), so $! is the daemon's own pid; what they print goes to the log folder.
+slurmctld -D -i -f "$SLURM_CONF" >"$t/log/slurmctld.stderr.log" 2>&1 &
 pids+=($!)
-slurmd -D -N lathe-node -f "$SLURM_CONF" &
+slurmd -D -N lathe-node -f "$SLURM_CONF" >"$t/log/slurmd.stderr.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 60); do
   state=$(sinfo -h -n lathe-node -o %T 2>/dev/null || true)
@@ -158,7 +160,8 @@ export LATHE=$lathe LATHE_CONFIG_DIR=$src/configs
 # ---- the array -----------------------------------------------------------------------------
 out=$t/out
 submit() {  # $1: the array spec, $2: more --export (a rerun says the shard count)
-  sbatch --wait --array="$1" --export="ALL${2:+,$2}" --cpus-per-task=1 --time=10 --output="$t/jobs/%A_%a.out" \
+  # Inside ctest's limit, so that a hung job still ends here, where the trap stops the daemons.
+  timeout 240 sbatch --wait --array="$1" --export="ALL${2:+,$2}" --cpus-per-task=1 --time=10 --output="$t/jobs/%A_%a.out" \
     "$src/deploy/slurm/lathe-array.sbatch" "$catalog" "$out" --formats "$formats" --backend cpu
 }
 array_s=$(date +%s)
