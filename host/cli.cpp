@@ -21,6 +21,7 @@
 #include "pipeline.hpp"
 #include "plan.hpp"
 #include "report.hpp"
+#include "shard_cli.hpp"
 
 namespace lathe {
 namespace {
@@ -181,6 +182,8 @@ struct master_args {
   int jobs = 0;
   int gpus = 0;
   bool track_mode = false;
+  std::string shard;
+  int shard_count = 0;
 };
 
 int run_master_command(const master_args& a) {
@@ -252,20 +255,26 @@ int run_master_command(const master_args& a) {
                     "never read back as inputs",
                     out.string(), cat.string()));
   auto entries = load_catalog(a.catalog);
-  const run_plan plan =
-      make_plan(std::move(entries), std::move(formats), a.track_mode ? album_mode::track : album_mode::album);
+  const master_shard shard = shard_for_master(
+      make_plan(std::move(entries), std::move(formats), a.track_mode ? album_mode::track : album_mode::album), a.shard,
+      a.shard_count, process_environment());
+  const run_plan& plan = shard.plan;
+  opt.report_name = shard.report_name;
+  if (shard.spec)
+    std::fprintf(stderr, "lathe: shard %d/%d (from %s)\n", shard.spec->index, shard.spec->count, shard.source.c_str());
   std::fprintf(stderr, "lathe %s: %zu tracks, %zu albums, formats:", LATHE_VERSION, plan.tracks.size(),
                plan.albums.size());
   for (const auto& p : plan.profiles) std::fprintf(stderr, " %s", p.name.c_str());
   std::fprintf(stderr, "; %s\n", opt.backend.reason.c_str());
 
   const master_summary s = run_master(plan, opt);
+  finish_shard_report(out, shard);
   std::printf(
       "%zu tracks: %zu mastered, %zu resumed, %zu failed, %zu outside their profile's checks; %.2f h of audio in %.1f "
       "s "
       "(%.1fx realtime)\nmasters: %s/<format>/\nreport:  %s\n",
       s.tracks, s.succeeded, s.resumed, s.failed, s.qc_failed, s.audio_s / 3600.0, s.wall_s,
-      s.wall_s > 0 ? s.audio_s / s.wall_s : 0.0, out.string().c_str(), (out / "report.json").string().c_str());
+      s.wall_s > 0 ? s.audio_s / s.wall_s : 0.0, out.string().c_str(), (out / opt.report_name).string().c_str());
   return s.failed > 0 ? 2 : 0;
 }
 
@@ -311,6 +320,7 @@ int cli_main(int argc, char** argv) {
                      "`reference` column sets one per album");
   master->add_option("--config-dir", m.config_dir,
                      "Folder of shipped profiles (default: $LATHE_CONFIG_DIR or the installed configs)");
+  add_shard_options(*master, m.shard, m.shard_count);
 
   std::vector<std::string> analyze_inputs;
   bool analyze_json = false;
@@ -329,6 +339,9 @@ int cli_main(int argc, char** argv) {
   formats_cmd->add_option("--profile,-p", formats_profiles, "Extra profile TOML file (repeatable)");
   formats_cmd->add_option("--config-dir", formats_config_dir, "Folder of shipped profiles");
 
+  shard_commands shard_cmds;
+  add_shard_commands(app, shard_cmds);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -338,6 +351,11 @@ int cli_main(int argc, char** argv) {
     if (*master) return run_master_command(m);
     if (*analyze_cmd) return run_analyze(analyze_inputs, analyze_json, analyze_jobs);
     if (*formats_cmd) return run_formats(formats_config_dir, formats_profiles, formats_json);
+    if (*shard_cmds.plan_cmd) {
+      const plan_args& p = shard_cmds.plan;
+      return run_plan_command(p, select_formats(load_all_profiles(p.config_dir, p.profiles), p.formats, p.profiles));
+    }
+    if (*shard_cmds.merge_cmd) return run_report_merge_command(shard_cmds.merge_dir);
   } catch (const config_error& e) {
     std::fprintf(stderr, "lathe: %s\n", e.what());
     return 1;

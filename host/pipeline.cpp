@@ -835,7 +835,7 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                          {"peak_reserved_bytes", sum.peak_reserved_bytes}}},
                        {"albums", album_reports},
                        {"tracks", tracks}};
-  write_text_atomic(opt.out_dir / "report.json", report.dump(2));
+  write_text_atomic(opt.out_dir / opt.report_name, report.dump(2));
   return sum;
 }
 

@@ -25,6 +25,7 @@ struct master_options {
   /// --reference: a reference master whose balance is every track's target (album references
   /// from the manifest take precedence for their album).
   std::filesystem::path reference_file;
+  std::string report_name = "report.json";  ///< file in out_dir; shards write report-shard-K-of-N.json
 };
 
 struct master_summary {
@@ -34,7 +35,7 @@ struct master_summary {
   std::size_t peak_reserved_bytes = 0;  ///< the memory gate's high-water mark
 };
 
-/// Masters every track of the plan to every profile, writes `report.json` into out_dir and
+/// Masters every track of the plan to every profile, writes the report (options.report_name) into out_dir and
 /// returns the counts. One bad track never stops the others. Deterministic: the same inputs,
 /// profiles and version give bit-identical files whatever the thread count.
 master_summary run_master(const run_plan& plan, const master_options& options);

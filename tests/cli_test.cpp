@@ -30,7 +30,8 @@ result lathe(const std::string& args) {
 const std::string configs = std::string(" --config-dir ") + LATHE_SOURCE_DIR + "/configs";
 
 TEST(Cli, HelpForEveryCommand) {
-  for (const char* cmd : {"--help", "master --help", "analyze --help", "formats --help"}) {
+  for (const char* cmd :
+       {"--help", "master --help", "analyze --help", "formats --help", "plan --help", "report merge --help"}) {
     const result r = lathe(cmd);
     EXPECT_EQ(r.status, 0) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << cmd;
