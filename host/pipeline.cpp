@@ -805,9 +805,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       by_album[t.album_key].push_back({t.tags.title, t.entry.relative_path.generic_string(), s.mix_notes});
     }
     for (const auto& [album, tracks] : by_album) {
-      const std::filesystem::path file =
-          opt.out_dir / "notes" /
-          (album.empty() ? std::filesystem::path() : std::filesystem::path(sanitize_name(album))) / "mix-notes.md";
+      // Albums never span shards; singles do, so each shard names its singles file after its report.
+      const std::string singles = opt.report_name == "report.json"
+                                      ? std::string("mix-notes.md")
+                                      : "mix-notes-" + std::filesystem::path(opt.report_name).stem().string() + ".md";
+      const std::filesystem::path file = album.empty() ? opt.out_dir / "notes" / singles
+                                                       : opt.out_dir / "notes" / sanitize_name(album) / "mix-notes.md";
       write_text_atomic(file, mix_notes_markdown(album.empty() ? "Singles" : album, tracks));
       if (!album.empty() && album_reports.contains(album))
         album_reports[album]["mix_notes"] = std::filesystem::relative(file, opt.out_dir).generic_string();

@@ -466,7 +466,9 @@ std::map<std::string, std::string> masters_in(const fs::path& out) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::recursive_directory_iterator(out)) {
     const std::string rel = fs::relative(e.path(), out).generic_string();
-    if (e.is_regular_file() && rel.rfind(".lathe", 0) != 0 && e.path().extension() != ".json")
+    // The masters (mix notes are per shard for singles; reports are merged separately).
+    if (e.is_regular_file() && rel.rfind(".lathe", 0) != 0 &&
+        (e.path().extension() == ".flac" || e.path().extension() == ".wav"))
       files[rel] = slurp(e.path());
   }
   return files;
