@@ -56,9 +56,12 @@
 #include "lathe/limiter.hpp"
 #include "lathe/polyphase.hpp"
 #include "lathe/profile.hpp"
+#include "lathe/reverb.hpp"
+#include "lathe_gpu/chain_resources.hpp"
 #include "lathe_gpu/convolution.hpp"
 #include "lathe_gpu/device.hpp"
 #include "lathe_gpu/dither.hpp"
+#include "lathe_gpu/dynamics.hpp"
 #include "lathe_gpu/elementwise.hpp"
 #include "lathe_gpu/error.cuh"
 #include "lathe_gpu/iir.hpp"
@@ -67,6 +70,9 @@
 #include "lathe_gpu/loudness.hpp"
 #include "lathe_gpu/memory.hpp"
 #include "lathe_gpu/resample.hpp"
+#include "lathe_gpu/reverb.hpp"
+#include "lathe_gpu/saturation.hpp"
+#include "lathe_gpu/stereo.hpp"
 #include "lathe_gpu/tonal.hpp"
 #include "lathe_gpu/true_peak.hpp"
 
@@ -532,6 +538,77 @@ void resident_bench::run() {
         return time_on_stream(s, o_.warmup, o_.reps, [&] { quantizer->quantize_async(x, d_q.data(), q16, seeds, s); });
       });
 
+  // ---- issue 4's stages (each returns host statistics, so each timed run ends in a synchronize) ----
+  gpu::stage_resources res{plans, convolver};
+  const lathe::deesser_params deesser{};
+  stage(
+      "deesser", 2 * sample_bytes, [] { return std::string("deesser_batch: 5-9 kHz split band, linked detector"); },
+      [&] {
+        return time_on_stream(s, o_.warmup, o_.reps,
+                              [&] { (void)gpu::deesser_batch(deesser, rate_hz, layout, d_in, d_a, res, s); });
+      });
+  lathe::multiband_params mb;
+  mb.crossover.crossover_hz = {120.0, 1'000.0, 6'000.0};
+  mb.bands.assign(4, lathe::compressor_params{});
+  for (lathe::compressor_params& c : mb.bands) {
+    c.threshold_db = -24.0;
+    c.ratio = 2.0;
+    c.knee_db = 6.0;
+    c.detector = lathe::level_detector::rms;
+    c.detector_window_ms = 30.0;
+  }
+  stage(
+      "multiband_4band", 2 * sample_bytes,
+      [] { return std::string("multiband_batch: 4 linear-phase bands (120/1k/6k Hz), 2:1 RMS compressors"); },
+      [&] {
+        return time_on_stream(s, o_.warmup, o_.reps,
+                              [&] { (void)gpu::multiband_batch(mb, rate_hz, layout, d_in, d_a, res, s); });
+      });
+  lathe::stereo_params st;
+  st.width = 1.2;
+  st.bass_mono_below_hz = 150.0;
+  stage(
+      "stereo_bass_mono", 2 * sample_bytes,
+      [] { return std::string("stereo_batch: width 1.2, linear-phase bass mono below 150 Hz, correlation meters"); },
+      [&] {
+        return time_on_stream(s, o_.warmup, o_.reps,
+                              [&] { (void)gpu::stereo_batch(st, rate_hz, layout, d_in, d_a, res, s); });
+      });
+  lathe::saturation_params sat;
+  sat.drive_db = 6.0;
+  sat.output_db = -6.0;
+  sat.mix = 0.3;
+  stage(
+      "saturation_8x", 2 * sample_bytes,
+      [] { return std::string("saturation_batch: tanh at 8x (2x half-band cascade), mix 0.3"); },
+      [&] {
+        return time_on_stream(s, o_.warmup, o_.reps,
+                              [&] { gpu::saturation_batch(sat, rate_hz, layout, d_in, d_a, res, s); });
+      });
+  // A 2 s stereo room made in memory: exponentially decaying noise, independent per channel.
+  lathe::impulse_response ir;
+  ir.sample_rate_hz = rate_hz;
+  ir.audio = lathe::audio_buffer(2, static_cast<std::size_t>(2.0 * rate_hz));
+  for (int c = 0; c < 2; ++c) {
+    std::uint64_t x = 0x9e3779b97f4a7c15ull + static_cast<std::uint64_t>(c);
+    for (std::size_t i = 0; i < ir.audio.frames(); ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      const double u = static_cast<double>(x >> 11) * 0x1.0p-53 - 0.5;
+      ir.audio.channel(c)[i] = static_cast<float>(0.1 * u * std::exp(-6.9 * static_cast<double>(i) / (1.5 * rate_hz)));
+    }
+  }
+  lathe::reverb_params rv;
+  rv.wet_db = -18.0;
+  rv.pre_delay_ms = 20.0;
+  rv.low_cut_hz = 200.0;
+  stage(
+      "reverb_2s_stereo", 2 * sample_bytes,
+      [] { return std::string("reverb_batch: 2 s stereo IR (in memory), 20 ms pre-delay, 200 Hz wet low cut"); },
+      [&] {
+        return time_on_stream(s, o_.warmup, o_.reps,
+                              [&] { (void)gpu::reverb_batch(rv, ir, rate_hz, layout, d_in, d_a, res, s); });
+      });
+
   // ---- one pass of the 44.1 kHz chain ---------------------------------------------------------
   // Summed (loudness twice: before the gain, and of the limited audio), and enqueued back to back.
   const std::vector<std::pair<std::string, int>> chain = {
@@ -585,6 +662,29 @@ void resident_bench::run() {
   } else {
     cr["missing_stages"] = missing;
   }
+  // The whole chain with every stage on (issue 4): the chain above plus the five stages.
+  if (missing.empty()) {
+    double all_ms = sum_ms;
+    json all_missing = json::array();
+    for (const char* name : {"deesser", "multiband_4band", "stereo_bass_mono", "saturation_8x", "reverb_2s_stereo"}) {
+      const auto it = median_ms_.find(name);
+      if (it == median_ms_.end())
+        all_missing.push_back(name);
+      else
+        all_ms += it->second;
+    }
+    if (all_missing.empty()) {
+      cr["all_stages_sum"] = {{"what",
+                               "the chain above plus de-esser, 4-band multiband, stereo with bass mono, 8x "
+                               "saturation and a 2 s stereo reverb (sum of resident stage medians)"},
+                              {"ms", all_ms},
+                              {"x_realtime", x_realtime(audio_s_, all_ms)}};
+      std::printf("  %-24s %9.2f ms  %12.0fx realtime (sum of stages, resident)\n", "chain_all_stages_sum", all_ms,
+                  x_realtime(audio_s_, all_ms));
+    } else {
+      cr["all_stages_sum"] = {{"missing_stages", all_missing}};
+    }
+  }
   doc_["chain_resident"] = cr;
 }
 
@@ -594,13 +694,18 @@ void write_json(const options& o, const json& doc);
 /// Appends one entry per profile set to doc["render"], writing the JSON after each (a run cut
 /// short by a time limit keeps what it measured).
 void render_bench(const options& o, const std::vector<lathe::audio_buffer>& songs, json& doc) {
-  const std::vector<lathe::delivery_profile> all = {lathe::load_profile(fs::path(o.config_dir) / "streaming.toml"),
-                                                    lathe::load_profile(fs::path(o.config_dir) / "cd.toml")};
+  std::vector<lathe::delivery_profile> all = {lathe::load_profile(fs::path(o.config_dir) / "streaming.toml"),
+                                              lathe::load_profile(fs::path(o.config_dir) / "cd.toml")};
+  // Streaming with the loud-modern preset's chain (multiband with lookahead, saturation): the
+  // issue-4 stages inside the engine, upload and download included.
+  all.push_back(all[0]);
+  lathe::apply_chain_preset(fs::path(o.config_dir) / "chains" / "loud-modern.toml", all.back());
+  all.back().name = "streaming+loud-modern";
   lathe::gpu_engine engine(0);
   const double seconds_per_track = static_cast<double>(songs.front().frames()) / rate_hz;
   const double audio_s = o.render_tracks * seconds_per_track;
   doc["render"] = json::array();
-  const std::vector<std::vector<std::size_t>> sets = {{0}, {1}, {0, 1}};
+  const std::vector<std::vector<std::size_t>> sets = {{0}, {1}, {0, 1}, {2}};
   for (const std::vector<std::size_t>& set : sets) {
     std::vector<lathe::delivery_profile> profiles;
     std::string names;

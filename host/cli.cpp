@@ -290,7 +290,7 @@ int cli_main(int argc, char** argv) {
   master
       ->add_option("catalog", m.catalog,
                    "Folder searched recursively for audio, or a CSV manifest (columns: path, album, artist, title, "
-                   "track_number, isrc)")
+                   "track_number, isrc, eq_amount, width_amount, dynamics_amount, loudness_amount, reference)")
       ->required();
   master->add_option("--out,-o", m.out, "Output folder: <out>/<format>/<album>/<NN - title>.<ext> and report.json")
       ->required();
