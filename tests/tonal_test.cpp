@@ -424,7 +424,10 @@ TEST(TargetCurve, ShippedTargetsLoad) {
     EXPECT_NEAR(s / (band_10k - band_100 + 1), 0.0, saved_resolution_db) << e.path();
     ++count;
   }
-  EXPECT_GE(count, 1);
+  EXPECT_GE(count, 3);
+  for (const char* f : {"warzone2100-music.toml", "wesnoth-music.toml", "smooth-tilt.toml"}) {
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+  }
 }
 
 target_curve flat_target() {
