@@ -365,7 +365,7 @@ decoded_track decode_file(const fs::path& path) {
   open_checked(path, in);
   decoded_track t;
   t.info = make_info(path, in);
-  const std::size_t frames = t.info.frames;
+  std::size_t frames = t.info.frames;
   const int channels = in.info.channels;
   t.audio.resize(2, frames);
   float* left = t.audio.channel(0);
@@ -391,6 +391,21 @@ decoded_track decode_file(const fs::path& path) {
     pos += static_cast<std::size_t>(got);
   }
   const int err = sf_error(in.file.get());
+  // A lossy stream's frame count in the header is the encoder's estimate (Ogg granule positions,
+  // MP3 Xing frames) and real files end a few frames short of it; that is the stream's end, not
+  // damage. A shortfall of more than 0.1 % or a decoder error is still reported.
+  const bool lossy = t.info.encoding == "vorbis" || t.info.encoding == "opus" || t.info.encoding.rfind("mp", 0) == 0;
+  if (lossy && err == SF_ERR_NO_ERROR && pos < frames && pos > 0 &&
+      frames - pos <= std::max<std::size_t>(frames / 1000, 1)) {
+    audio_buffer kept(2, pos);
+    std::copy_n(left, pos, kept.channel(0));
+    std::copy_n(right, pos, kept.channel(1));
+    t.audio = std::move(kept);
+    left = t.audio.channel(0);
+    right = t.audio.channel(1);
+    frames = pos;
+    t.info.frames = pos;
+  }
   if (pos < frames || err != SF_ERR_NO_ERROR) {
     std::string reason = "is truncated or corrupt: read " + std::to_string(pos) + " of " + std::to_string(frames) +
                          " frames; decoding stopped at " + format_time(pos, t.info.sample_rate_hz);

@@ -402,7 +402,14 @@ TEST_F(ChainSchema, ShippedPresetsAndTheVinylProfileLoad) {
     EXPECT_NE(profile_fingerprint(p), before) << e.path();
     ++presets;
   }
-  EXPECT_EQ(presets, 4u);
+  EXPECT_EQ(presets, 5u);
+  {
+    delivery_profile a = load_profile(configs / "streaming.toml");
+    apply_chain_preset(configs / "chains" / "adaptive.toml", a);
+    EXPECT_TRUE(a.adaptive.enabled);
+    EXPECT_EQ(a.adaptive.target_file, configs / "targets" / "smooth-tilt.toml");
+    EXPECT_DOUBLE_EQ(a.adaptive.eq, 0.5);
+  }
   const delivery_profile v = load_profile(configs / "vinyl.toml");
   EXPECT_EQ(v.normalization, normalization_mode::linear);  // no brickwall limiting
   EXPECT_EQ(v.sample_rate_hz.value_or(0), 96'000.0);
