@@ -28,6 +28,7 @@
 #include "lathe_gpu/reverb.hpp"
 #include "lathe_gpu/saturation.hpp"
 #include "lathe_gpu/stereo.hpp"
+#include "lathe_gpu/tonal.hpp"
 #include "lathe_gpu/true_peak.hpp"
 
 namespace lathe {
@@ -135,6 +136,26 @@ gpu_engine::gpu_engine(int device) : device_(device) {
 }
 
 gpu_engine::~gpu_engine() = default;
+
+tonal_analysis gpu_engine::tonal(const audio_buffer& stereo, double sample_rate_hz) {
+  LATHE_EXPECTS(stereo.channels() == 2, "the GPU tonal analysis takes stereo tracks");
+  gpu::set_current_device(device_);
+  const gpu::stream& s = impl_->stream;
+  gpu::lane_layout layout;
+  layout.add(stereo.frames());
+  layout.add(stereo.frames());
+  gpu::pinned_vector<float> staging(std::max<std::size_t>(layout.total_frames, 1));
+  float peak = 0.0f;
+  for (int c = 0; c < 2; ++c) {
+    const float* x = stereo.channel(c);
+    std::copy_n(x, stereo.frames(), staging.data() + layout.offset[static_cast<std::size_t>(c)]);
+    for (std::size_t i = 0; i < stereo.frames(); ++i) peak = std::max(peak, std::abs(x[i]));
+  }
+  gpu::device_vector<float> d(std::max<std::size_t>(layout.total_frames, 1));
+  d.upload_async({staging.data(), layout.total_frames}, s);
+  const std::vector<welch_power> power = gpu::welch_power_batch(layout, sample_rate_hz, d, impl_->plans, s);
+  return summarize(power.at(0), peak);
+}
 
 std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tracks, double source_rate_hz,
                                                    std::span<const delivery_profile> profiles) {

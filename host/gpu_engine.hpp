@@ -13,6 +13,7 @@
 #include "lathe/audio_buffer.hpp"
 #include "lathe/master.hpp"
 #include "lathe/profile.hpp"
+#include "lathe/tonal.hpp"
 #include "lathe_gpu/lanes.hpp"
 #include "lathe_gpu/memory.hpp"
 
@@ -56,6 +57,10 @@ class gpu_engine {
   /// All tracks share `source_rate_hz`. Returns one result per track, in order.
   std::vector<result> render(std::span<const gpu_track> tracks, double source_rate_hz,
                              std::span<const delivery_profile> profiles);
+
+  /// The tonal analysis of one stereo track: its Welch spectrum on the device
+  /// (lathe_gpu/tonal.hpp), then lathe::summarize on the host, as analyze_tonal does on the CPU.
+  tonal_analysis tonal(const audio_buffer& stereo, double sample_rate_hz);
 
   int device() const noexcept { return device_; }
 

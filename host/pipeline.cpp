@@ -401,6 +401,35 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   // Input analysis, then the pre-chains (which the GPU engine runs itself when rendering).
   // In GPU rendering only the one-pass sample scan runs here; the engine meters the input on the
   // device and complete_analysis() finishes it (render_on_gpu).
+  // The GPU engine, one per worker thread (each with its own stream, so tracks in flight overlap
+  // on the device), spread over the GPUs.
+#ifdef LATHE_HAVE_CUDA
+  const int gpu_count = use_gpu ? static_cast<int>(gpu::devices().size()) : 0;
+  const int gpus_used = opt.gpus > 0 ? std::min(opt.gpus, gpu_count) : gpu_count;
+  std::atomic<int> next_device{0};
+  tbb::enumerable_thread_specific<std::unique_ptr<gpu_engine>> engines;
+  std::mutex log_mutex;
+  auto engine_here = [&]() -> gpu_engine* {
+    std::unique_ptr<gpu_engine>& engine = engines.local();
+    if (!engine) engine = std::make_unique<gpu_engine>(next_device++ % std::max(1, gpus_used));
+    return engine.get();
+  };
+#endif
+  // Tonal balance of the input: on the device with the GPU backend (the CPU if it fails).
+  auto tonal_of = [&](const decoded_track& d) -> tonal_analysis {
+#ifdef LATHE_HAVE_CUDA
+    if (use_gpu) {
+      try {
+        return engine_here()->tonal(d.audio, d.info.sample_rate_hz);
+      } catch (const std::exception& e) {
+        std::lock_guard lock(log_mutex);
+        std::fprintf(stderr, "lathe: GPU tonal analysis failed on %s (%s); measuring it on the CPU\n",
+                     d.info.path.c_str(), e.what());
+      }
+    }
+#endif
+    return analyze_tonal(d.audio, d.info.sample_rate_hz);
+  };
   auto analyze_input = [&](work_item& w, bool scan_only) {
     track_state& s = state[w.index];
     if (!s.input) {
@@ -408,7 +437,7 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                           : analyze(w.decoded->audio, w.decoded->info.sample_rate_hz);
       s.input_is_scan_only = scan_only;
     }
-    if (!s.tonal) s.tonal = analyze_tonal(w.decoded->audio, w.decoded->info.sample_rate_hz);
+    if (!s.tonal) s.tonal = tonal_of(*w.decoded);
   };
   auto prepare = [&](work_item& w, bool keep_audio) {
     const bool gpu_render = keep_audio && use_gpu;
@@ -505,19 +534,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     album_reports[album] = a;
   }
 
-  // The GPU engine, one per worker thread (each with its own stream, so tracks in flight overlap
-  // on the device), spread over the GPUs. A failure on the device is reported and the track is
+  // Rendering on the thread's GPU engine. A failure on the device is reported and the track is
   // rendered on the CPU instead; returns false then.
 #ifdef LATHE_HAVE_CUDA
-  const int gpu_count = use_gpu ? static_cast<int>(gpu::devices().size()) : 0;
-  const int gpus_used = opt.gpus > 0 ? std::min(opt.gpus, gpu_count) : gpu_count;
-  std::atomic<int> next_device{0};
-  tbb::enumerable_thread_specific<std::unique_ptr<gpu_engine>> engines;
-  std::mutex log_mutex;
   auto render_on_gpu = [&](work_item& w, const planned_track& t, track_state& s, double rate) -> bool {
     try {
-      std::unique_ptr<gpu_engine>& engine = engines.local();
-      if (!engine) engine = std::make_unique<gpu_engine>(next_device++ % std::max(1, gpus_used));
+      gpu_engine* engine = engine_here();
       std::vector<delivery_profile> todo;
       std::vector<std::size_t> index;
       gpu_track g;

@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "demo_catalog.hpp"
+#include "gpu_engine.hpp"
 #include "gpu_test_support.hpp"
 #include "lathe/catalog.hpp"
 #include "lathe/profile.hpp"
+#include "lathe/tonal.hpp"
 #include "pipeline.hpp"
 #include "plan.hpp"
 #include "support/oracle.hpp"
@@ -90,6 +92,33 @@ TEST(GpuEndToEnd, GpuMastersMatchCpuMastersAndMeetTheirProfiles) {
   }
   EXPECT_EQ(compared, 7u * profiles.size());
   fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// The engine's tonal analysis (Welch spectrum on the device) reads every 1/3-octave band as the
+// CPU's analyze_tonal does: float FFTs on both sides, float64 sums.
+constexpr double tonal_band_tolerance_db = 0.01;
+
+TEST(GpuEndToEnd, EngineTonalAnalysisMatchesTheCpu) {
+  LATHE_REQUIRE_GPU();
+  demo_track_spec spec;
+  spec.seconds = 12.0;
+  const audio_buffer song = synthesize_song(spec);
+  gpu_engine engine(0);
+  const tonal_analysis gpu = engine.tonal(song, spec.sample_rate_hz);
+  const tonal_analysis cpu = analyze_tonal(song, spec.sample_rate_hz);
+  for (int k = 0; k < third_octave_band_count; ++k) {
+    if (!std::isfinite(cpu.mid_db[k])) continue;
+    EXPECT_NEAR(gpu.mid_db[k], cpu.mid_db[k], tonal_band_tolerance_db) << third_octave_names()[k];
+    if (std::isfinite(cpu.side_db[k])) EXPECT_NEAR(gpu.side_db[k], cpu.side_db[k], tonal_band_tolerance_db);
+  }
+  EXPECT_NEAR(gpu.tilt_db_per_octave, cpu.tilt_db_per_octave, 1e-3);
+  EXPECT_NEAR(gpu.crest_factor_db, cpu.crest_factor_db, tonal_band_tolerance_db);
 }
 
 }  // namespace
