@@ -86,9 +86,7 @@ delivery_profile adaptive_profile() {
 target_curve pink_target() {
   target_curve t;
   t.name = "pink";
-  t.mid_db.fill(0.0);
-  t.width_db.fill(std::numeric_limits<double>::quiet_NaN());
-  return t;
+  return t;  // flat, no width target
 }
 
 TEST(Adaptive, AllAmountsZeroLeaveTheChainAndTheAudioBitIdentical) {
@@ -194,7 +192,9 @@ TEST(Adaptive, WidthMovesTheSideLevelTowardTheTargetByTheAmount) {
   const audio_buffer x = tilted_noise(0.0, -20.0, 1 << 17, 5, -12.0);
   const tonal_analysis t = analyze_tonal(x, fs_hz);
   target_curve target = pink_target();
+  EXPECT_FALSE(target.has_width());  // a default target says nothing about width
   for (int k = 0; k < third_octave_band_count; ++k) target.width_db[k] = t.width_db[k] + 3.0;
+  EXPECT_TRUE(target.has_width());
   delivery_profile p = adaptive_profile();
   p.adaptive.width = 0.5;
   adaptation_input in;

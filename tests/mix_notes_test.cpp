@@ -418,9 +418,7 @@ tonal_analysis flat_tonal() {
 target_curve flat_target() {
   target_curve t;
   t.name = "flat";
-  t.mid_db.fill(0.0);
-  t.width_db.fill(std::numeric_limits<double>::quiet_NaN());
-  return t;
+  return t;  // flat, no width target
 }
 
 void boost(tonal_analysis& t, double lo_hz, double hi_hz, double db) {

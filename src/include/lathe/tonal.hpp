@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <filesystem>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -78,6 +79,13 @@ tonal_analysis summarize(const welch_power& power, float sample_peak);
 /// measure_welch_power + summarize, with the sample peak scanned from the buffer.
 tonal_analysis analyze_tonal(const audio_buffer& stereo, double sample_rate_hz);
 
+/// Every band NaN: a target that says nothing about width (a default target is flat, no width).
+constexpr std::array<double, third_octave_band_count> no_width_target() noexcept {
+  std::array<double, third_octave_band_count> a{};
+  for (double& x : a) x = std::numeric_limits<double>::quiet_NaN();
+  return a;
+}
+
 /// A target tonal balance: relative 1/3-octave levels of the mid (dB; only differences between
 /// bands matter: normalized to mean 0 over the 100 Hz .. 10 kHz bands), and optionally a target
 /// width (side - mid dB) per band (NaN where it does not say).
@@ -85,7 +93,7 @@ struct target_curve {
   std::string name, description;
   std::string derived_from;  ///< how it was made (files, command, or "reference: FILE")
   std::array<double, third_octave_band_count> mid_db{};
-  std::array<double, third_octave_band_count> width_db{};  ///< NaN: no width target
+  std::array<double, third_octave_band_count> width_db = no_width_target();  ///< NaN: no width target
   bool has_width() const noexcept;
 };
 
