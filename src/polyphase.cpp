@@ -8,31 +8,12 @@
 #include <string>
 
 #include "lathe/error.hpp"
+#include "lathe/kaiser.hpp"
 
 namespace lathe {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-
-// Modified Bessel function of the first kind, order 0, by its power series; for the Kaiser
-// betas used here (< 30) the terms fall below 1e-17 of the sum within ~45 terms.
-double bessel_i0(double x) {
-  const double q = 0.25 * x * x;
-  double term = 1.0, sum = 1.0;
-  for (int k = 1; k < 500; ++k) {
-    term *= q / (static_cast<double>(k) * static_cast<double>(k));
-    sum += term;
-    if (term < sum * 1e-17) break;
-  }
-  return sum;
-}
-
-// Kaiser's empirical beta for a stopband attenuation of `a_db` (Oppenheim & Schafer 7.62).
-double kaiser_beta_for(double a_db) {
-  if (a_db > 50.0) return 0.1102 * (a_db - 8.7);
-  if (a_db >= 21.0) return 0.5842 * std::pow(a_db - 21.0, 0.4) + 0.07886 * (a_db - 21.0);
-  return 0.0;
-}
 
 std::uint64_t integer_rate(double hz, const char* which) {
   LATHE_EXPECTS(hz >= 1.0 && hz <= 1e7 && hz == std::floor(hz),
@@ -73,7 +54,7 @@ void polyphase_resampler::prepare(double in_rate_hz, double out_rate_hz, const p
   const double transition = (params.stopband_begin - params.passband_end) * nyquist_low / fu;
   cutoff_ = 0.5 * (params.passband_end + params.stopband_begin);
   const double fc = cutoff_ * nyquist_low / fu;
-  beta_ = kaiser_beta_for(params.stopband_attenuation_db);
+  beta_ = kaiser::beta_for(params.stopband_attenuation_db);
   // Kaiser's length estimate N - 1 = (A - 7.95) / (2.285 * 2 pi * transition); the half length
   // is rounded up to a multiple of L so every phase has the same 2K+1 taps (a longer window
   // with the same beta only narrows the transition).
@@ -88,10 +69,10 @@ void polyphase_resampler::prepare(double in_rate_hz, double out_rate_hz, const p
   half_taps_ = static_cast<std::size_t>(k);
   const std::int64_t h_half = static_cast<std::int64_t>(k * up_);  // H: prototype taps n in [-H, H]
 
-  const double i0_beta = bessel_i0(beta_);
+  const double i0_beta = kaiser::bessel_i0(beta_);
   auto prototype = [&](std::int64_t n) {  // unnormalized, symmetric in n
     const double x = static_cast<double>(n) / static_cast<double>(h_half);
-    const double w = bessel_i0(beta_ * std::sqrt(std::max(0.0, 1.0 - x * x))) / i0_beta;
+    const double w = kaiser::window(x, beta_, i0_beta);
     const double arg = 2.0 * fc * static_cast<double>(n);
     const double sinc = n == 0 ? 1.0 : std::sin(kPi * arg) / (kPi * arg);
     return 2.0 * fc * sinc * w;

@@ -7,39 +7,27 @@
 #include <cstring>
 
 #include "lathe/error.hpp"
+#include "lathe/kaiser.hpp"
 
 namespace lathe {
 namespace {
 
 constexpr double pi = 3.14159265358979323846;
 
-// Modified Bessel function of the first kind, order 0 (power series; for Kaiser betas < 30 the
-// terms fall below 1e-17 of the sum within ~45 terms).
-double bessel_i0(double x) {
-  const double q = 0.25 * x * x;
-  double term = 1.0, sum = 1.0;
-  for (int k = 1; k < 500 && term >= sum * 1e-17; ++k) {
-    term *= q / (static_cast<double>(k) * static_cast<double>(k));
-    sum += term;
-  }
-  return sum;
-}
-
 // One 2x stage's zero-phase prototype h[0..c] (h[-k] = h[k]) at the stage's high rate: a
 // Kaiser-windowed sinc with cutoff fc (cycles per sample) and the length that Kaiser's estimate
 // gives for `transition` (cycles per sample) and attenuation a_db (Oppenheim & Schafer 7.62-63).
 // A half-band (fc = 1/4) gets an odd c, so its outermost taps are non-zero.
 std::vector<double> kaiser_prototype(double fc, double transition, double a_db, bool half_band) {
-  const double beta =
-      a_db > 50.0 ? 0.1102 * (a_db - 8.7) : 0.5842 * std::pow(a_db - 21.0, 0.4) + 0.07886 * (a_db - 21.0);
+  const double beta = kaiser::beta_for(a_db);
   const double order = std::ceil((a_db - 7.95) / (14.36 * transition));
   auto c = static_cast<std::size_t>(std::ceil(0.5 * order));
   if (half_band && c % 2 == 0) ++c;
-  const double i0_beta = bessel_i0(beta);
+  const double i0_beta = kaiser::bessel_i0(beta);
   std::vector<double> h(c + 1);
   for (std::size_t k = 0; k <= c; ++k) {
     const double x = static_cast<double>(k) / static_cast<double>(c);
-    const double w = bessel_i0(beta * std::sqrt(std::max(0.0, 1.0 - x * x))) / i0_beta;
+    const double w = kaiser::window(x, beta, i0_beta);
     const double arg = 2.0 * fc * static_cast<double>(k);
     h[k] = 2.0 * fc * (k == 0 ? 1.0 : std::sin(pi * arg) / (pi * arg)) * w;
   }

@@ -5,19 +5,10 @@
 #include <cstring>
 
 #include "lathe/error.hpp"
+#include "lathe/kaiser.hpp"
 
 namespace lathe {
 namespace {
-
-double bessel_i0(double x) {
-  double sum = 1.0, term = 1.0;
-  for (int k = 1; k < 64; ++k) {
-    term *= (x / (2.0 * k)) * (x / (2.0 * k));
-    sum += term;
-    if (term < 1e-17 * sum) break;
-  }
-  return sum;
-}
 
 // Eight floats: one AVX register, or two SSE registers on the baseline build. Arithmetic on it is
 // elementwise IEEE exactly as scalar code (no reassociation; no FMA, as the AVX clone does not
@@ -71,13 +62,13 @@ void true_peak_interpolator::prepare(double sample_rate_hz) {
   const std::size_t length = taps_per_phase_ * static_cast<std::size_t>(factor_) + 1;  // odd, symmetric
   const double centre = 0.5 * static_cast<double>(length - 1);
   const double beta = 6.0;
-  const double i0_beta = bessel_i0(beta);
+  const double i0_beta = kaiser::bessel_i0(beta);
   std::vector<double> h(length);
   for (std::size_t j = 0; j < length; ++j) {
     const double t = (static_cast<double>(j) - centre) / factor_;  // in input samples
     const double sinc = t == 0.0 ? 1.0 : std::sin(M_PI * t) / (M_PI * t);
     const double r = (static_cast<double>(j) - centre) / centre;
-    const double w = bessel_i0(beta * std::sqrt(std::max(0.0, 1.0 - r * r))) / i0_beta;
+    const double w = kaiser::window(r, beta, i0_beta);
     h[j] = sinc * w;
   }
   const std::size_t phase_len = taps_per_phase_ + 1;

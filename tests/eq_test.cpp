@@ -83,18 +83,6 @@ double lowest_freq(const std::vector<eq_band>& bands) {
   return f;
 }
 
-// Amplitude of the f_hz component of x[begin, end) by least squares on sin and cos.
-double sine_amplitude(const float* x, std::size_t begin, std::size_t end, double f_hz, double fs_hz) {
-  double ss = 0, cc = 0, sc = 0, ys = 0, yc = 0;
-  for (std::size_t i = begin; i < end; ++i) {
-    const double ph = 2.0 * M_PI * f_hz * static_cast<double>(i) / fs_hz;
-    const double s = std::sin(ph), c = std::cos(ph);
-    ss += s * s, cc += c * c, sc += s * c, ys += x[i] * s, yc += x[i] * c;
-  }
-  const double det = ss * cc - sc * sc;
-  return std::hypot((ys * cc - yc * sc) / det, (yc * ss - ys * sc) / det);
-}
-
 struct design_case {
   std::vector<eq_band> bands;
   double fs_hz;
@@ -260,7 +248,8 @@ TEST(EqStage, SteadyStateSineGainMatchesTarget) {
     // Aligned output is steady state where the whole FIR sees the sine: [taps/2, n - taps/2).
     const std::size_t b = taps / 2 + 1, e = x.frames() - taps / 2 - 1;
     for (int c = 0; c < 2; ++c) {
-      const double gain = sine_amplitude(y.channel(c), b, e, f, fs) / sine_amplitude(x.channel(c), b, e, f, fs);
+      const double gain =
+          test::sine_amplitude(y.channel(c), b, e, f, fs) / test::sine_amplitude(x.channel(c), b, e, f, fs);
       EXPECT_NEAR(db(gain), db(eq_target_magnitude(bands, f, fs)), stage_tolerance_db) << "f " << f;
     }
   }
