@@ -360,76 +360,157 @@ source_info probe_file(const fs::path& path) {
   return make_info(path, in);
 }
 
-decoded_track decode_file(const fs::path& path) {
-  open_input in;
-  open_checked(path, in);
-  decoded_track t;
-  t.info = make_info(path, in);
-  std::size_t frames = t.info.frames;
-  const int channels = in.info.channels;
-  t.audio.resize(2, frames);
-  float* left = t.audio.channel(0);
-  float* right = t.audio.channel(1);
+// ---- reading -----------------------------------------------------------------------------------
 
-  std::vector<float> scratch(channels == 2 ? io_chunk_frames * 2 : 0);
-  std::size_t pos = 0;
-  while (pos < frames) {
-    const std::size_t want = std::min(io_chunk_frames, frames - pos);
-    sf_count_t got = 0;
-    if (channels == 1) {
-      // Mono interleaved is planar already: read straight into the left channel.
-      got = sf_readf_float(in.file.get(), left + pos, static_cast<sf_count_t>(want));
-    } else {
-      got = sf_readf_float(in.file.get(), scratch.data(), static_cast<sf_count_t>(want));
-      const float* s = scratch.data();
-      for (sf_count_t i = 0; i < got; ++i) {
-        left[pos + static_cast<std::size_t>(i)] = s[2 * i];
-        right[pos + static_cast<std::size_t>(i)] = s[2 * i + 1];
-      }
-    }
-    if (got <= 0) break;
-    pos += static_cast<std::size_t>(got);
-  }
-  const int err = sf_error(in.file.get());
+struct audio_reader::state {
+  fs::path path;
+  open_input in;
+  source_info info;
+  std::size_t declared_frames = 0;  ///< the header's count; read() never asks for more
+  std::size_t pos = 0;              ///< frames decoded so far
+  bool lossy = false;
+  bool stream_end = false;  ///< the decoder gave no more frames
+  bool ended = false;       ///< the end checks have run
+  bool failed = false;
+  /// The first decoder error, kept: libsndfile clears its error at every call, so a later
+  /// call that returns nothing would otherwise hide it.
+  int decode_err = SF_ERR_NO_ERROR;
+  std::string decode_err_text;
+  std::vector<float> scratch;  ///< one interleaved stereo chunk; empty for mono
+};
+
+audio_reader::audio_reader(const fs::path& path) : s_(std::make_unique<state>()) {
+  state& s = *s_;
+  s.path = path;
+  open_checked(path, s.in);
+  s.info = make_info(path, s.in);
+  s.declared_frames = s.info.frames;
   // A lossy stream's frame count in the header is the encoder's estimate (Ogg granule positions,
   // MP3 Xing frames) and real files end a few frames short of it; that is the stream's end, not
   // damage. A shortfall of more than 0.1 % or a decoder error is still reported.
-  const bool lossy = t.info.encoding == "vorbis" || t.info.encoding == "opus" || t.info.encoding.rfind("mp", 0) == 0;
-  if (lossy && err == SF_ERR_NO_ERROR && pos < frames && pos > 0 &&
-      frames - pos <= std::max<std::size_t>(frames / 1000, 1)) {
-    audio_buffer kept(2, pos);
-    std::copy_n(left, pos, kept.channel(0));
-    std::copy_n(right, pos, kept.channel(1));
-    t.audio = std::move(kept);
-    left = t.audio.channel(0);
-    right = t.audio.channel(1);
-    frames = pos;
-    t.info.frames = pos;
-  }
-  if (pos < frames || err != SF_ERR_NO_ERROR) {
-    std::string reason = "is truncated or corrupt: read " + std::to_string(pos) + " of " + std::to_string(frames) +
-                         " frames; decoding stopped at " + format_time(pos, t.info.sample_rate_hz);
-    if (err != SF_ERR_NO_ERROR) reason += std::string(" (libsndfile: ") + sf_strerror(in.file.get()) + ")";
-    fail(path, reason + "; re-export or re-copy the file");
-  }
-  if (channels == 1) std::copy(left, left + frames, right);
+  s.lossy = s.info.encoding == "vorbis" || s.info.encoding == "opus" || s.info.encoding.rfind("mp", 0) == 0;
+  if (s.in.info.channels == 2) s.scratch.resize(io_chunk_frames * 2);
+}
 
-  // Report the earliest bad sample in time, whichever channel holds it.
-  std::size_t bad_frame = frames;
+audio_reader::audio_reader(audio_reader&&) noexcept = default;
+audio_reader& audio_reader::operator=(audio_reader&&) noexcept = default;
+audio_reader::~audio_reader() = default;
+
+const source_info& audio_reader::info() const noexcept {
+  return s_->info;
+}
+
+namespace {
+
+/// Throws for the earliest non-finite sample in time in frames [0, n) of a block that starts
+/// at frame `start`; on a tie the lower channel is named.
+void check_finite(const fs::path& path, const float* const* ch, int channels, std::size_t n, std::size_t start,
+                  double rate_hz) {
+  std::size_t bad_frame = n;
   int bad_channel = 0;
   for (int c = 0; c < channels; ++c) {
-    const std::size_t i = first_non_finite(t.audio.channel(c), bad_frame);
+    const std::size_t i = first_non_finite(ch[c], bad_frame);
     if (i < bad_frame) {
       bad_frame = i;
       bad_channel = c;
     }
   }
-  if (bad_frame < frames) {
-    const bool nan = std::isnan(t.audio.channel(bad_channel)[bad_frame]);
-    fail(path, std::string("has ") + (nan ? "a NaN" : "an infinite") + " sample (the first) on channel " +
-                   std::to_string(bad_channel + 1) + " at " + format_time(bad_frame, t.info.sample_rate_hz) +
-                   " (frame " + std::to_string(bad_frame) +
-                   "); the file is damaged or was exported wrongly: re-export it");
+  if (bad_frame == n) return;
+  const bool nan = std::isnan(ch[bad_channel][bad_frame]);
+  const std::size_t frame = start + bad_frame;
+  fail(path, std::string("has ") + (nan ? "a NaN" : "an infinite") + " sample (the first) on channel " +
+                 std::to_string(bad_channel + 1) + " at " + format_time(frame, rate_hz) + " (frame " +
+                 std::to_string(frame) + "); the file is damaged or was exported wrongly: re-export it");
+}
+
+}  // namespace
+
+std::size_t audio_reader::read(block_view out) {
+  LATHE_EXPECTS(s_ != nullptr, "read() on a moved-from audio_reader");
+  LATHE_EXPECTS(out.channels == 2 && out.frames > 0, "read() fills two channels of at least one frame");
+  state& s = *s_;
+  LATHE_EXPECTS(!s.failed, "read() after an input error");
+  if (s.ended) return 0;
+  const int channels = s.in.info.channels;
+  SNDFILE* f = s.in.file.get();
+  const auto spent_on_throw = [&](auto&& fn) {
+    try {
+      fn();
+    } catch (...) {
+      s.failed = true;
+      throw;
+    }
+  };
+
+  std::size_t done = 0;
+  while (done < out.frames && !s.stream_end) {
+    const std::size_t want = std::min({io_chunk_frames, out.frames - done, s.declared_frames - s.pos});
+    if (want == 0) break;
+    float* left = out[0] + done;
+    float* right = out[1] + done;
+    sf_count_t got = 0;
+    if (channels == 1) {
+      // Mono interleaved is planar already: read straight into the left channel.
+      got = sf_readf_float(f, left, static_cast<sf_count_t>(want));
+    } else {
+      got = sf_readf_float(f, s.scratch.data(), static_cast<sf_count_t>(want));
+      const float* x = s.scratch.data();
+      for (sf_count_t i = 0; i < got; ++i) {
+        left[i] = x[2 * i];
+        right[i] = x[2 * i + 1];
+      }
+    }
+    if (const int err = sf_error(f); err != SF_ERR_NO_ERROR && s.decode_err == SF_ERR_NO_ERROR) {
+      s.decode_err = err;
+      s.decode_err_text = sf_strerror(f);
+    }
+    if (got <= 0) {
+      s.stream_end = true;
+      break;
+    }
+    const auto n = static_cast<std::size_t>(got);
+    const float* planes[2] = {left, right};
+    spent_on_throw([&] { check_finite(s.path, planes, channels, n, s.pos, s.info.sample_rate_hz); });
+    if (channels == 1) std::copy_n(left, n, right);
+    s.pos += n;
+    done += n;
+  }
+  // A stream that stops short hands over what it decoded first; the next call reports it. A
+  // complete one is checked at once, so a caller that stops at the header's count sees errors.
+  if (s.pos == s.declared_frames || (s.stream_end && done == 0)) {
+    s.ended = true;
+    const std::size_t frames = s.declared_frames;
+    if (s.lossy && s.decode_err == SF_ERR_NO_ERROR && s.pos < frames && s.pos > 0 &&
+        frames - s.pos <= std::max<std::size_t>(frames / 1000, 1)) {
+      s.info.frames = s.pos;
+    } else if (s.pos < frames || s.decode_err != SF_ERR_NO_ERROR) {
+      std::string reason = "is truncated or corrupt: read " + std::to_string(s.pos) + " of " + std::to_string(frames) +
+                           " frames; decoding stopped at " + format_time(s.pos, s.info.sample_rate_hz);
+      if (s.decode_err != SF_ERR_NO_ERROR) reason += " (libsndfile: " + s.decode_err_text + ")";
+      spent_on_throw([&] { fail(s.path, reason + "; re-export or re-copy the file"); });
+    }
+  }
+  return done;
+}
+
+decoded_track decode_file(const fs::path& path) {
+  audio_reader reader(path);
+  decoded_track t;
+  const std::size_t declared = reader.info().frames;
+  t.audio.resize(2, declared);
+  std::size_t pos = 0;
+  while (pos < declared) {
+    const std::size_t n = reader.read(t.audio.view(pos, declared - pos));
+    if (n == 0) break;
+    pos += n;
+  }
+  t.info = reader.info();
+  if (pos < declared) {
+    // A lossy stream that ended within its tolerance: keep exactly the frames decoded.
+    audio_buffer kept(2, pos);
+    std::copy_n(t.audio.channel(0), pos, kept.channel(0));
+    std::copy_n(t.audio.channel(1), pos, kept.channel(1));
+    t.audio = std::move(kept);
   }
   return t;
 }

@@ -17,6 +17,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "lathe/audio_io.hpp"
@@ -390,6 +391,201 @@ TEST_F(temp_dir_test, error_folder_instead_of_file) {
   const fs::path p = file("folder.wav");
   fs::create_directories(p);
   expect_decode_error(p, {"folder"});
+}
+
+// ---- streaming reader -------------------------------------------------------------------------
+
+/// One frame, a small prime, the render's usual block, and a prime past the decoder's chunk.
+constexpr std::size_t reader_block_sizes[] = {1, 7, 4'096, 65'537};
+
+/// Reference decode: libsndfile's sf_readf_float over the whole file in one call, deinterleaved,
+/// mono duplicated to dual mono.
+audio_buffer sf_read_planar(const fs::path& p) {
+  SF_INFO info{};
+  SNDFILE* f = sf_open(p.c_str(), SFM_READ, &info);
+  EXPECT_NE(f, nullptr) << sf_strerror(nullptr);
+  if (!f) return {};
+  const auto ch = static_cast<std::size_t>(info.channels);
+  std::vector<float> x(static_cast<std::size_t>(info.frames) * ch);
+  const auto got = static_cast<std::size_t>(sf_readf_float(f, x.data(), info.frames));
+  sf_close(f);
+  audio_buffer out(2, got);
+  for (std::size_t i = 0; i < got; ++i) {
+    out.channel(0)[i] = x[i * ch];
+    out.channel(1)[i] = x[i * ch + ch - 1];
+  }
+  return out;
+}
+
+/// Frames, then every sample's bits.
+::testing::AssertionResult bitwise_equal(const audio_buffer& a, const audio_buffer& b) {
+  if (a.channels() != b.channels() || a.frames() != b.frames())
+    return ::testing::AssertionFailure() << a.channels() << "x" << a.frames() << " vs " << b.channels() << "x"
+                                         << b.frames();
+  for (int c = 0; c < a.channels(); ++c) {
+    for (std::size_t i = 0; i < a.frames(); ++i) {
+      if (std::memcmp(&a.channel(c)[i], &b.channel(c)[i], sizeof(float)) != 0)
+        return ::testing::AssertionFailure()
+               << "channel " << c << " frame " << i << ": " << a.channel(c)[i] << " vs " << b.channel(c)[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+/// Everything an audio_reader delivers in blocks of `block` frames, with its final info.
+audio_buffer read_in_blocks(const fs::path& p, std::size_t block, source_info& info) {
+  audio_reader reader(p);
+  audio_buffer buf(2, block);
+  std::vector<float> left, right;
+  std::size_t short_reads = 0;
+  while (const std::size_t n = reader.read(buf.view())) {
+    EXPECT_LE(n, block);
+    if (n < block) ++short_reads;  // only the last
+    left.insert(left.end(), buf.channel(0), buf.channel(0) + n);
+    right.insert(right.end(), buf.channel(1), buf.channel(1) + n);
+  }
+  EXPECT_LE(short_reads, 1u);
+  EXPECT_EQ(reader.read(buf.view()), 0u);  // the end stays the end
+  info = reader.info();
+  audio_buffer out(2, left.size());
+  std::copy(left.begin(), left.end(), out.channel(0));
+  std::copy(right.begin(), right.end(), out.channel(1));
+  return out;
+}
+
+TEST_F(temp_dir_test, reader_in_any_block_size_is_bitwise_decode_file) {
+  std::vector<fs::path> files;
+  auto add_ints = [&](const char* name, int format, int channels, int rate, std::size_t frames, int bits) {
+    files.push_back(file(name));
+    sf_write_ints(files.back(), format, channels, rate, random_ints(frames * static_cast<std::size_t>(channels), bits),
+                  bits);
+  };
+  add_ints("mono16.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 1, 22'050, 30'001, 16);
+  add_ints("stereo16.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2, 44'100, 100'003, 16);
+  add_ints("stereo24.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_24, 2, 96'000, 100'003, 24);
+  add_ints("stereo16.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 2, 44'100, 70'001, 16);
+  add_ints("stereo24.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_24, 2, 48'000, 100'003, 24);
+  add_ints("mono24.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_24, 1, 48'000, 20'011, 24);
+  {
+    auto x = stereo_sine(997.0, 1.2, 70'001, 48'000.0);  // over full scale, a subnormal, -0
+    x[10] = 1e-40f;
+    x[11] = -0.0f;
+    files.push_back(file("float.wav"));
+    sf_write_floats(files.back(), SF_FORMAT_WAV | SF_FORMAT_FLOAT, 2, 48'000, x);
+  }
+  files.push_back(file("sine.ogg"));
+  sf_write_floats(files.back(), SF_FORMAT_OGG | SF_FORMAT_VORBIS, 2, 48'000,
+                  stereo_sine(1'000.0, 0.7, 96'000, 48'000.0), 0.9);
+
+  for (const fs::path& p : files) {
+    SCOPED_TRACE(p.filename().string());
+    const audio_buffer ref = sf_read_planar(p);
+    const decoded_track whole = decode_file(p);
+    EXPECT_TRUE(bitwise_equal(whole.audio, ref));
+    for (const std::size_t block : reader_block_sizes) {
+      SCOPED_TRACE("block " + std::to_string(block));
+      source_info info;
+      EXPECT_TRUE(bitwise_equal(read_in_blocks(p, block, info), ref));
+      EXPECT_EQ(info.frames, whole.info.frames);
+      EXPECT_EQ(info.channels, whole.info.channels);
+      EXPECT_EQ(info.encoding, whole.info.encoding);
+      EXPECT_EQ(info.file_bytes, whole.info.file_bytes);
+    }
+  }
+}
+
+/// The input_error text decode_file gives for `p`.
+std::string decode_error_text(const fs::path& p) {
+  try {
+    decode_file(p);
+  } catch (const input_error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no error for " << p;
+  return {};
+}
+
+TEST_F(temp_dir_test, reader_reports_the_first_nan_in_the_block_holding_it) {
+  const fs::path p = file("nan.wav");
+  auto x = stereo_sine(440.0, 0.5, 48'000, 48'000.0);
+  x[2 * 36'000 + 1] = std::numeric_limits<float>::quiet_NaN();  // channel 2 at 0.75 s
+  x[2 * 40'000] = std::numeric_limits<float>::infinity();       // later: not the one reported
+  sf_write_floats(p, SF_FORMAT_WAV | SF_FORMAT_FLOAT, 2, 48'000, x);
+  const std::string want = decode_error_text(p);
+  EXPECT_NE(want.find("NaN"), std::string::npos) << want;
+  EXPECT_NE(want.find("channel 2 at 0:00.750 (frame 36000)"), std::string::npos) << want;
+  for (const std::size_t block : reader_block_sizes) {
+    SCOPED_TRACE("block " + std::to_string(block));
+    audio_reader reader(p);
+    audio_buffer buf(2, block);
+    std::size_t delivered = 0;
+    try {
+      while (const std::size_t n = reader.read(buf.view())) delivered += n;
+      ADD_FAILURE() << "no error";
+    } catch (const input_error& e) {
+      EXPECT_EQ(std::string(e.what()), want);
+    }
+    // Every block before the one holding frame 36000 was delivered, none after.
+    EXPECT_EQ(delivered, 36'000 / block * block);
+    EXPECT_THROW(reader.read(buf.view()), lathe::logic_error);  // spent
+  }
+}
+
+TEST_F(temp_dir_test, reader_reports_a_truncated_stream_when_it_reaches_the_end) {
+  // FLAC cut in half: the header's count is only known to be wrong once decoding stops.
+  const fs::path p = file("cut.flac");
+  constexpr std::size_t frames = 100'000;
+  const auto ints = random_ints(2 * frames, 16);
+  sf_write_ints(p, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 2, 44'100, ints, 16);
+  fs::resize_file(p, fs::file_size(p) / 2);
+  const std::string want = decode_error_text(p);
+  EXPECT_NE(want.find("of 100000 frames"), std::string::npos) << want;
+  for (const std::size_t block : reader_block_sizes) {
+    SCOPED_TRACE("block " + std::to_string(block));
+    audio_reader reader(p);
+    EXPECT_EQ(reader.info().frames, frames);
+    audio_buffer buf(2, block);
+    std::size_t delivered = 0, wrong = 0;
+    try {
+      while (const std::size_t n = reader.read(buf.view())) {
+        for (std::size_t i = 0; i < n; ++i, ++delivered) {
+          for (int c = 0; c < 2; ++c) {
+            const float ref = static_cast<float>(ints[2 * delivered + static_cast<std::size_t>(c)]) / 32'768.0f;
+            if (buf.channel(c)[i] != ref) ++wrong;
+          }
+        }
+      }
+      ADD_FAILURE() << "no error";
+    } catch (const input_error& e) {
+      EXPECT_EQ(std::string(e.what()), want);
+    }
+    // Every frame decoded before the end was handed over, exactly, whatever the block size.
+    EXPECT_GT(delivered, 0u);
+    EXPECT_NE(want.find("read " + std::to_string(delivered) + " of 100000"), std::string::npos) << want;
+    EXPECT_EQ(wrong, 0u);
+  }
+  // A WAV whose header declares more than the file holds fails at the open, as decode_file does.
+  const fs::path w = file("cut.wav");
+  sf_write_ints(w, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2, 48'000, random_ints(2 * 48'000, 16), 16);
+  fs::resize_file(w, 44 + 24'000 * 4);
+  expect_input_error([&] { audio_reader r(w); }, w, {"truncated", "48000", "24000", "0:00.500"});
+}
+
+TEST_F(temp_dir_test, reader_is_move_only_and_moves_mid_stream) {
+  static_assert(!std::is_copy_constructible_v<audio_reader> && !std::is_copy_assignable_v<audio_reader>);
+  static_assert(std::is_nothrow_move_constructible_v<audio_reader> && std::is_nothrow_move_assignable_v<audio_reader>);
+  const fs::path p = file("m.wav");
+  const auto ints = random_ints(2 * 10'000, 24);
+  sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_24, 2, 48'000, ints, 24);
+  const audio_buffer ref = sf_read_planar(p);
+  audio_buffer got(2, 10'000);
+  audio_reader first(p);
+  ASSERT_EQ(first.read(got.view(0, 3'001)), 3'001u);
+  audio_reader second(std::move(first));
+  ASSERT_EQ(second.read(got.view(3'001, 6'999)), 6'999u);
+  audio_buffer more(2, 1);
+  EXPECT_EQ(second.read(more.view()), 0u);
+  EXPECT_TRUE(bitwise_equal(got, ref));
 }
 
 // ---- encoding ---------------------------------------------------------------------------------

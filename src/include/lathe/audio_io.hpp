@@ -4,6 +4,7 @@
 // destination folder and renamed into place only when complete.
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -33,10 +34,46 @@ struct decoded_track {
   audio_buffer audio;  ///< two channels; mono is duplicated to dual mono
 };
 
-/// Reads a whole file. Throws input_error (naming the file) when the file is missing or not
-/// readable, not audio or of an unsupported format, has no samples, more than two channels,
-/// a sample rate outside 8..384 kHz, fewer frames than its header declares (truncated or
-/// corrupt), or NaN/Inf samples (with the first offending time).
+/// Streams a file's audio in blocks, so a track of any length is decoded in O(block) memory.
+/// The constructor opens the file and makes every header check decode_file() makes; read()
+/// makes the sample checks (NaN/Inf, fewer frames than the header declares) block by block
+/// and throws input_error (naming the file, with the same texts as decode_file()) the moment
+/// one fails. Move-only; closes the file on destruction. One thread at a time per reader;
+/// distinct readers are independent.
+class audio_reader {
+ public:
+  /// Throws input_error when the file is missing or not readable, not audio or of an
+  /// unsupported format, has no samples, more than two channels, a sample rate outside
+  /// 8..384 kHz, or a WAV/AIFF header that declares more frames than the file holds.
+  explicit audio_reader(const std::filesystem::path& path);
+  audio_reader(audio_reader&&) noexcept;
+  audio_reader& operator=(audio_reader&&) noexcept;
+  ~audio_reader();
+
+  /// The header's description. For a lossy stream that ends up to 0.1 % short of its
+  /// header's estimate (which real Ogg and MP3 files do), `frames` becomes the frames
+  /// actually decoded once read() has returned the last of them.
+  const source_info& info() const noexcept;
+
+  /// Decodes the next frames into `out` (2 planar channels, out.frames > 0; mono is
+  /// duplicated to dual mono) and returns how many: out.frames until the stream ends, then
+  /// the rest, then 0. Throws input_error for a NaN/Inf sample (the first in time, with its
+  /// channel and time) in the frames it decodes (none of that call's frames are delivered),
+  /// and at the end for a decoder error or a stream short of the header's frame count: a
+  /// short stream's last frames are returned first and the call after them throws. After a
+  /// throw the reader is spent. Allocates nothing outside the error path; memory does not grow with
+  /// the track.
+  std::size_t read(block_view out);
+
+ private:
+  struct state;
+  std::unique_ptr<state> s_;
+};
+
+/// Reads a whole file (an audio_reader run to the end). Throws input_error (naming the file) when the file is missing
+/// or not readable, not audio or of an unsupported format, has no samples, more than two channels, a sample rate
+/// outside 8..384 kHz, fewer frames than its header declares (truncated or corrupt), or NaN/Inf samples (with the first
+/// offending time).
 decoded_track decode_file(const std::filesystem::path& path);
 
 /// Reads only the header (no samples): for planning and the report. Throws input_error.
