@@ -1,9 +1,13 @@
 // analyze(): DC offset, clipped runs, sample peak, PLR, and consistency with the loudness meter
-// and the true-peak interpolator it is built from.
+// and the true-peak interpolator it is built from; track_analyzer and sample_scanner, its
+// streaming forms, against it bit for bit for any block partition.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "lathe/analysis.hpp"
@@ -201,6 +205,134 @@ TEST(Analyze, ScanPlusCompletionEqualsTheWholeAnalysis) {
   EXPECT_NEAR(parts.max_momentary_lufs, whole.max_momentary_lufs, step_grid_bound_lu);
   EXPECT_LE(parts.max_short_term_lufs, whole.max_short_term_lufs + 1e-9);
   EXPECT_NEAR(parts.max_short_term_lufs, whole.max_short_term_lufs, step_grid_bound_lu);
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// Block sizes for the streaming tests: 1, a prime, 10 ms at 48 kHz, a power of two, a prime
+// above the meters' 65536-frame chunks, and a random partition (its sizes cycled).
+std::vector<std::vector<std::size_t>> stream_partitions() {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<std::size_t> size(1, 9000);
+  std::vector<std::size_t> random(97);
+  for (std::size_t& s : random) s = size(rng);
+  return {{1}, {7}, {480}, {4096}, {65'537}, random};
+}
+
+// A stereo track with what the scan looks for at awkward places: noise of changing level, DC on
+// the left, digital silence gaps, and clipped runs straddling multiples of the block sizes
+// (7, 480, 4096, 65536, 65537) and the track's end.
+audio_buffer streaming_track(double fs) {
+  audio_buffer b = test::white_noise(-18.0, 8.0, fs, 2, 31);
+  for (std::size_t i = 0; i < b.frames(); ++i) {
+    const float swell = 0.25f + 0.75f * static_cast<float>(i % 100'000) / 100'000.0f;
+    b.channel(0)[i] = b.channel(0)[i] * swell + 0.01f;
+    b.channel(1)[i] *= swell;
+  }
+  for (std::size_t i = 150'000; i < 170'000; ++i) b.channel(0)[i] = b.channel(1)[i] = 0.0f;
+  for (std::size_t i = 250'000; i < 251'111; ++i) b.channel(1)[i] = 0.0f;
+  auto clip = [&](int c, std::size_t start, std::size_t n, float v) {
+    for (std::size_t i = start; i < start + n; ++i) b.channel(c)[i] = v;
+  };
+  clip(0, 475, 9, 1.0f);
+  clip(0, 4090, 12, -1.0f);
+  clip(1, 4094, 3, 1.0f);
+  clip(0, 65'530, 10, 1.0f);
+  clip(1, 65'535, 4, -1.0f);
+  clip(1, 131'070, 5, 1.0f);
+  clip(0, 200'000, 2, 1.0f);  // too short to count, across 7 * 28'571 + 3
+  clip(0, b.frames() - 3, 3, -1.0f);
+  return b;
+}
+
+template <class Analyzer>
+Analyzer& feed(Analyzer& a, const audio_buffer& in, const std::vector<std::size_t>& sizes) {
+  std::size_t pos = 0;
+  for (std::size_t k = 0; pos < in.frames(); ++k) {
+    const std::size_t n = std::min(sizes[k % sizes.size()], in.frames() - pos);
+    a.add(in.view(pos, n));
+    pos += n;
+  }
+  return a;
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+void expect_bitwise_equal(const track_analysis& got, const track_analysis& want) {
+  EXPECT_EQ(got.sample_rate_hz, want.sample_rate_hz);
+  EXPECT_EQ(got.channels, want.channels);
+  EXPECT_EQ(got.frames, want.frames);
+  EXPECT_EQ(got.duration_s, want.duration_s);
+  EXPECT_EQ(got.integrated_lufs, want.integrated_lufs);
+  EXPECT_EQ(got.loudness_range_lu, want.loudness_range_lu);
+  EXPECT_EQ(got.max_momentary_lufs, want.max_momentary_lufs);
+  EXPECT_EQ(got.max_short_term_lufs, want.max_short_term_lufs);
+  EXPECT_EQ(got.true_peak_dbtp, want.true_peak_dbtp);
+  EXPECT_EQ(got.sample_peak_dbfs, want.sample_peak_dbfs);
+  EXPECT_EQ(got.plr_db, want.plr_db);
+  EXPECT_EQ(std::memcmp(got.dc_offset.data(), want.dc_offset.data(), sizeof got.dc_offset), 0);
+  EXPECT_EQ(got.dc_offset_dbfs, want.dc_offset_dbfs);
+  ASSERT_EQ(got.clip_runs.size(), want.clip_runs.size());
+  for (std::size_t k = 0; k < want.clip_runs.size(); ++k) {
+    EXPECT_EQ(got.clip_runs[k].channel, want.clip_runs[k].channel) << k;
+    EXPECT_EQ(got.clip_runs[k].start_frame, want.clip_runs[k].start_frame) << k;
+    EXPECT_EQ(got.clip_runs[k].length_frames, want.clip_runs[k].length_frames) << k;
+    EXPECT_EQ(got.clip_runs[k].start_s, want.clip_runs[k].start_s) << k;
+  }
+  EXPECT_EQ(got.clipped_samples, want.clipped_samples);
+  EXPECT_TRUE(same_bits(got.blocks.momentary_energy, want.blocks.momentary_energy));
+  EXPECT_TRUE(same_bits(got.blocks.short_term_energy, want.blocks.short_term_energy));
+}
+
+TEST(TrackAnalyzer, AnyBlockPartitionGivesTheWholeBufferAnalysisBitForBit) {
+  const double fs = 48'000.0;
+  const audio_buffer b = streaming_track(fs);
+  const track_analysis whole = analyze(b, fs);
+  // The track exercises what it should: runs on both channels, across blocks, one at the end.
+  ASSERT_EQ(whole.clip_runs.size(), 7u);
+  ASSERT_EQ(whole.clip_runs.back().channel, 1);
+  ASSERT_EQ(whole.clip_runs[3].start_frame + whole.clip_runs[3].length_frames, b.frames());
+  ASSERT_GT(whole.loudness_range_lu, 0.0);
+  for (const std::vector<std::size_t>& sizes : stream_partitions()) {
+    SCOPED_TRACE(sizes.size() == 1 ? std::to_string(sizes[0]) : "random");
+    track_analyzer a(fs, b.channels());
+    expect_bitwise_equal(feed(a, b, sizes).finish(), whole);
+  }
+}
+
+TEST(TrackAnalyzer, MonoAndFiveChannelsShortAndEmptyTracks) {
+  const double fs = 44'100.0;
+  for (int channels : {1, 5}) {
+    for (std::size_t frames : {std::size_t{0}, std::size_t{5}, std::size_t{30'000}}) {
+      SCOPED_TRACE(std::to_string(channels) + " channels, " + std::to_string(frames) + " frames");
+      audio_buffer b = test::white_noise(-10.0, static_cast<double>(frames) / fs, fs, channels, 32);
+      for (std::size_t i = 995; i + 4 <= frames; i += 1000) std::fill_n(b.channel(channels - 1) + i, 4, 1.0f);
+      const track_analysis whole = analyze(b, fs);
+      ASSERT_EQ(whole.clip_runs.size(), frames / 1000);
+      for (const std::vector<std::size_t>& sizes : {std::vector<std::size_t>{1}, std::vector<std::size_t>{7}}) {
+        track_analyzer a(fs, channels);
+        expect_bitwise_equal(feed(a, b, sizes).finish(), whole);
+      }
+    }
+  }
+}
+
+TEST(SampleScanner, AnyBlockPartitionGivesTheWholeBufferScanBitForBit) {
+  const double fs = 48'000.0;
+  const audio_buffer b = streaming_track(fs);
+  const track_analysis whole = scan_samples(b, fs);
+  ASSERT_EQ(whole.clip_runs.size(), 7u);
+  for (const std::vector<std::size_t>& sizes : stream_partitions()) {
+    SCOPED_TRACE(sizes.size() == 1 ? std::to_string(sizes[0]) : "random");
+    sample_scanner s(fs, b.channels());
+    expect_bitwise_equal(feed(s, b, sizes).finish(), whole);
+  }
 }
 
 }  // namespace
