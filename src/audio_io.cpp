@@ -590,48 +590,6 @@ class temp_output {
   bool committed_ = false;
 };
 
-void write_wav(temp_output& tmp, const fs::path& dest, const pcm_frames& pcm, const track_tags& tags) {
-  SF_INFO info{};
-  info.samplerate = static_cast<int>(std::lround(pcm.sample_rate_hz));
-  info.channels = pcm.channels;
-  info.format = SF_FORMAT_WAV | (pcm.bit_depth == 16   ? SF_FORMAT_PCM_16
-                                 : pcm.bit_depth == 24 ? SF_FORMAT_PCM_24
-                                                       : SF_FORMAT_FLOAT);
-  sndfile_ptr f(sf_open_fd(tmp.fd(), SFM_WRITE, &info, 0));
-  auto sf_fail = [&](SNDFILE* s) { throw output_error(dest.string() + ": cannot write WAV: " + sf_strerror(s)); };
-  if (!f) sf_fail(nullptr);
-  // Strings go in before the audio so libsndfile places the LIST/INFO chunk in the header.
-  if (!tags.title.empty()) sf_set_string(f.get(), SF_STR_TITLE, tags.title.c_str());
-  if (!tags.artist.empty()) sf_set_string(f.get(), SF_STR_ARTIST, tags.artist.c_str());
-  if (!tags.album.empty()) sf_set_string(f.get(), SF_STR_ALBUM, tags.album.c_str());
-  if (tags.track_number > 0) {
-    const std::string tn = std::to_string(tags.track_number);
-    sf_set_string(f.get(), SF_STR_TRACKNUMBER, tn.c_str());
-  }
-  const std::size_t frames = pcm.frames();
-  const auto ch = static_cast<std::size_t>(pcm.channels);
-  if (pcm.bit_depth == 32) {
-    // Float out as float: no clipping, no scaling, so the bits are written unchanged.
-    const sf_count_t n = sf_writef_float(f.get(), pcm.float_samples.data(), static_cast<sf_count_t>(frames));
-    if (n != static_cast<sf_count_t>(frames)) sf_fail(f.get());
-  } else {
-    // sf_writef_int takes left-justified 32-bit values and shifts them down by (32 - bits): exact.
-    const int shift = 32 - pcm.bit_depth;
-    std::vector<std::int32_t> buf(io_chunk_frames * ch);
-    for (std::size_t pos = 0; pos < frames; pos += io_chunk_frames) {
-      const std::size_t n = std::min(io_chunk_frames, frames - pos);
-      const std::int32_t* src = pcm.int_samples.data() + pos * ch;
-      for (std::size_t i = 0; i < n * ch; ++i)
-        buf[i] = static_cast<std::int32_t>(static_cast<std::uint32_t>(src[i]) << shift);
-      if (sf_writef_int(f.get(), buf.data(), static_cast<sf_count_t>(n)) != static_cast<sf_count_t>(n))
-        sf_fail(f.get());
-    }
-  }
-  // sf_close rewrites the header sizes; its status is the last chance to see a write error.
-  const int err = sf_close(f.release());
-  if (err != 0) throw output_error(dest.string() + ": cannot finish WAV: " + sf_error_number(err));
-}
-
 struct flac_sink {
   int fd;
   int err = 0;
@@ -674,16 +632,109 @@ struct flac_metadata_deleter {
   void operator()(FLAC__StreamMetadata* m) const noexcept { FLAC__metadata_object_delete(m); }
 };
 
-void write_flac(temp_output& tmp, const fs::path& dest, const pcm_frames& pcm, const track_tags& tags) {
-  auto fail_flac = [&](const std::string& why) { throw output_error(dest.string() + ": cannot write FLAC: " + why); };
-  std::unique_ptr<FLAC__StreamMetadata, flac_metadata_deleter> vc(
-      FLAC__metadata_object_new(FLAC__METADATA_TYPE_VORBIS_COMMENT));
-  if (!vc) fail_flac("out of memory");
+/// What libsndfile may write around a WAV's samples, tags aside: RIFF, fmt (up to
+/// WAVE_FORMAT_EXTENSIBLE), fact, PEAK for every channel and the data header take under 200
+/// bytes; the rest is room to spare.
+constexpr std::uint64_t wav_header_allowance_bytes = 4'096;
+
+/// The LIST/INFO chunk's size bound: its header, then for each string an id, a size, the
+/// text with its NUL and a pad byte.
+std::uint64_t wav_tag_bytes(const track_tags& tags) {
+  std::uint64_t n = 12;
+  for (const std::size_t len : {tags.title.size(), tags.artist.size(), tags.album.size(),
+                                tags.track_number > 0 ? std::to_string(tags.track_number).size() : std::size_t{0}})
+    if (len > 0) n += 8 + len + 2;
+  return n;
+}
+
+}  // namespace
+
+bool wav_needs_rf64(std::size_t frames, int channels, int bit_depth, const track_tags& tags,
+                    std::uint64_t riff_limit_bytes) {
+  LATHE_EXPECTS(channels >= 1, "at least one channel");
+  LATHE_EXPECTS(bit_depth == 16 || bit_depth == 24 || bit_depth == 32, "bit depth 16, 24 or 32");
+  const auto frame_bytes = static_cast<std::uint64_t>(channels) * static_cast<std::uint64_t>(bit_depth / 8);
+  const std::uint64_t header = wav_header_allowance_bytes + wav_tag_bytes(tags);
+  // Divided rather than multiplied: no frame count can overflow the test.
+  return header >= riff_limit_bytes || frames > (riff_limit_bytes - header) / frame_bytes;
+}
+
+struct audio_writer::state {
+  explicit state(const fs::path& d) : dest(d), tmp(d) {}
+
+  [[noreturn]] void fail_wav(SNDFILE* f) const {
+    throw output_error(dest.string() + ": cannot write WAV: " + sf_strerror(f));
+  }
+  [[noreturn]] void fail_flac(const std::string& why) const {
+    throw output_error(dest.string() + ": cannot write FLAC: " + why);
+  }
+  std::string flac_state_text() const {
+    if (sink.err != 0) return errno_text(sink.err);
+    return FLAC__stream_encoder_get_resolved_state_string(flac.get());
+  }
+  void open_wav(double sample_rate_hz, const track_tags& tags, std::uint64_t riff_limit_bytes);
+  void open_flac(double sample_rate_hz, const track_tags& tags);
+  /// The checks every write() makes; returns the frame count.
+  std::size_t frames_to_write(std::size_t samples) const;
+
+  /// Runs `fn`; a throw leaves the writer spent, so commit() cannot keep a damaged file.
+  template <class Fn>
+  void or_spent(Fn&& fn) {
+    try {
+      fn();
+    } catch (...) {
+      spent = true;
+      throw;
+    }
+  }
+
+  fs::path dest;
+  container_format container = container_format::wav;
+  int channels = 2;
+  int bit_depth = 24;
+  std::size_t total_frames = 0;
+  std::size_t written = 0;
+  bool spent = false;  ///< a write or the commit failed, or the commit succeeded
+  // Destroyed in reverse: the encoders finish into the descriptor before tmp closes and removes it.
+  temp_output tmp;
+  flac_sink sink{-1};
+  std::unique_ptr<FLAC__StreamMetadata, flac_metadata_deleter> vorbis_comment;
+  std::unique_ptr<FLAC__StreamEncoder, flac_encoder_deleter> flac;
+  sndfile_ptr wav;
+  std::vector<std::int32_t> scratch;  ///< one chunk of left-justified integers for libsndfile
+};
+
+void audio_writer::state::open_wav(double sample_rate_hz, const track_tags& tags, std::uint64_t riff_limit_bytes) {
+  SF_INFO info{};
+  info.samplerate = static_cast<int>(std::lround(sample_rate_hz));
+  info.channels = channels;
+  // RF64 only where RIFF's 32-bit sizes cannot hold the file: a smaller one stays the plain WAV
+  // every reader takes. libsndfile writes the same LIST/INFO strings into RF64.
+  const int riff_type =
+      wav_needs_rf64(total_frames, channels, bit_depth, tags, riff_limit_bytes) ? SF_FORMAT_RF64 : SF_FORMAT_WAV;
+  info.format = riff_type | (bit_depth == 16 ? SF_FORMAT_PCM_16 : bit_depth == 24 ? SF_FORMAT_PCM_24 : SF_FORMAT_FLOAT);
+  wav.reset(sf_open_fd(tmp.fd(), SFM_WRITE, &info, 0));
+  if (!wav) fail_wav(nullptr);
+  SNDFILE* f = wav.get();
+  // Strings go in before the audio so libsndfile places the LIST/INFO chunk in the header.
+  if (!tags.title.empty()) sf_set_string(f, SF_STR_TITLE, tags.title.c_str());
+  if (!tags.artist.empty()) sf_set_string(f, SF_STR_ARTIST, tags.artist.c_str());
+  if (!tags.album.empty()) sf_set_string(f, SF_STR_ALBUM, tags.album.c_str());
+  if (tags.track_number > 0) {
+    const std::string tn = std::to_string(tags.track_number);
+    sf_set_string(f, SF_STR_TRACKNUMBER, tn.c_str());
+  }
+  if (bit_depth != 32) scratch.resize(io_chunk_frames * static_cast<std::size_t>(channels));
+}
+
+void audio_writer::state::open_flac(double sample_rate_hz, const track_tags& tags) {
+  vorbis_comment.reset(FLAC__metadata_object_new(FLAC__METADATA_TYPE_VORBIS_COMMENT));
+  if (!vorbis_comment) fail_flac("out of memory");
   auto add = [&](const char* key, const std::string& value) {
     if (value.empty()) return;
     FLAC__StreamMetadata_VorbisComment_Entry e;
     if (!FLAC__metadata_object_vorbiscomment_entry_from_name_value_pair(&e, key, value.c_str()) ||
-        !FLAC__metadata_object_vorbiscomment_append_comment(vc.get(), e, /*copy=*/false)) {
+        !FLAC__metadata_object_vorbiscomment_append_comment(vorbis_comment.get(), e, /*copy=*/false)) {
       fail_flac(std::string("cannot store the ") + key + " tag");
     }
   };
@@ -693,73 +744,145 @@ void write_flac(temp_output& tmp, const fs::path& dest, const pcm_frames& pcm, c
   add("TRACKNUMBER", tags.track_number > 0 ? std::to_string(tags.track_number) : std::string());
   add("ISRC", tags.isrc);
 
-  std::unique_ptr<FLAC__StreamEncoder, flac_encoder_deleter> enc(FLAC__stream_encoder_new());
-  if (!enc) fail_flac("out of memory");
-  const std::size_t frames = pcm.frames();
-  FLAC__StreamMetadata* blocks[1] = {vc.get()};
-  bool ok = FLAC__stream_encoder_set_verify(enc.get(), false) &&
-            FLAC__stream_encoder_set_compression_level(enc.get(), 5) &&
-            FLAC__stream_encoder_set_channels(enc.get(), static_cast<uint32_t>(pcm.channels)) &&
-            FLAC__stream_encoder_set_bits_per_sample(enc.get(), static_cast<uint32_t>(pcm.bit_depth)) &&
-            FLAC__stream_encoder_set_sample_rate(enc.get(), static_cast<uint32_t>(std::lround(pcm.sample_rate_hz))) &&
-            FLAC__stream_encoder_set_total_samples_estimate(enc.get(), frames) &&
-            FLAC__stream_encoder_set_metadata(enc.get(), blocks, 1);
+  flac.reset(FLAC__stream_encoder_new());
+  if (!flac) fail_flac("out of memory");
+  FLAC__StreamEncoder* enc = flac.get();
+  FLAC__StreamMetadata* blocks[1] = {vorbis_comment.get()};
+  const bool ok = FLAC__stream_encoder_set_verify(enc, false) && FLAC__stream_encoder_set_compression_level(enc, 5) &&
+                  FLAC__stream_encoder_set_channels(enc, static_cast<uint32_t>(channels)) &&
+                  FLAC__stream_encoder_set_bits_per_sample(enc, static_cast<uint32_t>(bit_depth)) &&
+                  FLAC__stream_encoder_set_sample_rate(enc, static_cast<uint32_t>(std::lround(sample_rate_hz))) &&
+                  FLAC__stream_encoder_set_total_samples_estimate(enc, total_frames) &&
+                  FLAC__stream_encoder_set_metadata(enc, blocks, 1);
   if (!ok) fail_flac("cannot configure the encoder");
-  flac_sink sink{tmp.fd()};
-  const auto init = FLAC__stream_encoder_init_stream(enc.get(), flac_write, flac_seek, flac_tell, nullptr, &sink);
+  sink.fd = tmp.fd();
+  // The encoder keeps &sink: the state lives on the heap, so moving the writer keeps it valid.
+  const auto init = FLAC__stream_encoder_init_stream(enc, flac_write, flac_seek, flac_tell, nullptr, &sink);
   if (init != FLAC__STREAM_ENCODER_INIT_STATUS_OK) fail_flac(FLAC__StreamEncoderInitStatusString[init]);
-  auto state_text = [&] {
-    if (sink.err != 0) return errno_text(sink.err);
-    return std::string(FLAC__stream_encoder_get_resolved_state_string(enc.get()));
-  };
-  const auto ch = static_cast<std::size_t>(pcm.channels);
-  // FLAC__int32 is int32_t; integers are right-justified as the quantizer made them.
-  for (std::size_t pos = 0; pos < frames; pos += io_chunk_frames) {
-    const std::size_t n = std::min(io_chunk_frames, frames - pos);
-    if (!FLAC__stream_encoder_process_interleaved(enc.get(), pcm.int_samples.data() + pos * ch,
-                                                  static_cast<uint32_t>(n))) {
-      fail_flac(state_text());
-    }
-  }
-  if (!FLAC__stream_encoder_finish(enc.get())) fail_flac(state_text());
 }
 
-}  // namespace
-
-void write_audio_file(const fs::path& dest, container_format container, const pcm_frames& pcm, const track_tags& tags) {
-  LATHE_EXPECTS(pcm.channels == 1 || pcm.channels == 2, "lathe writes mono or stereo");
-  LATHE_EXPECTS(pcm.bit_depth == 16 || pcm.bit_depth == 24 || pcm.bit_depth == 32, "bit depth 16, 24 or 32");
-  if (container == container_format::flac && pcm.bit_depth == 32) {
+audio_writer::audio_writer(const fs::path& dest, container_format container, int channels, double sample_rate_hz,
+                           int bit_depth, const track_tags& tags, std::size_t total_frames,
+                           std::uint64_t riff_limit_bytes) {
+  LATHE_EXPECTS(channels == 1 || channels == 2, "lathe writes mono or stereo");
+  LATHE_EXPECTS(bit_depth == 16 || bit_depth == 24 || bit_depth == 32, "bit depth 16, 24 or 32");
+  if (container == container_format::flac && bit_depth == 32) {
     throw output_error(dest.string() + ": FLAC holds integer samples; 32-bit float output needs container \"wav\"");
   }
-  const std::size_t total = pcm.bit_depth == 32 ? pcm.float_samples.size() : pcm.int_samples.size();
-  LATHE_EXPECTS(total % static_cast<std::size_t>(pcm.channels) == 0, "samples must be whole frames");
-  LATHE_EXPECTS(pcm.sample_rate_hz >= 1.0 && pcm.sample_rate_hz <= 655'350.0, "sample rate out of range");
-  if (pcm.bit_depth != 32) {
-    // Out-of-range integers would wrap silently in the shift (WAV) or fail inside libFLAC.
-    const std::int32_t hi = (std::int32_t{1} << (pcm.bit_depth - 1)) - 1, lo = -hi - 1;
-    std::int32_t mn = 0, mx = 0;
-    for (const std::int32_t v : pcm.int_samples) {
-      mn = std::min(mn, v);
-      mx = std::max(mx, v);
-    }
-    LATHE_EXPECTS(mn >= lo && mx <= hi, "integer samples must fit the bit depth");
-  }
-
-  std::error_code ec;
+  LATHE_EXPECTS(sample_rate_hz >= 1.0 && sample_rate_hz <= 655'350.0, "sample rate out of range");
   if (dest.has_parent_path()) {
+    std::error_code ec;
     fs::create_directories(dest.parent_path(), ec);
     if (ec)
       throw output_error(dest.string() + ": cannot create the folder " + dest.parent_path().string() + ": " +
                          ec.message());
   }
-  temp_output tmp(dest);
+  s_ = std::make_unique<state>(dest);
+  state& s = *s_;
+  s.container = container;
+  s.channels = channels;
+  s.bit_depth = bit_depth;
+  s.total_frames = total_frames;
   if (container == container_format::wav) {
-    write_wav(tmp, dest, pcm, tags);
+    s.open_wav(sample_rate_hz, tags, riff_limit_bytes);
   } else {
-    write_flac(tmp, dest, pcm, tags);
+    s.open_flac(sample_rate_hz, tags);
   }
-  tmp.commit();
+}
+
+audio_writer::audio_writer(audio_writer&&) noexcept = default;
+audio_writer& audio_writer::operator=(audio_writer&&) noexcept = default;
+audio_writer::~audio_writer() = default;
+
+std::size_t audio_writer::frames_written() const noexcept {
+  return s_ ? s_->written : 0;
+}
+
+std::size_t audio_writer::state::frames_to_write(std::size_t samples) const {
+  LATHE_EXPECTS(samples % static_cast<std::size_t>(channels) == 0, "samples must be whole frames");
+  const std::size_t frames = samples / static_cast<std::size_t>(channels);
+  LATHE_EXPECTS(frames <= total_frames - written, "no more frames than total_frames");
+  if (spent) throw output_error(dest.string() + ": cannot write: the file is finished or a write failed");
+  return frames;
+}
+
+void audio_writer::write(std::span<const std::int32_t> interleaved) {
+  LATHE_EXPECTS(s_ != nullptr, "write() on a moved-from audio_writer");
+  state& s = *s_;
+  const std::size_t frames = s.frames_to_write(interleaved.size());
+  LATHE_EXPECTS(s.bit_depth != 32, "integer samples need bit depth 16 or 24");
+  // Out-of-range integers would wrap silently in the shift (WAV) or fail inside libFLAC.
+  const std::int32_t hi = (std::int32_t{1} << (s.bit_depth - 1)) - 1, lo = -hi - 1;
+  std::int32_t mn = 0, mx = 0;
+  for (const std::int32_t v : interleaved) {
+    mn = std::min(mn, v);
+    mx = std::max(mx, v);
+  }
+  LATHE_EXPECTS(mn >= lo && mx <= hi, "integer samples must fit the bit depth");
+  const auto ch = static_cast<std::size_t>(s.channels);
+  s.or_spent([&] {
+    for (std::size_t pos = 0; pos < frames; pos += io_chunk_frames) {
+      const std::size_t n = std::min(io_chunk_frames, frames - pos);
+      const std::int32_t* src = interleaved.data() + pos * ch;
+      if (s.container == container_format::wav) {
+        // sf_writef_int takes left-justified 32-bit values and shifts them down by (32 - bits): exact.
+        const int shift = 32 - s.bit_depth;
+        for (std::size_t i = 0; i < n * ch; ++i)
+          s.scratch[i] = static_cast<std::int32_t>(static_cast<std::uint32_t>(src[i]) << shift);
+        if (sf_writef_int(s.wav.get(), s.scratch.data(), static_cast<sf_count_t>(n)) != static_cast<sf_count_t>(n))
+          s.fail_wav(s.wav.get());
+      } else if (!FLAC__stream_encoder_process_interleaved(s.flac.get(), src, static_cast<uint32_t>(n))) {
+        // FLAC__int32 is int32_t; integers are right-justified as the quantizer made them.
+        s.fail_flac(s.flac_state_text());
+      }
+    }
+  });
+  s.written += frames;
+}
+
+void audio_writer::write(std::span<const float> interleaved) {
+  LATHE_EXPECTS(s_ != nullptr, "write() on a moved-from audio_writer");
+  state& s = *s_;
+  const std::size_t frames = s.frames_to_write(interleaved.size());
+  LATHE_EXPECTS(s.bit_depth == 32, "float samples need bit depth 32");
+  s.or_spent([&] {
+    // Float out as float: no clipping, no scaling, so the bits are written unchanged.
+    const auto n = static_cast<sf_count_t>(frames);
+    if (sf_writef_float(s.wav.get(), interleaved.data(), n) != n) s.fail_wav(s.wav.get());
+  });
+  s.written += frames;
+}
+
+void audio_writer::commit() {
+  LATHE_EXPECTS(s_ != nullptr, "commit() on a moved-from audio_writer");
+  state& s = *s_;
+  if (s.spent) throw output_error(s.dest.string() + ": cannot finish: the file is finished or a write failed");
+  s.or_spent([&] {
+    if (s.written != s.total_frames) {
+      throw output_error(s.dest.string() + ": only " + std::to_string(s.written) + " of the " +
+                         std::to_string(s.total_frames) + " frames were written; the file is incomplete, not kept");
+    }
+    if (s.container == container_format::wav) {
+      // sf_close rewrites the header sizes; its status is the last chance to see a write error.
+      const int err = sf_close(s.wav.release());
+      if (err != 0) throw output_error(s.dest.string() + ": cannot finish WAV: " + sf_error_number(err));
+    } else if (!FLAC__stream_encoder_finish(s.flac.get())) {
+      s.fail_flac(s.flac_state_text());
+    }
+    s.tmp.commit();
+  });
+  s.spent = true;
+}
+
+void write_audio_file(const fs::path& dest, container_format container, const pcm_frames& pcm, const track_tags& tags) {
+  LATHE_EXPECTS(pcm.channels == 1 || pcm.channels == 2, "lathe writes mono or stereo");
+  audio_writer writer(dest, container, pcm.channels, pcm.sample_rate_hz, pcm.bit_depth, tags, pcm.frames());
+  if (pcm.bit_depth == 32) {
+    writer.write(pcm.float_samples);
+  } else {
+    writer.write(pcm.int_samples);
+  }
+  writer.commit();
 }
 
 }  // namespace lathe

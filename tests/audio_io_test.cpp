@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <random>
@@ -86,11 +87,16 @@ SNDFILE* sf_create(const fs::path& p, int format, int channels, int rate) {
   return f;
 }
 
-/// Reference writer: libsndfile directly, integers right-justified in `ints`.
+/// Reference writer: libsndfile directly, integers right-justified in `ints`, the tags set
+/// before the audio.
 void sf_write_ints(const fs::path& p, int format, int channels, int rate, const std::vector<std::int32_t>& ints,
-                   int bits) {
+                   int bits, const track_tags& tags = {}) {
   SNDFILE* f = sf_create(p, format, channels, rate);
   ASSERT_NE(f, nullptr);
+  if (!tags.title.empty()) sf_set_string(f, SF_STR_TITLE, tags.title.c_str());
+  if (!tags.artist.empty()) sf_set_string(f, SF_STR_ARTIST, tags.artist.c_str());
+  if (!tags.album.empty()) sf_set_string(f, SF_STR_ALBUM, tags.album.c_str());
+  if (tags.track_number > 0) sf_set_string(f, SF_STR_TRACKNUMBER, std::to_string(tags.track_number).c_str());
   std::vector<int> left(ints.size());
   for (std::size_t i = 0; i < ints.size(); ++i)
     left[i] = static_cast<int>(static_cast<std::uint32_t>(ints[i]) << (32 - bits));
@@ -596,6 +602,7 @@ struct enc_case {
   int bits;
   int channels;
   int expected_format;
+  bool tagged = false;
 };
 
 class encode_round_trip : public temp_dir_test, public ::testing::WithParamInterface<enc_case> {};
@@ -800,6 +807,257 @@ TEST_F(temp_dir_test, concurrent_writes_to_distinct_dests) {
     SF_INFO info;
     EXPECT_TRUE(sf_read_ints(file(name(i)), 16, info) == data[static_cast<std::size_t>(i)]);
   }
+}
+
+// ---- streaming writer -------------------------------------------------------------------------
+
+std::vector<unsigned char> file_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+/// A float WAV's bytes with the PEAK chunk's timestamp (libsndfile writes time(NULL) there)
+/// zeroed, so two writes of the same samples compare equal; other files unchanged.
+std::vector<unsigned char> comparable_bytes(const fs::path& p) {
+  std::vector<unsigned char> b = file_bytes(p);
+  const std::size_t head = std::min<std::size_t>(b.size(), 512);
+  for (std::size_t i = 12; i + 16 <= head; ++i) {
+    if (std::memcmp(&b[i], "PEAK", 4) == 0) {
+      std::fill_n(b.begin() + static_cast<std::ptrdiff_t>(i + 12), 4, 0);
+      break;
+    }
+  }
+  return b;
+}
+
+/// Feeds `x` to `w` in chunks of 1, 7, 4096 and 65537 frames in turn, then commits.
+template <class T>
+void write_in_chunks(audio_writer& w, const std::vector<T>& x, int channels) {
+  const auto ch = static_cast<std::size_t>(channels);
+  std::size_t pos = 0, turn = 0;
+  while (pos < x.size()) {
+    const std::size_t n = std::min(reader_block_sizes[turn++ % std::size(reader_block_sizes)] * ch, x.size() - pos);
+    w.write(std::span<const T>(x.data() + pos, n));
+    pos += n;
+    EXPECT_EQ(w.frames_written(), pos / ch);
+  }
+  w.commit();
+}
+
+class writer_stream : public temp_dir_test, public ::testing::WithParamInterface<enc_case> {};
+
+TEST_P(writer_stream, chunked_bytes_equal_one_shot_and_read_back) {
+  const enc_case& c = GetParam();
+  constexpr std::size_t frames = 100'003;  // every chunk size, several encoder chunks, a remainder
+  constexpr int rate = 96'000;
+  const track_tags tags = c.tagged ? track_tags{"A Title", "An Artist", "An Album", "USRC17607839", 12} : track_tags{};
+  const auto ch = static_cast<std::size_t>(c.channels);
+  const auto ints = random_ints(frames * ch, c.bits == 32 ? 24 : c.bits, 9);
+  std::vector<float> floats(ints.size());
+  for (std::size_t i = 0; i < ints.size(); ++i) floats[i] = static_cast<float>(ints[i]) * 1.5e-7f;  // past 1.0
+  pcm_frames pcm;
+  pcm.channels = c.channels;
+  pcm.sample_rate_hz = rate;
+  pcm.bit_depth = c.bits;
+  if (c.bits == 32) {
+    pcm.float_samples = floats;
+  } else {
+    pcm.int_samples = ints;
+  }
+  const std::string ext = file_extension(c.container);
+  const fs::path one_shot = file("one." + ext), chunked = file("chunked." + ext);
+  write_audio_file(one_shot, c.container, pcm, tags);
+  {
+    audio_writer w(chunked, c.container, c.channels, rate, c.bits, tags, frames);
+    if (c.bits == 32) {
+      write_in_chunks(w, floats, c.channels);
+    } else {
+      write_in_chunks(w, ints, c.channels);
+    }
+  }
+  EXPECT_TRUE(comparable_bytes(one_shot) == comparable_bytes(chunked));
+  if (c.container == container_format::wav && c.bits != 32) {
+    // What the encoder was before it streamed: libsndfile given every frame in one call.
+    const fs::path ref = file("ref.wav");
+    sf_write_ints(ref, c.expected_format, c.channels, rate, ints, c.bits, tags);
+    EXPECT_TRUE(file_bytes(one_shot) == file_bytes(ref));
+  }
+  EXPECT_EQ(std::memcmp(file_bytes(chunked).data(), c.container == container_format::wav ? "RIFF" : "fLaC", 4), 0);
+
+  SF_INFO info{};
+  SNDFILE* f = sf_open(chunked.c_str(), SFM_READ, &info);
+  ASSERT_NE(f, nullptr) << sf_strerror(nullptr);
+  EXPECT_EQ(info.format, c.expected_format);
+  EXPECT_EQ(info.samplerate, rate);
+  EXPECT_EQ(info.channels, c.channels);
+  EXPECT_EQ(info.frames, static_cast<sf_count_t>(frames));
+  const char* title = sf_get_string(f, SF_STR_TITLE);
+  EXPECT_EQ(title ? std::string(title) : std::string(), tags.title);
+  sf_close(f);
+  if (c.bits == 32) {
+    const audio_buffer back = sf_read_planar(chunked);
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < frames; ++i)
+      for (std::size_t k = 0; k < ch; ++k)
+        differ += std::memcmp(&back.channel(static_cast<int>(k))[i], &floats[i * ch + k], sizeof(float)) != 0;
+    EXPECT_EQ(differ, 0u);
+  } else {
+    SF_INFO ri;
+    EXPECT_TRUE(sf_read_ints(chunked, c.bits, ri) == ints);
+  }
+  EXPECT_EQ(listing().size(), c.container == container_format::wav && c.bits != 32 ? 3u : 2u);  // no temporaries
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    formats, writer_stream,
+    ::testing::Values(enc_case{"wav16", container_format::wav, 16, 2, SF_FORMAT_WAV | SF_FORMAT_PCM_16},
+                      enc_case{"wav24_tagged", container_format::wav, 24, 2, SF_FORMAT_WAV | SF_FORMAT_PCM_24, true},
+                      enc_case{"wav24_mono", container_format::wav, 24, 1, SF_FORMAT_WAV | SF_FORMAT_PCM_24},
+                      enc_case{"wav_float", container_format::wav, 32, 2, SF_FORMAT_WAV | SF_FORMAT_FLOAT},
+                      enc_case{"wav_float_tagged", container_format::wav, 32, 2, SF_FORMAT_WAV | SF_FORMAT_FLOAT, true},
+                      enc_case{"flac16", container_format::flac, 16, 2, SF_FORMAT_FLAC | SF_FORMAT_PCM_16},
+                      enc_case{"flac24_tagged", container_format::flac, 24, 2, SF_FORMAT_FLAC | SF_FORMAT_PCM_24, true},
+                      enc_case{"flac16_mono", container_format::flac, 16, 1, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, true}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(temp_dir_test, writer_not_committed_leaves_dest_untouched) {
+  const fs::path dest = file("out.flac");
+  const auto first = random_ints(2 * 1'000, 16, 1), second = random_ints(2 * 1'000, 16, 2);
+  pcm_frames pcm;
+  pcm.bit_depth = 16;
+  pcm.int_samples = first;
+  write_audio_file(dest, container_format::flac, pcm, {});
+  const auto before = file_bytes(dest);
+  for (const container_format c : {container_format::flac, container_format::wav}) {
+    const fs::path d = c == container_format::flac ? dest : file("out.wav");
+    audio_writer w(d, c, 2, 48'000, 16, {}, 1'000);
+    w.write(std::span<const std::int32_t>(second.data(), 2 * 400));
+    EXPECT_EQ(listing().size(), 2u);  // dest (or nothing) and the temporary
+  }                                   // destroyed mid-stream
+  EXPECT_EQ(listing(), std::vector<std::string>{"out.flac"});
+  EXPECT_TRUE(file_bytes(dest) == before);
+}
+
+TEST_F(temp_dir_test, writer_commit_checks_the_frame_count) {
+  const fs::path dest = file("short.wav");
+  const auto ints = random_ints(2 * 10, 24);
+  {
+    audio_writer w(dest, container_format::wav, 2, 48'000, 24, {}, 11);
+    w.write(ints);
+    expect_output_error([&] { w.commit(); }, dest, "only 10 of the 11 frames");
+    expect_output_error([&] { w.commit(); }, dest, "cannot finish");  // spent
+  }
+  EXPECT_TRUE(listing().empty());
+  audio_writer w(dest, container_format::wav, 2, 48'000, 24, {}, 9);
+  EXPECT_THROW(w.write(ints), lathe::logic_error);                                           // past total_frames
+  EXPECT_THROW(w.write(std::span<const std::int32_t>(ints.data(), 3)), lathe::logic_error);  // not whole frames
+  const std::vector<std::int32_t> loud = {1 << 23, 0};
+  EXPECT_THROW(w.write(loud), lathe::logic_error);  // outside 24 bits
+  const std::vector<float> x(4, 0.5f);
+  EXPECT_THROW(w.write(x), lathe::logic_error);  // float into a 24-bit file
+}
+
+TEST_F(temp_dir_test, writer_is_move_only_and_moves_mid_stream) {
+  static_assert(!std::is_copy_constructible_v<audio_writer> && !std::is_copy_assignable_v<audio_writer>);
+  static_assert(std::is_nothrow_move_constructible_v<audio_writer> && std::is_nothrow_move_assignable_v<audio_writer>);
+  const auto ints = random_ints(2 * 50'000, 16, 4);
+  pcm_frames pcm;
+  pcm.bit_depth = 16;
+  pcm.int_samples = ints;
+  write_audio_file(file("one.flac"), container_format::flac, pcm, {});
+  // The FLAC encoder writes through a pointer to the writer's sink: a move must keep it valid.
+  audio_writer first(file("moved.flac"), container_format::flac, 2, 48'000, 16, {}, 50'000);
+  first.write(std::span<const std::int32_t>(ints.data(), 2 * 20'000));
+  audio_writer second(std::move(first));
+  second.write(std::span<const std::int32_t>(ints.data() + 2 * 20'000, 2 * 30'000));
+  second.commit();
+  EXPECT_TRUE(file_bytes(file("one.flac")) == file_bytes(file("moved.flac")));
+}
+
+// ---- RF64 -------------------------------------------------------------------------------------
+
+TEST(wav_rf64, threshold_arithmetic) {
+  constexpr std::size_t hour_96k = 3'600 * 96'000;
+  // 24-bit/96 kHz stereo is 576 kB/s: 1 h is 2.07 GB, 2 h 4.15 GB (under 2^32 = 4.29 GB), 3 h 6.22 GB.
+  EXPECT_FALSE(wav_needs_rf64(1 * hour_96k, 2, 24));
+  EXPECT_FALSE(wav_needs_rf64(2 * hour_96k, 2, 24));
+  EXPECT_TRUE(wav_needs_rf64(3 * hour_96k, 2, 24));
+  // 32-bit float at 96 kHz stereo: 2 h is 5.53 GB. 16-bit/44.1 kHz stereo passes 2^32 bytes after 6.76 h.
+  EXPECT_TRUE(wav_needs_rf64(2 * hour_96k, 2, 32));
+  EXPECT_FALSE(wav_needs_rf64(6 * 3'600 * 44'100, 2, 16));
+  EXPECT_TRUE(wav_needs_rf64(7 * 3'600 * 44'100, 2, 16));
+  EXPECT_FALSE(wav_needs_rf64(0, 1, 16));
+  EXPECT_TRUE(wav_needs_rf64(std::numeric_limits<std::size_t>::max(), 2, 32));  // no overflow
+}
+
+TEST_F(temp_dir_test, rf64_threshold_is_safe_and_tight) {
+  // The largest frame count kept as RIFF, found by bisection, for 24-bit stereo with tags.
+  const track_tags tags{"A fairly long title for a track", "An Artist", "An Album", "", 12};
+  std::size_t lo = 0, hi = std::size_t{1} << 31;  // lo fits, hi does not
+  ASSERT_TRUE(wav_needs_rf64(hi, 2, 24, tags));
+  while (hi - lo > 1) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    (wav_needs_rf64(mid, 2, 24, tags) ? hi : lo) = mid;
+  }
+  // Its real header, measured on a small file with the same tags: the file minus its samples.
+  const fs::path p = file("small.wav");
+  const auto ints = random_ints(2 * 100, 24);
+  sf_write_ints(p, SF_FORMAT_WAV | SF_FORMAT_PCM_24, 2, 96'000, ints, 24, tags);
+  const std::uint64_t header = fs::file_size(p) - 100 * 6;
+  const std::uint64_t data = static_cast<std::uint64_t>(lo) * 6;
+  EXPECT_LE(data + header - 8, riff_max_bytes);  // the RIFF size field holds the file
+  EXPECT_LE(data, riff_max_bytes);               // and the data size field the samples
+  EXPECT_GE(data, riff_max_bytes - 8'192);       // and little capacity is given away
+  // A longer tag moves the threshold down by about its size.
+  track_tags longer = tags;
+  longer.title.append(1'000, 'x');
+  EXPECT_TRUE(wav_needs_rf64(lo, 2, 24, longer));
+}
+
+TEST_F(temp_dir_test, rf64_written_when_forced_reads_back_identically) {
+  // A RIFF capacity of 1 byte sends even a small file down the RF64 path.
+  constexpr std::size_t frames = 70'001;
+  const track_tags tags{"A Title", "An Artist", "An Album", "", 12};
+  const auto ints = random_ints(frames * 2, 24, 5);
+  std::vector<float> floats(ints.size());
+  for (std::size_t i = 0; i < ints.size(); ++i) floats[i] = static_cast<float>(ints[i]) * 1.5e-7f;
+  for (const int bits : {24, 32}) {
+    SCOPED_TRACE(bits);
+    const fs::path dest = file("big" + std::to_string(bits) + ".wav");
+    ASSERT_TRUE(wav_needs_rf64(frames, 2, bits, tags, 1));
+    audio_writer w(dest, container_format::wav, 2, 96'000, bits, tags, frames, 1);
+    if (bits == 32) {
+      write_in_chunks(w, floats, 2);
+    } else {
+      write_in_chunks(w, ints, 2);
+    }
+    EXPECT_EQ(std::memcmp(file_bytes(dest).data(), "RF64", 4), 0);
+    SF_INFO info{};
+    SNDFILE* f = sf_open(dest.c_str(), SFM_READ, &info);
+    ASSERT_NE(f, nullptr) << sf_strerror(nullptr);
+    EXPECT_EQ(info.format, SF_FORMAT_RF64 | (bits == 32 ? SF_FORMAT_FLOAT : SF_FORMAT_PCM_24));
+    EXPECT_EQ(info.frames, static_cast<sf_count_t>(frames));
+    EXPECT_EQ(info.samplerate, 96'000);
+    const char* title = sf_get_string(f, SF_STR_TITLE);
+    const char* track = sf_get_string(f, SF_STR_TRACKNUMBER);
+    EXPECT_EQ(title ? std::string(title) : "", "A Title");  // the LIST/INFO chunk survives in RF64
+    EXPECT_EQ(track ? std::string(track) : "", "12");
+    sf_close(f);
+    if (bits == 24) {
+      SF_INFO ri;
+      EXPECT_TRUE(sf_read_ints(dest, 24, ri) == ints);
+    } else {
+      const audio_buffer back = sf_read_planar(dest);
+      ASSERT_EQ(back.frames(), frames);
+      std::size_t differ = 0;
+      for (std::size_t i = 0; i < frames; ++i)
+        for (int c = 0; c < 2; ++c)
+          differ += std::memcmp(&back.channel(c)[i], &floats[2 * i + static_cast<std::size_t>(c)], 4) != 0;
+      EXPECT_EQ(differ, 0u);
+    }
+    EXPECT_EQ(probe_file(dest).container, "rf64");  // and lathe reads it as such
+  }
+  EXPECT_EQ(listing().size(), 2u);
 }
 
 TEST(container_names, parse_and_print) {

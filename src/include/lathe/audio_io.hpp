@@ -97,11 +97,66 @@ struct pcm_frames {
   }
 };
 
+/// Bytes a RIFF WAV can address: its chunk sizes are unsigned 32-bit (the RIFF size is the
+/// file length less 8).
+inline constexpr std::uint64_t riff_max_bytes = 0xFFFF'FFFFu;
+
+/// True when a WAV of `frames` frames of `channels` x `bit_depth` (16, 24 or 32 float) with
+/// `tags` would not fit RIFF's 32-bit sizes: data plus a bound on the header (format, fact,
+/// PEAK and LIST/INFO chunks) over `riff_limit_bytes`. Such a file is written as RF64. 2 h of
+/// 24-bit/96 kHz stereo (3.86 GiB of samples) still fits; 3 h (5.79 GiB) does not.
+/// `riff_limit_bytes` is RIFF's capacity; only tests lower it.
+bool wav_needs_rf64(std::size_t frames, int channels, int bit_depth, const track_tags& tags = {},
+                    std::uint64_t riff_limit_bytes = riff_max_bytes);
+
+/// Streams an encode, so a track of any length is written in O(block) memory: the
+/// constructor creates dest's parent folders and opens a temporary file in dest's folder,
+/// write() appends interleaved frames, commit() finishes the file and renames it over dest.
+/// Until commit() returns, dest is untouched; destroying an uncommitted writer removes the
+/// temporary, so no half-written dest ever exists. Move-only. One thread at a time per
+/// writer; writers to distinct dests are independent.
+///
+/// The container carries the tags as write_audio_file() describes. A WAV whose size
+/// (known from total_frames) does not fit RIFF (wav_needs_rf64()) is written as RF64 with
+/// the same sample format and LIST/INFO tags; every other WAV is plain RIFF.
+class audio_writer {
+ public:
+  /// `channels` 1 or 2; `bit_depth` 16 or 24 (integers, WAV or FLAC) or 32 (float, WAV
+  /// only); `total_frames` is exactly what write() will be given in all. Throws
+  /// output_error (naming dest) when the folder or the temporary cannot be created, or for
+  /// FLAC with 32-bit float. `riff_limit_bytes`: see wav_needs_rf64().
+  audio_writer(const std::filesystem::path& dest, container_format container, int channels, double sample_rate_hz,
+               int bit_depth, const track_tags& tags, std::size_t total_frames,
+               std::uint64_t riff_limit_bytes = riff_max_bytes);
+  audio_writer(audio_writer&&) noexcept;
+  audio_writer& operator=(audio_writer&&) noexcept;
+  ~audio_writer();
+
+  /// Appends whole frames of integers right-justified at the bit depth (16 or 24), each
+  /// within its range. Throws output_error when the encoder or the disk fails; the writer
+  /// is then spent and commit() refuses. Part frames, more than total_frames in all, samples
+  /// out of range or of the other type are a logic_error. Allocates nothing.
+  void write(std::span<const std::int32_t> interleaved);
+  /// Appends whole frames of float samples (bit depth 32), written bit for bit, unclipped;
+  /// otherwise as the integer write().
+  void write(std::span<const float> interleaved);
+  std::size_t frames_written() const noexcept;
+  /// Finishes the container, flushes to disk, closes and renames over dest. Throws
+  /// output_error naming dest when fewer than total_frames were written or on any failure
+  /// (the temporary is then removed when the writer is destroyed).
+  void commit();
+
+ private:
+  struct state;
+  std::unique_ptr<state> s_;
+};
+
 /// Writes `pcm` to `dest` (creating parent folders) with the tags the container carries
 /// (FLAC: TITLE, ARTIST, ALBUM, TRACKNUMBER, ISRC Vorbis comments; WAV: RIFF INFO title,
 /// artist, album, track number). Written to a temporary file in dest's folder, flushed, then
 /// renamed over dest; on any failure the temporary is removed and output_error is thrown, so
-/// no half-written dest ever exists. Thread-safe for distinct dests.
+/// no half-written dest ever exists. Thread-safe for distinct dests. An audio_writer given
+/// the same frames in any split writes the same bytes.
 void write_audio_file(const std::filesystem::path& dest, container_format container, const pcm_frames& pcm,
                       const track_tags& tags);
 
