@@ -185,46 +185,87 @@ std::size_t tonal_fft_size(double sample_rate_hz) {
   return std::size_t{1} << log2_n;
 }
 
-welch_power measure_welch_power(const audio_buffer& stereo, double sample_rate_hz) {
-  LATHE_EXPECTS(stereo.channels() == 2, "tonal analysis takes a stereo buffer");
-  const std::size_t n = tonal_fft_size(sample_rate_hz);
-  const std::size_t hop = n / 2, bins = n / 2 + 1;
-  welch_power w;
-  w.fft_size = n;
-  w.sample_rate_hz = sample_rate_hz;
-  w.samples = stereo.frames();
-  w.mid.assign(bins, 0.0);
-  w.side.assign(bins, 0.0);
-  const std::size_t total = stereo.frames();
-  if (total == 0) return w;
+struct welch_accumulator::fft_work {
+  explicit fft_work(std::size_t n)
+      : mid_time(fftwf_alloc<float>(n)),
+        side_time(fftwf_alloc<float>(n)),
+        mid_freq(fftwf_alloc<fftwf_complex>(n / 2 + 1)),
+        side_freq(fftwf_alloc<fftwf_complex>(n / 2 + 1)),
+        plan(n, mid_time.get(), mid_freq.get()) {}
+  fftwf_ptr<float> mid_time, side_time;
+  fftwf_ptr<fftwf_complex> mid_freq, side_freq;
+  r2c_plan plan;
+};
+
+welch_accumulator::welch_accumulator(double sample_rate_hz)
+    : fft_size_(tonal_fft_size(sample_rate_hz)),
+      window_(fft_size_),
+      left_(fft_size_),
+      right_(fft_size_),
+      fft_(std::make_unique<fft_work>(fft_size_)) {
+  for (std::size_t j = 0; j < fft_size_; ++j) window_[j] = periodic_hann(j, fft_size_);
+  power_.fft_size = fft_size_;
+  power_.sample_rate_hz = sample_rate_hz;
+  power_.mid.assign(fft_size_ / 2 + 1, 0.0);
+  power_.side.assign(fft_size_ / 2 + 1, 0.0);
+}
+
+welch_accumulator::welch_accumulator(welch_accumulator&&) noexcept = default;
+welch_accumulator& welch_accumulator::operator=(welch_accumulator&&) noexcept = default;
+welch_accumulator::~welch_accumulator() = default;
+
+void welch_accumulator::run_frame(std::size_t valid) noexcept {
+  fft_work& f = *fft_;
+  // Mid and side in float64 (exact for float inputs), windowed, then rounded once to float.
+  for (std::size_t j = 0; j < valid; ++j) {
+    const double a = left_[j], b = right_[j];
+    f.mid_time[j] = static_cast<float>(0.5 * (a + b) * window_[j]);
+    f.side_time[j] = static_cast<float>(0.5 * (a - b) * window_[j]);
+  }
+  std::fill(f.mid_time.get() + valid, f.mid_time.get() + fft_size_, 0.0f);
+  std::fill(f.side_time.get() + valid, f.side_time.get() + fft_size_, 0.0f);
+  f.plan.execute(f.mid_time.get(), f.mid_freq.get());
+  f.plan.execute(f.side_time.get(), f.side_freq.get());
+  accumulate_power(f.mid_freq.get(), power_.mid);
+  accumulate_power(f.side_freq.get(), power_.side);
+  ++power_.frames_analyzed;
+}
+
+void welch_accumulator::add(const_block_view stereo) noexcept {
+  const std::size_t hop = fft_size_ / 2;
+  const float* l = stereo[0];
+  const float* r = stereo[1];
+  for (std::size_t pos = 0; pos < stereo.frames;) {
+    const std::size_t m = std::min(fft_size_ - fill_, stereo.frames - pos);
+    std::copy(l + pos, l + pos + m, left_.begin() + static_cast<std::ptrdiff_t>(fill_));
+    std::copy(r + pos, r + pos + m, right_.begin() + static_cast<std::ptrdiff_t>(fill_));
+    fill_ += m;
+    pos += m;
+    if (fill_ < fft_size_) break;
+    run_frame(fft_size_);
+    // The next frame starts a hop later: its first half is this frame's second.
+    std::copy(left_.begin() + static_cast<std::ptrdiff_t>(hop), left_.end(), left_.begin());
+    std::copy(right_.begin() + static_cast<std::ptrdiff_t>(hop), right_.end(), right_.begin());
+    fill_ = hop;
+  }
+  power_.samples += stereo.frames;
+}
+
+welch_power welch_accumulator::finish() {
   // Frames start at 0, hop, 2 hop, ... until one reaches the end; only the last is partial (and
   // holds more than hop samples, so its zero padding biases the mean by < 1/2 frame's weight).
-  const std::size_t frames = total <= n ? 1 : 1 + (total - n + hop - 1) / hop;
-  std::vector<double> window(n);
-  for (std::size_t j = 0; j < n; ++j) window[j] = periodic_hann(j, n);
-  auto mid_time = fftwf_alloc<float>(n), side_time = fftwf_alloc<float>(n);
-  auto mid_freq = fftwf_alloc<fftwf_complex>(bins), side_freq = fftwf_alloc<fftwf_complex>(bins);
-  const r2c_plan plan(n, mid_time.get(), mid_freq.get());
-  const float* l = stereo.channel(0);
-  const float* r = stereo.channel(1);
-  for (std::size_t f = 0; f < frames; ++f) {
-    const std::size_t start = f * hop;
-    const std::size_t valid = std::min(n, total - start);
-    // Mid and side in float64 (exact for float inputs), windowed, then rounded once to float.
-    for (std::size_t j = 0; j < valid; ++j) {
-      const double a = l[start + j], b = r[start + j];
-      mid_time[j] = static_cast<float>(0.5 * (a + b) * window[j]);
-      side_time[j] = static_cast<float>(0.5 * (a - b) * window[j]);
-    }
-    std::fill(mid_time.get() + valid, mid_time.get() + n, 0.0f);
-    std::fill(side_time.get() + valid, side_time.get() + n, 0.0f);
-    plan.execute(mid_time.get(), mid_freq.get());
-    plan.execute(side_time.get(), side_freq.get());
-    accumulate_power(mid_freq.get(), w.mid);
-    accumulate_power(side_freq.get(), w.side);
-  }
-  w.frames_analyzed = frames;
-  return w;
+  // After a full frame fill_ is hop, the samples it shares with the next: a partial frame
+  // remains only when more arrived (or, before the first full frame, when any did).
+  const std::size_t shared = power_.frames_analyzed > 0 ? fft_size_ / 2 : 0;
+  if (fill_ > shared) run_frame(fill_);
+  return std::move(power_);
+}
+
+welch_power measure_welch_power(const audio_buffer& stereo, double sample_rate_hz) {
+  LATHE_EXPECTS(stereo.channels() == 2, "tonal analysis takes a stereo buffer");
+  welch_accumulator w(sample_rate_hz);
+  w.add(stereo.view());
+  return w.finish();
 }
 
 tonal_analysis summarize(const welch_power& power, float sample_peak) {
@@ -297,12 +338,26 @@ tonal_analysis summarize(const welch_power& power, float sample_peak) {
   return a;
 }
 
-tonal_analysis analyze_tonal(const audio_buffer& stereo, double sample_rate_hz) {
-  float peak = 0.0f;
-  for (int c = 0; c < stereo.channels(); ++c) {
-    for (const float v : stereo.span(c)) peak = std::max(peak, std::abs(v));
+tonal_analyzer::tonal_analyzer(double sample_rate_hz) : welch_(sample_rate_hz) {}
+
+void tonal_analyzer::add(const_block_view stereo) noexcept {
+  welch_.add(stereo);
+  float peak = sample_peak_;
+  for (int c = 0; c < 2; ++c) {
+    for (std::size_t i = 0; i < stereo.frames; ++i) peak = std::max(peak, std::abs(stereo[c][i]));
   }
-  return summarize(measure_welch_power(stereo, sample_rate_hz), peak);
+  sample_peak_ = peak;
+}
+
+tonal_analysis tonal_analyzer::finish() {
+  return summarize(welch_.finish(), sample_peak_);
+}
+
+tonal_analysis analyze_tonal(const audio_buffer& stereo, double sample_rate_hz) {
+  LATHE_EXPECTS(stereo.channels() == 2, "tonal analysis takes a stereo buffer");
+  tonal_analyzer a(sample_rate_hz);
+  a.add(stereo.view());
+  return a.finish();
 }
 
 bool target_curve::has_width() const noexcept {

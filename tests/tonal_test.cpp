@@ -3,7 +3,9 @@
 // and analytic tilts.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -259,6 +261,102 @@ TEST(Tonal, RepeatedRunsAreBitIdentical) {
   ASSERT_EQ(a.mid.size(), b.mid.size());
   EXPECT_EQ(std::memcmp(a.mid.data(), b.mid.data(), a.mid.size() * sizeof(double)), 0);
   EXPECT_EQ(std::memcmp(a.side.data(), b.side.data(), a.side.size() * sizeof(double)), 0);
+}
+
+// Block sizes for the streaming tests: 1, a prime, 10 ms at 48 kHz, a power of two, a prime, and
+// random sizes (cycled).
+std::vector<std::vector<std::size_t>> stream_partitions() {
+  std::mt19937 rng(12);
+  std::uniform_int_distribution<std::size_t> size(1, 20'000);
+  std::vector<std::size_t> random(61);
+  for (std::size_t& s : random) s = size(rng);
+  return {{1}, {7}, {480}, {4096}, {65'537}, random};
+}
+
+template <class Analyzer>
+Analyzer& feed(Analyzer& a, const audio_buffer& in, const std::vector<std::size_t>& sizes) {
+  std::size_t pos = 0;
+  for (std::size_t k = 0; pos < in.frames(); ++k) {
+    const std::size_t n = std::min(sizes[k % sizes.size()], in.frames() - pos);
+    a.add(in.view(pos, n));
+    pos += n;
+  }
+  return a;
+}
+
+// Stereo noise of `frames` frames with DC on the left, a silent gap and full-scale runs.
+audio_buffer streaming_track(std::size_t frames, std::uint32_t seed) {
+  audio_buffer b = test::white_noise(-15.0, static_cast<double>(frames) / 44'100.0, 44'100.0, 2, seed);
+  for (std::size_t i = 0; i < b.frames(); ++i) b.channel(0)[i] += 0.02f;
+  for (std::size_t i = b.frames() / 3; i < b.frames() / 2; ++i) b.channel(0)[i] = b.channel(1)[i] = 0.0f;
+  for (std::size_t i = 4090; i < std::min<std::size_t>(b.frames(), 4105); ++i) b.channel(1)[i] = -1.0f;
+  return b;
+}
+
+std::uint64_t bits(double x) {
+  return std::bit_cast<std::uint64_t>(x);
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+void expect_bitwise_equal(const welch_power& got, const welch_power& want) {
+  EXPECT_EQ(got.fft_size, want.fft_size);
+  EXPECT_EQ(got.sample_rate_hz, want.sample_rate_hz);
+  EXPECT_EQ(got.frames_analyzed, want.frames_analyzed);
+  EXPECT_EQ(got.samples, want.samples);
+  EXPECT_TRUE(same_bits(got.mid, want.mid));
+  EXPECT_TRUE(same_bits(got.side, want.side));
+}
+
+// Bitwise, NaN bands included.
+void expect_bitwise_equal(const tonal_analysis& got, const tonal_analysis& want) {
+  EXPECT_EQ(got.sample_rate_hz, want.sample_rate_hz);
+  EXPECT_EQ(got.frames, want.frames);
+  EXPECT_EQ(std::memcmp(got.mid_db.data(), want.mid_db.data(), sizeof got.mid_db), 0);
+  EXPECT_EQ(std::memcmp(got.side_db.data(), want.side_db.data(), sizeof got.side_db), 0);
+  EXPECT_EQ(std::memcmp(got.width_db.data(), want.width_db.data(), sizeof got.width_db), 0);
+  EXPECT_TRUE(same_bits(got.fine_freq_hz, want.fine_freq_hz));
+  EXPECT_TRUE(same_bits(got.fine_db, want.fine_db));
+  EXPECT_EQ(bits(got.tilt_db_per_octave), bits(want.tilt_db_per_octave));
+  EXPECT_EQ(bits(got.low_end_db), bits(want.low_end_db));
+  EXPECT_EQ(bits(got.high_end_db), bits(want.high_end_db));
+  EXPECT_EQ(bits(got.crest_factor_db), bits(want.crest_factor_db));
+  EXPECT_EQ(bits(got.plr_db), bits(want.plr_db));
+}
+
+// Lengths around the framing's edges (no frame, one partial, one full, a full and a partial, two
+// full, ...) and a few seconds with DC, silence and clipping.
+std::vector<std::size_t> streaming_lengths() {
+  const std::size_t n = tonal_fft_size(44'100.0), hop = n / 2;
+  return {0, 1, n - 1, n, n + 1, n + hop - 1, n + hop, n + hop + 1, 5 * 44'100 + 17};
+}
+
+TEST(WelchAccumulator, AnyBlockPartitionGivesTheWholeBufferResultsBitForBit) {
+  for (const std::size_t frames : streaming_lengths()) {
+    const audio_buffer b = streaming_track(frames, 41);
+    const welch_power whole_power = measure_welch_power(b, 44'100.0);
+    const tonal_analysis whole = analyze_tonal(b, 44'100.0);
+    for (const std::vector<std::size_t>& sizes : stream_partitions()) {
+      SCOPED_TRACE(std::to_string(frames) + " frames, blocks " +
+                   (sizes.size() == 1 ? std::to_string(sizes[0]) : "random"));
+      welch_accumulator w(44'100.0);
+      expect_bitwise_equal(feed(w, b, sizes).finish(), whole_power);
+      tonal_analyzer a(44'100.0);
+      expect_bitwise_equal(feed(a, b, sizes).finish(), whole);
+    }
+  }
+}
+
+TEST(WelchAccumulator, FramesAsDocumented) {
+  // One frame per hop until one reaches the end; only the last may be partial.
+  const std::size_t n = tonal_fft_size(44'100.0), hop = n / 2;
+  const std::vector<std::size_t> want = {0, 1, 1, 1, 2, 2, 2, 3, 1 + (5 * 44'100 + 17 - n + hop - 1) / hop};
+  const std::vector<std::size_t> lengths = streaming_lengths();
+  for (std::size_t k = 0; k < lengths.size(); ++k) {
+    EXPECT_EQ(measure_welch_power(audio_buffer(2, lengths[k]), 44'100.0).frames_analyzed, want[k]) << lengths[k];
+  }
 }
 
 TEST(Tonal, DeviationFromAFlatTargetIsTheTiltsRms) {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -45,7 +46,41 @@ struct welch_power {
 /// bin spacing resolves the 20 Hz band (which is 4.6 Hz wide) with at least one bin.
 std::size_t tonal_fft_size(double sample_rate_hz);
 
-/// Welch power of a whole stereo buffer (channels must be 2) on the CPU with FFTW. Allocates.
+/// Welch power of a stereo stream fed block by block, on the CPU with FFTW: finish() equals
+/// measure_welch_power() of the concatenated blocks bit for bit, for any block partition. Each
+/// Welch frame is transformed once its fft_size samples have arrived (the same samples, window
+/// and plan, so the same float FFT) and its power added to the per-bin float64 sums in frame
+/// order; finish() adds the zero-padded partial frame, if the stream ends inside one. Memory:
+/// O(fft_size), whatever the length. Not thread-safe; one per stream.
+class welch_accumulator {
+ public:
+  /// Plans the FFT for tonal_fft_size(sample_rate_hz) (under the FFTW planner lock). Allocates.
+  explicit welch_accumulator(double sample_rate_hz);
+  welch_accumulator(welch_accumulator&&) noexcept;
+  welch_accumulator& operator=(welch_accumulator&&) noexcept;
+  ~welch_accumulator();
+
+  /// Feeds the next frames of both channels (`stereo.channels` is 2; not checked). No
+  /// allocation.
+  void add(const_block_view stereo) noexcept;
+
+  /// The Welch power of everything fed. Call once, after the last add().
+  welch_power finish();
+
+ private:
+  struct fft_work;  // FFTW buffers and plan
+  void run_frame(std::size_t valid) noexcept;
+
+  std::size_t fft_size_;
+  std::vector<double> window_;
+  std::vector<float> left_, right_;  // the current frame's samples so far
+  std::size_t fill_ = 0;             // samples in left_ / right_
+  welch_power power_;
+  std::unique_ptr<fft_work> fft_;
+};
+
+/// Welch power of a whole stereo buffer (channels must be 2): a welch_accumulator fed the whole
+/// buffer. Allocates.
 welch_power measure_welch_power(const audio_buffer& stereo, double sample_rate_hz);
 
 struct tonal_analysis {
@@ -76,7 +111,29 @@ struct tonal_analysis {
 /// for the crest factor comes from the Welch power via Parseval (Hann-window corrected).
 tonal_analysis summarize(const welch_power& power, float sample_peak);
 
-/// measure_welch_power + summarize, with the sample peak scanned from the buffer.
+/// analyze_tonal() fed block by block: a welch_accumulator and the sample peak of both
+/// channels; finish() equals analyze_tonal() of the concatenated blocks bit for bit, for any
+/// block partition. Memory: O(fft_size). Not thread-safe; one per stream.
+class tonal_analyzer {
+ public:
+  /// Allocates (see welch_accumulator).
+  explicit tonal_analyzer(double sample_rate_hz);
+
+  /// Feeds the next frames of both channels (`stereo.channels` is 2; not checked). No
+  /// allocation.
+  void add(const_block_view stereo) noexcept;
+
+  /// The analysis of everything fed (plr_db 0, as analyze_tonal() leaves it). Call once, after
+  /// the last add().
+  tonal_analysis finish();
+
+ private:
+  welch_accumulator welch_;
+  float sample_peak_ = 0.0f;
+};
+
+/// measure_welch_power + summarize, with the sample peak scanned from the buffer (a
+/// tonal_analyzer fed the whole buffer).
 tonal_analysis analyze_tonal(const audio_buffer& stereo, double sample_rate_hz);
 
 /// Every band NaN: a target that says nothing about width (a default target is flat, no width).
