@@ -45,18 +45,24 @@ struct channel_job {
   double scale;   // 2^(b-1)
   double lo, hi;  // integer range
   std::uint64_t key0, key1;
+  std::uint64_t first_frame;  // the dither counter of in[0]
+  double* err;                // e[n-1-k] before in[0], updated to after the last frame
 };
 
 // Order: shaper length (0, 1 or 9), resolved once per channel so the loop has no mode branches.
 template <std::size_t Order, bool Dither>
 std::size_t quantize_channel(const channel_job& job, const double* coeffs) noexcept {
   std::array<double, Order == 0 ? 1 : Order> err{};  // err[k] = e[n-1-k]
+  for (std::size_t k = 0; k < Order; ++k) err[k] = job.err[k];
   std::size_t clipped = 0;
   for (std::size_t n = 0; n < job.frames; ++n) {
     double w = static_cast<double>(job.in[n]) * job.scale;
     for (std::size_t k = 0; k < Order; ++k) w -= coeffs[k] * err[k];
     double t = 0.0;
-    if constexpr (Dither) t = (uniform_from_key(job.key0, n) - 0.5) + (uniform_from_key(job.key1, n) - 0.5);
+    if constexpr (Dither) {
+      const std::uint64_t frame = job.first_frame + n;
+      t = (uniform_from_key(job.key0, frame) - 0.5) + (uniform_from_key(job.key1, frame) - 0.5);
+    }
     double q = std::nearbyint(w + t);
     if constexpr (Order > 0) {
       for (std::size_t k = Order - 1; k > 0; --k) err[k] = err[k - 1];
@@ -71,6 +77,7 @@ std::size_t quantize_channel(const channel_job& job, const double* coeffs) noexc
     }
     job.out[n * job.stride] = static_cast<std::int32_t>(q);
   }
+  for (std::size_t k = 0; k < Order; ++k) job.err[k] = err[k];
   return clipped;
 }
 
@@ -130,29 +137,43 @@ std::vector<double> noise_shaping_coefficients(noise_shaping shaping, double sam
   return {};
 }
 
-quantize_stats quantize(const audio_buffer& in, const quantize_params& params, std::vector<std::int32_t>& out) {
+quantizer::quantizer(const quantize_params& params, int channels)
+    : channels_(channels), dither_(params.dither), scale_(std::ldexp(1.0, params.bit_depth - 1)) {
   LATHE_EXPECTS(params.bit_depth >= 8 && params.bit_depth <= 24, "bit_depth must lie in [8, 24]");
   LATHE_EXPECTS(params.shaping != noise_shaping::f_weighted || params.sample_rate_hz > 0.0,
                 "f_weighted noise shaping needs quantize_params::sample_rate_hz");
-  const std::vector<double> coeffs = noise_shaping_coefficients(params.shaping, params.sample_rate_hz);
-  const int channels = in.channels();
-  out.assign(static_cast<std::size_t>(channels) * in.frames(), 0);
-  const double scale = std::ldexp(1.0, params.bit_depth - 1);
-  quantize_stats stats;
+  LATHE_EXPECTS(channels >= 0 && channels <= max_channels, "the quantizer takes 0 to 8 channels");
+  coeffs_ = noise_shaping_coefficients(params.shaping, params.sample_rate_hz);
+  static_assert(f_weighted_44k.size() == max_order);
   for (int c = 0; c < channels; ++c) {
-    const channel_job job{in.channel(c),
-                          in.frames(),
-                          static_cast<std::size_t>(channels),
-                          out.data() + c,
-                          scale,
-                          -scale,
-                          scale - 1.0,
-                          stream_key(params.seed, c, 0),
-                          stream_key(params.seed, c, 1)};
-    stats.clipped_samples +=
-        params.dither ? quantize_channel_any<true>(job, coeffs) : quantize_channel_any<false>(job, coeffs);
+    keys_[static_cast<std::size_t>(c)] = {stream_key(params.seed, c, 0), stream_key(params.seed, c, 1)};
   }
-  return stats;
+}
+
+void quantizer::reset() noexcept {
+  for (auto& e : err_) e.fill(0.0);
+  frame_ = 0;
+  stats_ = {};
+}
+
+void quantizer::process(const_block_view in, std::span<std::int32_t> out) noexcept {
+  for (int c = 0; c < channels_; ++c) {
+    const auto i = static_cast<std::size_t>(c);
+    const channel_job job{in[c],          in.frames,     static_cast<std::size_t>(channels_),
+                          out.data() + c, scale_,        -scale_,
+                          scale_ - 1.0,   keys_[i][0],   keys_[i][1],
+                          frame_,         err_[i].data()};
+    stats_.clipped_samples +=
+        dither_ ? quantize_channel_any<true>(job, coeffs_) : quantize_channel_any<false>(job, coeffs_);
+  }
+  frame_ += in.frames;
+}
+
+quantize_stats quantize(const audio_buffer& in, const quantize_params& params, std::vector<std::int32_t>& out) {
+  quantizer q(params, in.channels());
+  out.assign(static_cast<std::size_t>(in.channels()) * in.frames(), 0);
+  q.process(in.view(), out);
+  return q.stats();
 }
 
 }  // namespace lathe

@@ -1,6 +1,7 @@
 // Tests of the final quantization: exact round trip, TPDF error statistics, decorrelation of
 // the error from the signal, noise-shaping spectra against the analytic noise transfer
-// functions, determinism, and the counter-based generator against its documented definition.
+// functions, determinism, the counter-based generator against its documented definition, and the
+// streaming quantizer against quantize() bit for bit for any block partition.
 #include <fftw3.h>
 #include <gtest/gtest.h>
 
@@ -8,7 +9,10 @@
 #include <cmath>
 #include <complex>
 #include <cstdio>
+#include <cstring>
 #include <random>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "lathe/dither.hpp"
@@ -342,6 +346,95 @@ TEST(Dither, NoiseShapingNamesRoundTrip) {
   }
   noise_shaping unused;
   EXPECT_FALSE(parse_noise_shaping("shibata", unused));
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// quantize() exactly as dither.hpp documents it, written independently here (one frame at a time,
+// the error history as a plain array, the documented generator).
+std::vector<std::int32_t> doc_quantize(const audio_buffer& x, const quantize_params& p) {
+  const std::vector<double> c = noise_shaping_coefficients(p.shaping, p.sample_rate_hz);
+  const double scale = std::ldexp(1.0, p.bit_depth - 1);
+  const auto channels = static_cast<std::size_t>(x.channels());
+  std::vector<std::int32_t> out(channels * x.frames());
+  for (int ch = 0; ch < x.channels(); ++ch) {
+    std::vector<double> e(x.frames());
+    for (std::size_t n = 0; n < x.frames(); ++n) {
+      double w = x.channel(ch)[n] * scale;
+      for (std::size_t k = 1; k <= c.size(); ++k) w -= c[k - 1] * (n >= k ? e[n - k] : 0.0);
+      const double t = p.dither ? (doc_uniform(p.seed, ch, n, 0) - 0.5) + (doc_uniform(p.seed, ch, n, 1) - 0.5) : 0.0;
+      const double q = std::nearbyint(w + t);
+      e[n] = q - w;
+      out[n * channels + static_cast<std::size_t>(ch)] = static_cast<std::int32_t>(std::clamp(q, -scale, scale - 1.0));
+    }
+  }
+  return out;
+}
+
+// Stereo noise with DC, a silent gap and stretches over full scale (clamped), 1 s at 48 kHz.
+audio_buffer streaming_master() {
+  audio_buffer x = test::white_noise(-9.0, 1.0, 48'000.0, 2, 51);
+  for (std::size_t i = 0; i < x.frames(); ++i) x.channel(0)[i] += 0.003f;
+  for (std::size_t i = 10'000; i < 14'000; ++i) x.channel(0)[i] = x.channel(1)[i] = 0.0f;
+  for (std::size_t i = 4090; i < 4200; ++i) x.channel(1)[i] *= 8.0f;
+  for (std::size_t i = 30'000; i < 30'500; ++i) x.channel(0)[i] = 1.0f;
+  return x;
+}
+
+TEST(Quantizer, AnyBlockPartitionGivesQuantizeBitForBitAndQuantizeIsAsDocumented) {
+  const audio_buffer x = streaming_master();
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<std::size_t> size(1, 9000);
+  std::vector<std::size_t> random(53);
+  for (std::size_t& s : random) s = size(rng);
+  const std::vector<std::vector<std::size_t>> partitions = {{1}, {7}, {480}, {4096}, {65'537}, random};
+  for (const noise_shaping shaping : {noise_shaping::none, noise_shaping::first_order, noise_shaping::f_weighted}) {
+    for (const bool dither : {true, false}) {
+      quantize_params p;
+      p.bit_depth = 16;
+      p.shaping = shaping;
+      p.seed = 77;
+      p.dither = dither;
+      p.sample_rate_hz = 48'000.0;
+      std::vector<std::int32_t> whole;
+      const quantize_stats whole_stats = quantize(x, p, whole);
+      ASSERT_GT(whole_stats.clipped_samples, 500u);
+      EXPECT_EQ(whole, doc_quantize(x, p)) << to_string(shaping);
+      for (const std::vector<std::size_t>& sizes : partitions) {
+        SCOPED_TRACE(std::string(to_string(shaping)) + (dither ? ", dither" : ", no dither") + ", blocks " +
+                     (sizes.size() == 1 ? std::to_string(sizes[0]) : "random"));
+        quantizer q(p, x.channels());
+        std::vector<std::int32_t> streamed(whole.size());
+        std::size_t pos = 0;
+        for (std::size_t k = 0; pos < x.frames(); ++k) {
+          const std::size_t n = std::min(sizes[k % sizes.size()], x.frames() - pos);
+          q.process(x.view(pos, n), std::span(streamed).subspan(pos * 2, n * 2));
+          pos += n;
+        }
+        EXPECT_EQ(std::memcmp(streamed.data(), whole.data(), whole.size() * sizeof(std::int32_t)), 0);
+        EXPECT_EQ(q.stats().clipped_samples, whole_stats.clipped_samples);
+      }
+    }
+  }
+}
+
+TEST(Quantizer, ResetStartsTheStreamAgain) {
+  const audio_buffer x = streaming_master();
+  quantize_params p;
+  p.shaping = noise_shaping::f_weighted;
+  p.sample_rate_hz = 48'000.0;
+  std::vector<std::int32_t> whole, first(2 * x.frames()), again(2 * x.frames());
+  const quantize_stats s = quantize(x, p, whole);
+  quantizer q(p, 2);
+  q.process(x.view(), first);
+  q.reset();
+  q.process(x.view(), again);
+  EXPECT_EQ(again, whole);
+  EXPECT_EQ(q.stats().clipped_samples, s.clipped_samples);
 }
 
 }  // namespace

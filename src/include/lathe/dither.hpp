@@ -2,7 +2,10 @@
 // Stage 5b: the final quantization. TPDF dither from a counter-based generator, so the GPU path
 // can produce the identical sequence, with selectable noise shaping. Applied once, last, and
 // only when the bit depth drops below float.
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,6 +50,38 @@ struct quantize_stats {
   std::size_t clipped_samples = 0;  ///< samples that had to be clamped to the integer range
 };
 
+/// quantize() fed block by block: the error-feedback memory and the dither's frame counter carry
+/// across blocks, so the output and the clamp count equal quantize()'s of the concatenated blocks
+/// bit for bit, for any block partition. Latency: none. Not thread-safe; one per stream.
+class quantizer {
+ public:
+  /// Checks `params` as quantize() does and resolves the shaping filter and the dither streams
+  /// once. Preconditions (checked): 0 <= channels <= max_channels.
+  quantizer(const quantize_params& params, int channels);
+
+  /// Starts a new stream: frame 0, no error history, no clamps counted.
+  void reset() noexcept;
+
+  /// Quantizes the next in.frames frames into out[0, in.frames * channels), interleaved
+  /// frame-major, as quantize() describes. Preconditions (not checked): in.channels is the
+  /// constructor's count, out.size() >= in.frames * channels. No allocation.
+  void process(const_block_view in, std::span<std::int32_t> out) noexcept;
+
+  /// Clamps counted since construction or reset().
+  quantize_stats stats() const noexcept { return stats_; }
+
+ private:
+  static constexpr std::size_t max_order = 9;  // the F-weighted shaper's length
+  int channels_;
+  bool dither_;
+  std::vector<double> coeffs_;
+  double scale_;  // 2^(b-1)
+  std::array<std::array<std::uint64_t, 2>, max_channels> keys_{};
+  std::array<std::array<double, max_order>, max_channels> err_{};  // err[c][k] = e[n-1-k]
+  std::uint64_t frame_ = 0;                                        // the next frame's index
+  quantize_stats stats_;
+};
+
 /// Quantizes to signed integers in [-2^(b-1), 2^(b-1) - 1], interleaved frame-major
 /// (frame 0 ch 0, frame 0 ch 1, ...). full scale 1.0 maps to 2^(b-1).
 /// Per channel c and frame n, in float64 and in this order (the GPU path does the same):
@@ -54,7 +89,7 @@ struct quantize_stats {
 ///   t = (dither_uniform(seed, c, n, 0) - 0.5) + (dither_uniform(seed, c, n, 1) - 0.5)  (0 without dither)
 ///   q = rint(w + t) (round half to even);  e[n] = q - w;  out = clamp(q), counting clamps.
 /// The feedback uses the unclamped q so a clipped sample cannot destabilize the shaper.
-/// Allocates out; thread-safe.
+/// A quantizer fed the whole buffer. Allocates out; thread-safe.
 quantize_stats quantize(const audio_buffer& in, const quantize_params& params, std::vector<std::int32_t>& out);
 
 }  // namespace lathe
