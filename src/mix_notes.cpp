@@ -11,7 +11,6 @@
 
 #include "lathe/error.hpp"
 #include "lathe/loudness.hpp"
-#include "lathe/master.hpp"
 #include "lathe/stereo.hpp"
 #include "lathe/true_peak.hpp"
 
@@ -472,25 +471,35 @@ void dc_offset_note(const track_analysis& an, const mix_check_params& p, std::ve
   out.push_back(std::move(n));
 }
 
-// Loudness (LUFS) of (L+R)/2 on both channels: one channel weighted 2, which is exactly the
-// stereo meter's sum of two identical channels.
-double mono_fold_down_lufs(const audio_buffer& a, double fs) {
-  loudness_meter m;
+// The mono fold-down (L+R)/2 on both channels is metered as one channel weighted 2, which is
+// exactly the stereo meter's sum of two identical channels.
+constexpr std::size_t fold_down_chunk_frames = 4096;
+
+void prepare_fold_down_meter(loudness_meter& m, double fs) {
   const std::array<double, 1> weight{2.0};
   m.prepare(fs, 1, weight);
-  constexpr std::size_t chunk = 4096;
-  std::vector<float> mid(chunk);
-  const float* l = a.channel(0);
-  const float* r = a.channel(1);
-  for (std::size_t pos = 0; pos < a.frames(); pos += chunk) {
-    const std::size_t n = std::min(chunk, a.frames() - pos);
-    for (std::size_t i = 0; i < n; ++i) mid[i] = 0.5f * (l[pos + i] + r[pos + i]);
+}
+
+// Folds `stereo` down through `mid` (a chunk at a time) into the meter. The meter's result does
+// not depend on how its input is split, so neither does this.
+void meter_fold_down(loudness_meter& m, const_block_view stereo, std::span<float> mid) noexcept {
+  for (std::size_t pos = 0; pos < stereo.frames; pos += mid.size()) {
+    const std::size_t n = std::min(mid.size(), stereo.frames - pos);
+    for (std::size_t i = 0; i < n; ++i) mid[i] = 0.5f * (stereo[0][pos + i] + stereo[1][pos + i]);
     const_block_view v;
     v.ch[0] = mid.data();
     v.channels = 1;
     v.frames = n;
     m.process(v);
   }
+}
+
+// Loudness (LUFS) of the mono fold-down.
+double mono_fold_down_lufs(const audio_buffer& a, double fs) {
+  loudness_meter m;
+  prepare_fold_down_meter(m, fs);
+  std::vector<float> mid(fold_down_chunk_frames);
+  meter_fold_down(m, a.view(), mid);
   return m.integrated_lufs();
 }
 
@@ -865,17 +874,32 @@ std::string mix_notes_markdown(const std::string& album, const std::vector<track
   return md;
 }
 
-translation_check check_translation(const audio_buffer& master, double sample_rate_hz, const tonal_analysis& tonal,
-                                    const target_curve* target) {
-  LATHE_EXPECTS(master.channels() == 2, "check_translation takes a stereo master");
+translation_meter::translation_meter(double sample_rate_hz) : mid_(fold_down_chunk_frames) {
   LATHE_EXPECTS(sample_rate_hz > 0.0, "sample rate must be positive");
+  prepare_fold_down_meter(mono_, sample_rate_hz);
+  stereo_.prepare(sample_rate_hz, 2);
+}
+
+void translation_meter::add(const_block_view stereo_master) noexcept {
+  stereo_.process(stereo_master);
+  meter_fold_down(mono_, stereo_master, mid_);
+}
+
+translation_check translation_meter::finish(const tonal_analysis& tonal, const target_curve* target) const {
   translation_check t;
-  t.mono_fold_down_db =
-      fold_down_difference_db(mono_fold_down_lufs(master, sample_rate_hz), integrated_loudness(master, sample_rate_hz));
+  t.mono_fold_down_db = fold_down_difference_db(mono_.integrated_lufs(), stereo_.integrated_lufs());
   t.small_speaker_loss_db = small_speaker_loss_db(tonal);
   t.target_deviation_db =
       target != nullptr ? target_deviation_db(tonal, *target) : std::numeric_limits<double>::quiet_NaN();
   return t;
+}
+
+translation_check check_translation(const audio_buffer& master, double sample_rate_hz, const tonal_analysis& tonal,
+                                    const target_curve* target) {
+  LATHE_EXPECTS(master.channels() == 2, "check_translation takes a stereo master");
+  translation_meter m(sample_rate_hz);
+  m.add(master.view());
+  return m.finish(tonal, target);
 }
 
 nlohmann::json to_json(const translation_check& t) {

@@ -1,12 +1,14 @@
 // Mix notes: each fault, built into an otherwise clean signal, raises its note (and only the notes
 // that fault implies), at the right place; clean mixes raise none; translation checks against
-// analytic values.
+// analytic values, and the streaming translation meter against check_translation() bit for bit.
 #include "lathe/mix_notes.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <random>
 #include <set>
@@ -728,6 +730,74 @@ TEST(Translation, SmallSpeakerLossFromBands) {
   const double hi = centres[b160] * std::pow(2.0, 1.0 / 6.0);
   EXPECT_NEAR(check_translation(a, fs, only160, nullptr).small_speaker_loss_db,
               10.0 * std::log10(std::log2(hi / 150.0) * 3.0), analytic_tol_db);
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+std::uint64_t bits(double x) {
+  return std::bit_cast<std::uint64_t>(x);
+}
+
+// A master with what a stream must carry across blocks: noise whose channels go from correlated
+// to anti-phase, DC, a silent gap and full-scale runs.
+audio_buffer streaming_master() {
+  audio_buffer a = test::white_noise(-14.0, 6.0, fs, 2, 61);
+  for (std::size_t i = 0; i < a.frames(); ++i) {
+    const float mix = static_cast<float>(i) / static_cast<float>(a.frames());
+    a.channel(1)[i] = (1.0f - 2.0f * mix) * a.channel(0)[i] + 0.3f * a.channel(1)[i] + 0.005f;
+  }
+  for (std::size_t i = 50'000; i < 60'000; ++i) a.channel(0)[i] = a.channel(1)[i] = 0.0f;
+  for (std::size_t i = 4090; i < 4100; ++i) a.channel(0)[i] = 1.0f;
+  return a;
+}
+
+// The fold-down difference straight from two meters: (L+R)/2 weighted 2, and L, R.
+double reference_fold_down_db(const audio_buffer& a) {
+  audio_buffer mono(1, a.frames());
+  for (std::size_t i = 0; i < a.frames(); ++i) mono.channel(0)[i] = 0.5f * (a.channel(0)[i] + a.channel(1)[i]);
+  loudness_meter m, s;
+  const double weight[] = {2.0};
+  m.prepare(fs, 1, weight);
+  m.process(mono.view());
+  s.prepare(fs, 2);
+  s.process(a.view());
+  return m.integrated_lufs() - s.integrated_lufs();
+}
+
+TEST(TranslationMeter, AnyBlockPartitionGivesCheckTranslationBitForBit) {
+  std::mt19937 rng(14);
+  std::uniform_int_distribution<std::size_t> size(1, 9000);
+  std::vector<std::size_t> random(71);
+  for (std::size_t& s : random) s = size(rng);
+  const std::vector<std::vector<std::size_t>> partitions = {{1}, {7}, {480}, {4096}, {65'537}, random};
+  audio_buffer cancelling = test::white_noise(-20.0, 3.0, fs, 2, 62);
+  for (std::size_t i = 0; i < cancelling.frames(); ++i) cancelling.channel(1)[i] = -cancelling.channel(0)[i];
+  const audio_buffer master = streaming_master(), silent = silence(2.0);
+  const target_curve flat;
+  for (const audio_buffer* a : std::initializer_list<const audio_buffer*>{&master, &cancelling, &silent}) {
+    const tonal_analysis tonal = analyze_tonal(*a, fs);
+    const translation_check whole = check_translation(*a, fs, tonal, &flat);
+    if (a == &master) EXPECT_EQ(whole.mono_fold_down_db, reference_fold_down_db(master));
+    for (const std::vector<std::size_t>& sizes : partitions) {
+      SCOPED_TRACE(sizes.size() == 1 ? std::to_string(sizes[0]) : "random");
+      translation_meter m(fs);
+      std::size_t pos = 0;
+      for (std::size_t k = 0; pos < a->frames(); ++k) {
+        const std::size_t n = std::min(sizes[k % sizes.size()], a->frames() - pos);
+        m.add(a->view(pos, n));
+        pos += n;
+      }
+      const translation_check t = m.finish(tonal, &flat);
+      EXPECT_EQ(bits(t.mono_fold_down_db), bits(whole.mono_fold_down_db));
+      EXPECT_EQ(bits(t.small_speaker_loss_db), bits(whole.small_speaker_loss_db));
+      EXPECT_EQ(bits(t.target_deviation_db), bits(whole.target_deviation_db));
+      EXPECT_TRUE(std::isnan(m.finish(tonal, nullptr).target_deviation_db));
+    }
+  }
 }
 
 }  // namespace

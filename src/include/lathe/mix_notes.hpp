@@ -10,6 +10,7 @@
 #include "lathe/analysis.hpp"
 #include "lathe/audio_buffer.hpp"
 #include "lathe/audio_io.hpp"
+#include "lathe/loudness.hpp"
 #include "lathe/tonal.hpp"
 
 namespace lathe {
@@ -78,6 +79,31 @@ struct translation_check {
   /// target_deviation_db of the master against the target (NaN without a target).
   double target_deviation_db = 0.0;
 };
+
+/// check_translation() fed block by block: the fold-down and stereo loudness meters run on each
+/// block, so finish() equals check_translation() of the concatenated blocks bit for bit, for any
+/// block partition. Memory: two meters' state, a 4096-frame fold-down scratch and the loudness
+/// block lists (10 per second). Not thread-safe; one per stream.
+class translation_meter {
+ public:
+  /// Designs both meters' K-weighting. Precondition (checked): sample_rate_hz > 3364 Hz.
+  /// Allocates.
+  explicit translation_meter(double sample_rate_hz);
+
+  /// Feeds the next frames of the stereo master (`stereo_master.channels` is 2; not checked).
+  /// No allocation beyond the amortized growth of the block lists.
+  void add(const_block_view stereo_master) noexcept;
+
+  /// The checks of everything fed so far; `tonal` is the master's tonal analysis, `target` may
+  /// be null (then target_deviation_db is NaN).
+  translation_check finish(const tonal_analysis& tonal, const target_curve* target) const;
+
+ private:
+  loudness_meter mono_, stereo_;
+  std::vector<float> mid_;  // one chunk of the fold-down
+};
+
+/// A translation_meter fed the whole master (stereo, checked). Allocates.
 translation_check check_translation(const audio_buffer& master, double sample_rate_hz, const tonal_analysis& tonal,
                                     const target_curve* target);
 nlohmann::json to_json(const translation_check& t);
