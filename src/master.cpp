@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "lathe/chain.hpp"
 #include "lathe/deesser.hpp"
 #include "lathe/eq.hpp"
 #include "lathe/highpass.hpp"
@@ -149,14 +150,6 @@ nlohmann::json rounded_db(double v) {
   return std::round(v * 100.0) / 100.0;
 }
 
-// Runs one stage over the whole buffer, latency compensated, and returns it for its statistics.
-template <dsp_stage S>
-S run_stage(S stage, const stream_spec& spec, audio_buffer& audio) {
-  stage.prepare(spec);
-  run_aligned(stage, audio, spec.max_block_frames);
-  return stage;
-}
-
 }  // namespace
 
 namespace stage_report {
@@ -215,51 +208,16 @@ eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz) {
 
 audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p,
                             nlohmann::json* report) {
-  stream_spec spec;
-  spec.sample_rate_hz = sample_rate_hz;
-  spec.channels = in.channels();
-  spec.max_block_frames = 8192;
-  audio_buffer out = in;
-  nlohmann::json stages = nlohmann::json::array();
-  for (const chain_stage st : p.chain_order) {
-    switch (st) {
-      case chain_stage::highpass: {
-        highpass_stage hp(p.highpass);
-        hp.prepare(spec);
-        hp.process(out.view(), out.view());  // latency 0: in place over the whole buffer
-        stages.push_back(stage_report::highpass(p.highpass));
-        break;
-      }
-      case chain_stage::eq: {
-        const eq_params eq = eq_at_rate(p.eq, sample_rate_hz);
-        const std::size_t taps =
-            eq.bands.empty() && eq.curve.empty() ? 0 : run_stage(linear_phase_eq_stage(eq), spec, out).taps();
-        stages.push_back(stage_report::eq(eq.bands.size(), taps));
-        break;
-      }
-      case chain_stage::deesser:
-        stages.push_back(stage_report::deesser(run_stage(deesser_stage(p.deesser), spec, out).stats()));
-        break;
-      case chain_stage::multiband: {
-        const multiband_stage mb = run_stage(multiband_stage(p.multiband), spec, out);
-        std::vector<dynamics_stats> bands;
-        for (int k = 0; k < mb.band_count(); ++k) bands.push_back(mb.band_stats(k));
-        stages.push_back(stage_report::multiband(p.multiband, bands));
-        break;
-      }
-      case chain_stage::stereo:
-        stages.push_back(stage_report::stereo(run_stage(stereo_stage(p.stereo), spec, out).stats()));
-        break;
-      case chain_stage::saturation:
-        run_stage(saturation_stage(p.saturation), spec, out);
-        stages.push_back(stage_report::saturation(p.saturation));
-        break;
-      case chain_stage::reverb:
-        stages.push_back(stage_report::reverb(p.reverb, run_stage(reverb_stage(p.reverb), spec, out).stats()));
-        break;
-    }
-  }
-  if (report != nullptr) *report = std::move(stages);
+  audio_buffer out(in.channels(), in.frames());
+  prechain_stream stream(p, sample_rate_hz, in.channels(), in.frames());
+  std::size_t written = 0;
+  auto keep = [&](const_block_view v) {
+    for (int c = 0; c < v.channels; ++c) std::copy_n(v[c], v.frames, out.channel(c) + written);
+    written += v.frames;
+  };
+  stream.push(in.view(), keep);
+  stream.finish(keep);
+  if (report != nullptr) *report = stream.report();
   return out;
 }
 
