@@ -17,14 +17,20 @@
 
 namespace lathe {
 
+class frame_sink;
+
+/// What a frame_sink can refer to: a callable taking `const_block_view` (a sink itself copies).
+template <class F>
+concept frame_callable = std::invocable<F&, const_block_view> && !std::same_as<std::remove_cvref_t<F>, frame_sink>;
+
 /// Non-owning reference to a callable `void(const_block_view)` that takes output frames. It
 /// refers to the callable, so the callable must outlive it (a temporary lambda passed straight
 /// to push() or finish() does). Calling it adds no allocation of its own.
 class frame_sink {
  public:
-  template <class F>
-  requires(!std::same_as<std::remove_cvref_t<F>, frame_sink> && std::invocable<F&, const_block_view>) frame_sink(F&& f)
-  noexcept  // implicit: a lambda is passed where a sink is asked for
+  // Implicit, so that a lambda is passed where a sink is asked for.
+  template <frame_callable F>
+  frame_sink(F&& f) noexcept
       : callable_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
         call_([](void* c, const_block_view v) { (*static_cast<std::remove_reference_t<F>*>(c))(v); }) {}
 
