@@ -24,6 +24,7 @@
 #include "lathe/mix_notes.hpp"
 #include "lathe/tonal.hpp"
 #include "report.hpp"
+#include "track_record.hpp"
 #ifdef LATHE_HAVE_CUDA
 #include <oneapi/tbb/enumerable_thread_specific.h>
 
@@ -201,7 +202,9 @@ struct work_item {
 };
 using token = std::unique_ptr<work_item>;
 
-bool resume_complete(const std::filesystem::path& out_dir, const planned_track& t, std::size_t f, json& entry) {
+// An output is complete when its sidecar carries its fingerprint and its byte count; `sidecar`
+// then holds the report entry and what the album figures need.
+bool resume_complete(const std::filesystem::path& out_dir, const planned_track& t, std::size_t f, json& sidecar) {
   const std::filesystem::path state = state_path(out_dir, t.outputs[f]);
   std::ifstream in(state);
   if (!in) return false;
@@ -211,7 +214,8 @@ bool resume_complete(const std::filesystem::path& out_dir, const planned_track& 
     const auto bytes = std::filesystem::file_size(out_dir / t.outputs[f], ec);
     if (ec || j.value("fingerprint", "") != t.fingerprints[f] || j.value("bytes", std::uintmax_t{0}) != bytes)
       return false;
-    entry = j.at("output");
+    if (!j.contains("output")) return false;
+    sidecar = std::move(j);
     return true;
   } catch (const std::exception&) {
     return false;  // a damaged sidecar means "not done"
@@ -254,10 +258,20 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       continue;
     }
     for (std::size_t f = 0; f < n_formats; ++f) {
-      json entry;
-      if (resume_complete(opt.out_dir, t, f, entry)) {
+      json sidecar;
+      if (resume_complete(opt.out_dir, t, f, sidecar)) {
         s.resumed[f] = true;
-        s.outputs[f] = entry;
+        s.outputs[f] = sidecar.at("output");
+        // The master's tonal balance and loudness blocks, for the album figures.
+        try {
+          if (sidecar.contains("master_tonal")) s.master_tonal[f] = record::tonal_from(sidecar["master_tonal"]);
+          if (sidecar.contains("blocks")) {
+            s.output_blocks.resize(n_formats);
+            s.output_blocks[f] = record::blocks_from(sidecar["blocks"]);
+          }
+        } catch (const json::exception&) {
+          s.master_tonal[f].reset();
+        }
       } else {
         s.needs_render = true;
       }
@@ -308,6 +322,26 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   const target_curve* notes_target = run_reference ? &*run_reference : nullptr;
   for (const delivery_profile& p : plan.profiles)
     if (!notes_target && curves.count(p.adaptive.target_file) != 0) notes_target = &curves.at(p.adaptive.target_file);
+  // A track's record holds its mix notes, which depend on the curve they compare with.
+  std::string notes_context = "notes:";
+  if (notes_target != nullptr) {
+    notes_context += notes_target->name;
+    for (const double v : notes_target->mid_db) notes_context += fmt::format("|{:.17g}", v);
+  }
+  auto record_key = [&](const planned_track& t) { return t.record_key + "\n" + notes_context; };
+  // Tracks finished earlier: their report entries and mix notes are rebuilt from their records.
+  for (const planned_track& t : plan.tracks) {
+    track_state& s = state[t.index];
+    if (s.needs_render || !s.error.empty()) continue;
+    const auto r = record::load_track_record(opt.out_dir, record_key(t));
+    if (!r) continue;
+    s.input = r->input;
+    s.tonal = r->tonal;
+    if (r->mix_notes) {
+      s.mix_notes = *r->mix_notes;
+      s.mix_checked = true;
+    }
+  }
   // Album balances (album consistency needs every track's analysis before any track's chain).
   const bool album_balance_needed =
       plan.mode == album_mode::album && std::any_of(plan.profiles.begin(), plan.profiles.end(), [](const auto& p) {
@@ -483,11 +517,25 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
 
   // Album decisions (AES TD1008 spirit): the album's loudest track lands on the target and the
   // others keep their loudness relative to it. Linear mode takes the one gain every track allows.
+  // Each decision is stored with the members' fingerprints, so an album whose masters are all
+  // complete reports the decision they were made with.
   json album_reports = json::object();
+  auto album_decision_key = [&](const std::vector<std::size_t>& members, std::size_t f) {
+    std::string key;
+    for (std::size_t i : members) key += plan.tracks[i].fingerprints[f] + "|";
+    return key;
+  };
   for (const auto& [album, members] : plan.albums) {
-    if (std::none_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_album_pass; }))
-      continue;
     json a = {{"tracks", members.size()}, {"formats", json::object()}};
+    if (std::none_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_album_pass; })) {
+      for (std::size_t f = 0; f < n_formats; ++f) {
+        const std::string& name = plan.profiles[f].name;
+        if (auto d = record::load_album_decision(opt.out_dir, album, name, album_decision_key(members, f)))
+          a["formats"][name] = std::move(*d);
+      }
+      album_reports[album] = a;
+      continue;
+    }
     for (std::size_t f = 0; f < n_formats; ++f) {
       const delivery_profile& p = plan.profiles[f];
       double loudest = -std::numeric_limits<double>::infinity();
@@ -530,6 +578,7 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                               {"loudest_pre_loudness_lufs", rounded(loudest, 2)},
                               {"album_gain_db", rounded(album_gain, 3)},
                               {"tracks", members_json}};
+      record::save_album_decision(opt.out_dir, album, p.name, album_decision_key(members, f), a["formats"][p.name]);
     }
     album_reports[album] = a;
   }
@@ -659,6 +708,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
             const planned_track& t = plan.tracks[w->index];
             if (s.error.empty()) {
               try {
+                // The track's record goes first: a sidecar names an output complete only after it.
+                record::track_record r;
+                if (s.input && !s.input_is_scan_only) r.input = s.input;
+                r.tonal = s.tonal;
+                if (s.mix_checked) r.mix_notes = s.mix_notes;
+                record::save_track_record(opt.out_dir, record_key(t), r);
                 for (std::size_t f = 0; f < n_formats; ++f) {
                   if (!w->masters[f]) continue;
                   const delivery_profile& p = plan.profiles[f];
@@ -686,13 +741,15 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                     s.master_tonal[f] = mt;
                   }
                   s.outputs[f] = entry;
+                  const json sidecar = {{"fingerprint", t.fingerprints[f]},
+                                        {"bytes", std::filesystem::file_size(dest)},
+                                        {"output", entry},
+                                        {"master_tonal", record::exact(*s.master_tonal[f])},
+                                        {"blocks", record::exact(m.measured.blocks)}};
                   if (!t.album_key.empty()) {
                     s.output_blocks.resize(n_formats);
                     s.output_blocks[f] = std::move(m.measured.blocks);
                   }
-                  const json sidecar = {{"fingerprint", t.fingerprints[f]},
-                                        {"bytes", std::filesystem::file_size(dest)},
-                                        {"output", entry}};
                   write_text_atomic(state_path(opt.out_dir, t.outputs[f]), sidecar.dump(1));
                   w->masters[f].reset();
                 }

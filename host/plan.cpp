@@ -133,6 +133,8 @@ run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_prof
     }
     const std::string identity = input_identity(t);
     t.dither_seed_base = fnv1a64(t.entry.relative_path.generic_string());
+    t.record_key = fmt::format("lathe {}\n{}\n{}\n{}|{}|{}|{}|{}", LATHE_VERSION, identity, context, t.tags.title,
+                               t.tags.artist, t.tags.album, t.tags.track_number, t.tags.isrc);
     for (std::size_t f = 0; f < plan.profiles.size(); ++f) {
       const std::string key =
           fmt::format("lathe {}\n{}\n{}\n{}\n{}|{}|{}|{}|{}\n{}", LATHE_VERSION, profile_fingerprint(plan.profiles[f]),

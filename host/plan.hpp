@@ -29,6 +29,9 @@ struct planned_track {
   std::vector<std::filesystem::path> outputs;
   /// Per format: fingerprint of input, profile, version and album context.
   std::vector<std::string> fingerprints;
+  /// What the track's own record (input analysis, tonal balance, mix notes) is valid for:
+  /// input, version, metadata and album context, whatever the formats.
+  std::string record_key;
   double duration_s() const noexcept {
     return info && info->sample_rate_hz > 0 ? static_cast<double>(info->frames) / info->sample_rate_hz : 0.0;
   }

@@ -210,6 +210,57 @@ TEST_F(EndToEnd, RerunSkipsCompleteOutputsAndRedoesChangedInputs) {
   fs::remove_all(cat);
 }
 
+// What a run's report says about the catalog, without what differs by run (timings, which
+// outputs this run wrote).
+json catalog_part(json report) {
+  report.erase("summary");
+  for (json& t : report["tracks"]) {
+    t.erase("status");
+    for (auto& [name, o] : t["outputs"].items()) o.erase("resumed");
+  }
+  return report;
+}
+
+std::map<fs::path, std::string> files_under(const fs::path& dir) {
+  std::map<fs::path, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out[fs::relative(e.path(), dir)] = slurp(e.path());
+  return out;
+}
+
+TEST_F(EndToEnd, ResumedRunsReportWhatAnUninterruptedRunReports) {
+  const fs::path a = temp_dir("report-a"), b = temp_dir("report-b");
+  const auto ps = profiles({"cd", "streaming"});
+  ASSERT_EQ(master(a, ps, album_mode::album).failed, 0u);
+  const json whole = catalog_part(read_json(a / "report.json"));
+  const auto notes = files_under(a / "notes");
+  ASSERT_FALSE(notes.empty());
+  ASSERT_EQ(master(b, ps, album_mode::album).failed, 0u);
+  // Some masters lost (as if a run had stopped before them): one album track, one single.
+  const json report_b = read_json(b / "report.json");
+  std::size_t removed = 0;
+  for (const json& t : report_b["tracks"]) {
+    const bool single = !t["album_mode"].get<bool>();
+    if (removed == (single ? 1u : 0u)) {
+      fs::remove(b / t["outputs"]["cd"]["path"].get<std::string>());
+      ++removed;
+    }
+  }
+  ASSERT_EQ(removed, 2u);
+  const master_summary partial = master(b, ps, album_mode::album);
+  EXPECT_EQ(partial.resumed, 5u);
+  EXPECT_EQ(catalog_part(read_json(b / "report.json")), whole);
+  EXPECT_EQ(files_under(b / "notes"), notes);
+  // Nothing left to do: every track comes from its record.
+  const master_summary again = master(b, ps, album_mode::album);
+  EXPECT_EQ(again.resumed, 7u);
+  const json resumed = catalog_part(read_json(b / "report.json"));
+  EXPECT_EQ(resumed, whole) << "first difference: " << json::diff(whole, resumed).dump().substr(0, 600);
+  EXPECT_EQ(files_under(b / "notes"), notes);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
 TEST_F(EndToEnd, MemoryBudgetBoundsTheTracksInFlight) {
   const auto ps = profiles({"streaming"});
   const run_plan plan = make_plan(load_catalog(*catalog_ / "manifest.csv"), ps, album_mode::track);
