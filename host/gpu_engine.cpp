@@ -378,6 +378,7 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
         n.target_lufs = tracks[t].targets_lufs[f];
         n.gain_db = gain[t];
         n.iterations = iterations[t] + 1;
+        n.passes = n.iterations + 1;  // over the device copy: resampling and detection, then each render
         n.limiter = stats[t];
         n.limited = stats[t].frames_limited > 0;
         n.limiter_ceiling_dbtp = p.ceiling_dbtp;

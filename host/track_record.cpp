@@ -83,8 +83,7 @@ loudness_blocks blocks_from(const json& j) {
 
 json exact(const track_analysis& a) {
   json clips = json::array();
-  for (const clip_run& r : a.clip_runs)
-    clips.push_back({r.channel, r.start_frame, r.length_frames, num(r.start_s)});
+  for (const clip_run& r : a.clip_runs) clips.push_back({r.channel, r.start_frame, r.length_frames, num(r.start_s)});
   return {{"sample_rate_hz", num(a.sample_rate_hz)},
           {"channels", a.channels},
           {"frames", a.frames},
@@ -159,10 +158,14 @@ tonal_analysis tonal_from(const json& j) {
 }
 
 json exact(const mix_note& n) {
-  return {{"code", n.code},       {"severity", to_string(n.severity)},
-          {"what", n.what},       {"where", n.where},
-          {"how_bad", n.how_bad}, {"advice", n.advice},
-          {"times_s", nums(n.times_s)}, {"figures", n.figures}};
+  return {{"code", n.code},
+          {"severity", to_string(n.severity)},
+          {"what", n.what},
+          {"where", n.where},
+          {"how_bad", n.how_bad},
+          {"advice", n.advice},
+          {"times_s", nums(n.times_s)},
+          {"figures", n.figures}};
 }
 
 mix_note note_from(const json& j) {

@@ -231,67 +231,142 @@ double limiter_gain_law::step(double detection) noexcept {
 
 // ---- offline ---------------------------------------------------------------------------------
 
-void offline_limiter::analyze(const audio_buffer& in, double sample_rate_hz, const limiter_params& params) {
+struct offline_limiter::detection {
+  std::vector<true_peak_interpolator> detectors;
+  std::vector<detail::meter_peak_interpolator> meter_detectors;
+  std::vector<float> peaks, meter_peaks, linked;
+  window_peak window;
+};
+
+offline_limiter::offline_limiter() = default;
+offline_limiter::offline_limiter(offline_limiter&&) noexcept = default;
+offline_limiter& offline_limiter::operator=(offline_limiter&&) noexcept = default;
+offline_limiter::~offline_limiter() = default;
+
+void offline_limiter::begin_analysis(double sample_rate_hz, const limiter_params& params, int channels,
+                                     audio_spill envelope) {
   detail::limiter_gain_law law;
   law.prepare(params, sample_rate_hz);  // validates params
-  LATHE_EXPECTS(in.channels() >= 1, "limiter needs at least one channel");
+  LATHE_EXPECTS(channels >= 1 && channels <= max_channels, "limiter needs 1 to max_channels channels");
+  LATHE_EXPECTS(envelope.channels() == 1 && envelope.frames() == 0, "the envelope spill must be empty and mono");
   params_ = params;
   sample_rate_hz_ = sample_rate_hz;
-  frames_ = in.frames();
-
-  true_peak_interpolator detector;
-  detector.prepare(sample_rate_hz);
-  detail::meter_peak_interpolator meter_detector;
-  meter_detector.prepare(sample_rate_hz, detector.latency_frames());
-  latency_ = detector.latency_frames() + 1 + law.lookahead_frames();
-  const std::size_t total = frames_ + latency_;
-
-  // Stream time t runs over the input followed by latency_ zeros, exactly as the streaming stage
-  // sees it when flushed; the linked peak is formed channel by channel.
-  std::vector<float> linked(total, 0.0f);
-  std::vector<float> peaks(total), meter_peaks(total);
-  const std::vector<float> zeros(latency_, 0.0f);
-  for (int c = 0; c < in.channels(); ++c) {
-    detector.reset();
-    detector.process(in.channel(c), peaks.data(), frames_);
-    detector.process(zeros.data(), peaks.data() + frames_, latency_);
-    meter_detector.reset();
-    meter_detector.process(in.channel(c), meter_peaks.data(), frames_);
-    meter_detector.process(zeros.data(), meter_peaks.data() + frames_, latency_);
-    for (std::size_t t = 0; t < total; ++t) linked[t] = std::max(linked[t], std::max(peaks[t], meter_peaks[t]));
+  frames_ = 0;
+  max_peak_ = 0.0f;
+  peak_ = std::move(envelope);
+  det_ = std::make_unique<detection>();
+  det_->detectors.resize(static_cast<std::size_t>(channels));
+  det_->meter_detectors.resize(static_cast<std::size_t>(channels));
+  for (std::size_t c = 0; c < det_->detectors.size(); ++c) {
+    det_->detectors[c].prepare(sample_rate_hz);
+    det_->meter_detectors[c].prepare(sample_rate_hz, det_->detectors[c].latency_frames());
   }
-  peak_.resize(total);
-  window_peak window;
-  float best = 0.0f;
-  for (std::size_t t = 0; t < total; ++t) {
-    peak_[t] = window.push(linked[t]);
-    best = std::max(best, linked[t]);
-  }
-  max_peak_ = best;
+  latency_ = det_->detectors[0].latency_frames() + 1 + law.lookahead_frames();
+  det_->peaks.resize(spill_block_frames);
+  det_->meter_peaks.resize(spill_block_frames);
+  det_->linked.resize(spill_block_frames);
 }
 
-limiter_stats offline_limiter::render(const audio_buffer& in, double gain_db, audio_buffer& out) const {
-  LATHE_EXPECTS(in.frames() == frames_ && !peak_.empty(), "render() needs the buffer analyze() saw");
-  if (out.channels() != in.channels() || out.frames() != in.frames()) out.resize(in.channels(), in.frames());
+// Stream time t runs over the input followed by latency_ zeros, exactly as the streaming stage
+// sees it when flushed; the linked peak is the max over channels of both detectors.
+void offline_limiter::analyze_more(const_block_view in) {
+  LATHE_EXPECTS(det_ != nullptr, "analyze_more() needs begin_analysis()");
+  detection& d = *det_;
+  for (std::size_t done = 0; done < in.frames;) {
+    const std::size_t n = std::min(spill_block_frames, in.frames - done);
+    std::fill_n(d.linked.begin(), n, 0.0f);
+    for (std::size_t c = 0; c < d.detectors.size(); ++c) {
+      const float* x = in[static_cast<int>(c)] + done;
+      d.detectors[c].process(x, d.peaks.data(), n);
+      d.meter_detectors[c].process(x, d.meter_peaks.data(), n);
+      for (std::size_t t = 0; t < n; ++t) d.linked[t] = std::max(d.linked[t], std::max(d.peaks[t], d.meter_peaks[t]));
+    }
+    for (std::size_t t = 0; t < n; ++t) {
+      max_peak_ = std::max(max_peak_, d.linked[t]);
+      d.linked[t] = d.window.push(d.linked[t]);
+    }
+    block_view v;
+    v.channels = 1;
+    v.frames = n;
+    v.ch[0] = d.linked.data();
+    peak_.append(v);
+    done += n;
+  }
+  frames_ += in.frames;
+}
+
+void offline_limiter::finish_analysis() {
+  LATHE_EXPECTS(det_ != nullptr, "finish_analysis() needs begin_analysis()");
+  const std::size_t frames = frames_;
+  audio_buffer zeros(static_cast<int>(det_->detectors.size()), latency_);
+  analyze_more(zeros.view());
+  frames_ = frames;
+  det_.reset();
+}
+
+void offline_limiter::analyze(const audio_buffer& in, double sample_rate_hz, const limiter_params& params) {
+  begin_analysis(sample_rate_hz, params, in.channels());
+  analyze_more(in.view());
+  finish_analysis();
+}
+
+void offline_limiter::set_ceiling_dbtp(double ceiling_dbtp) {
+  limiter_params p = params_;
+  p.ceiling_dbtp = ceiling_dbtp;
+  detail::limiter_gain_law law;
+  law.prepare(p, sample_rate_hz_);  // validates
+  params_ = p;
+}
+
+limiter_stats offline_limiter::render(const audio_spill& in, double gain_db, frame_sink out) const {
+  LATHE_EXPECTS(det_ == nullptr && peak_.frames() == frames_ + latency_ && peak_.frames() > 0,
+                "render() needs a finished analysis");
+  LATHE_EXPECTS(in.frames() == frames_, "render() needs the input analysis saw");
   detail::limiter_gain_law law;
   law.prepare(params_, sample_rate_hz_);
   const double gain = db_to_gain(gain_db);
 
   // The gain per output frame first (the recurrence is serial), then one multiply per sample.
-  std::vector<double> applied(frames_);
+  const std::size_t block = spill_block_frames;
+  std::vector<float> peaks(block);
+  std::vector<double> applied(block);
+  audio_buffer x(in.channels(), block);
+  auto read_peaks = [&](std::size_t first, std::size_t n) {
+    block_view v;
+    v.channels = 1;
+    v.frames = n;
+    v.ch[0] = peaks.data();
+    peak_.read(first, v);
+  };
   stats_accumulator acc;
-  for (std::size_t t = 0; t < latency_; ++t) law.step(gain * static_cast<double>(peak_[t]));
-  for (std::size_t m = 0; m < frames_; ++m) {
-    const double g = law.step(gain * static_cast<double>(peak_[m + latency_]));
-    acc.add(g);
-    applied[m] = gain * g;
+  for (std::size_t t = 0; t < latency_; t += block) {
+    const std::size_t n = std::min(block, latency_ - t);
+    read_peaks(t, n);
+    for (std::size_t i = 0; i < n; ++i) law.step(gain * static_cast<double>(peaks[i]));
   }
-  for (int c = 0; c < in.channels(); ++c) {
-    const float* x = in.channel(c);
-    float* y = out.channel(c);
-    for (std::size_t m = 0; m < frames_; ++m) y[m] = static_cast<float>(static_cast<double>(x[m]) * applied[m]);
+  for (std::size_t m0 = 0; m0 < frames_; m0 += block) {
+    const std::size_t n = std::min(block, frames_ - m0);
+    read_peaks(m0 + latency_, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double g = law.step(gain * static_cast<double>(peaks[i]));
+      acc.add(g);
+      applied[i] = gain * g;
+    }
+    block_view v = x.view(0, n);
+    in.read(m0, v);
+    for (int c = 0; c < v.channels; ++c) {
+      float* y = v[c];
+      for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(y[i]) * applied[i]);
+    }
+    out(v);
   }
   return acc.finish(frames_);
+}
+
+limiter_stats offline_limiter::render(const audio_buffer& in, double gain_db, audio_buffer& out) const {
+  if (out.channels() != in.channels() || out.frames() != in.frames()) out.resize(in.channels(), in.frames());
+  buffer_filler fill{out};
+  return render(audio_spill::borrow(in), gain_db, fill);
 }
 
 double offline_limiter::input_true_peak_dbtp(double gain_db) const noexcept {

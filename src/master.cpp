@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -15,7 +16,9 @@
 #include "lathe/resampler.hpp"
 #include "lathe/reverb.hpp"
 #include "lathe/saturation.hpp"
+#include "lathe/spill.hpp"
 #include "lathe/stereo.hpp"
+#include "lathe/true_peak.hpp"
 
 namespace lathe {
 namespace {
@@ -33,72 +36,114 @@ double db_to_gain(double db) noexcept {
   return std::pow(10.0, db / 20.0);
 }
 
-void scale(const audio_buffer& in, double gain_db, audio_buffer& out) {
-  if (out.channels() != in.channels() || out.frames() != in.frames()) out.resize(in.channels(), in.frames());
-  const auto g = static_cast<float>(db_to_gain(gain_db));
-  for (int c = 0; c < in.channels(); ++c) {
-    const float* x = in.channel(c);
-    float* y = out.channel(c);
-    for (std::size_t i = 0; i < in.frames(); ++i) y[i] = x[i] * g;
+// Calls f(block) over the whole of `s`, in blocks of spill_block_frames.
+template <class F>
+void replay(const audio_spill& s, audio_buffer& scratch, F&& f) {
+  for (std::size_t pos = 0; pos < s.frames(); pos += spill_block_frames) {
+    const std::size_t n = std::min(spill_block_frames, s.frames() - pos);
+    block_view v = scratch.view(0, n);
+    s.read(pos, v);
+    f(const_block_view(v));
   }
 }
 
-double max_true_peak_dbtp(const audio_buffer& audio, double rate_hz) {
-  float peak = 0.0f;
-  for (int c = 0; c < audio.channels(); ++c)
-    peak = std::max(peak, true_peak_of(audio.channel(c), audio.frames(), rate_hz));
-  return 20.0 * std::log10(static_cast<double>(peak));
-}
-
-// Quantizes (or interleaves float) into `m`, then measures exactly the delivered samples.
-void deliver(const audio_buffer& audio, double rate_hz, const delivery_profile& p, std::uint64_t seed,
-             rendered_master& m) {
-  const std::size_t n = audio.frames();
-  const int ch = audio.channels();
-  audio_buffer delivered(ch, n);
-  m.int_samples.clear();
-  m.float_samples.clear();
-  m.measured.clamped_samples = 0;
-  if (p.bit_depth == 32) {
-    m.float_samples.resize(n * static_cast<std::size_t>(ch));
-    for (int c = 0; c < ch; ++c) {
-      const float* x = audio.channel(c);
-      for (std::size_t i = 0; i < n; ++i)
-        m.float_samples[i * static_cast<std::size_t>(ch) + static_cast<std::size_t>(c)] = x[i];
+// Largest true peak over all channels, fed block by block (as true_peak_of, channel by channel).
+class peak_meter {
+ public:
+  peak_meter(double rate_hz, int channels) : tp_(static_cast<std::size_t>(channels)), peaks_(spill_block_frames) {
+    for (true_peak_interpolator& t : tp_) t.prepare(rate_hz);
+  }
+  void add(const_block_view v) noexcept {
+    for (std::size_t c = 0; c < tp_.size(); ++c) run(tp_[c], v[static_cast<int>(c)], v.frames);
+  }
+  double finish_dbtp() {
+    for (true_peak_interpolator& t : tp_) {
+      const std::vector<float> tail(t.latency_frames() + 1, 0.0f);
+      run(t, tail.data(), tail.size());
     }
-    delivered = audio;
-  } else {
-    quantize_params q;
-    q.bit_depth = p.bit_depth;
-    q.shaping = p.shaping;
-    q.seed = seed;
-    q.sample_rate_hz = rate_hz;
-    m.measured.clamped_samples = quantize(audio, q, m.int_samples).clipped_samples;
-    m.measured.bit_depth = p.bit_depth;
-    delivered = delivered_audio(m, ch);
+    return 20.0 * std::log10(static_cast<double>(best_));
   }
-  track_analysis a = analyze(delivered, rate_hz);
+
+ private:
+  void run(true_peak_interpolator& t, const float* x, std::size_t n) noexcept {
+    for (std::size_t pos = 0; pos < n; pos += peaks_.size()) {
+      const std::size_t k = std::min(peaks_.size(), n - pos);
+      t.process(x + pos, peaks_.data(), k);
+      best_ = std::max(best_, *std::max_element(peaks_.begin(), peaks_.begin() + static_cast<std::ptrdiff_t>(k)));
+    }
+  }
+  std::vector<true_peak_interpolator> tp_;
+  std::vector<float> peaks_;
+  float best_ = 0.0f;
+};
+
+// One delivery attempt: quantizes (or interleaves float) the blocks `produce` passes on, hands
+// them to the sink and measures exactly the delivered samples.
+template <class Produce>
+void deliver(Produce&& produce, int channels, std::size_t frames, double rate_hz, const delivery_profile& p,
+             std::uint64_t seed, master_sink& sink, rendered_master& m) {
+  const auto ch = static_cast<std::size_t>(channels);
+  sink.begin(rate_hz, channels, p.bit_depth, frames);
+  track_analyzer analyzer(rate_hz, channels);
+  m.measured.clamped_samples = 0;
+  std::optional<quantizer> q;
+  if (p.bit_depth != 32) {
+    quantize_params qp;
+    qp.bit_depth = p.bit_depth;
+    qp.shaping = p.shaping;
+    qp.seed = seed;
+    qp.sample_rate_hz = rate_hz;
+    q.emplace(qp, channels);
+  }
+  const double inv_full_scale = std::ldexp(1.0, -(p.bit_depth - 1));
+  std::vector<std::int32_t> ints(q ? spill_block_frames * ch : 0);
+  std::vector<float> floats(q ? 0 : spill_block_frames * ch);
+  audio_buffer delivered(channels, q ? spill_block_frames : 0);
+  auto take = [&](const_block_view v) {
+    if (!q) {
+      for (int c = 0; c < channels; ++c)
+        for (std::size_t i = 0; i < v.frames; ++i) floats[i * ch + static_cast<std::size_t>(c)] = v[c][i];
+      analyzer.add(v);
+      sink.add(v, {}, std::span<const float>(floats.data(), v.frames * ch));
+      return;
+    }
+    q->process(v, ints);
+    block_view d = delivered.view(0, v.frames);
+    for (int c = 0; c < channels; ++c)
+      for (std::size_t i = 0; i < v.frames; ++i)
+        d[c][i] = static_cast<float>(ints[i * ch + static_cast<std::size_t>(c)] * inv_full_scale);
+    analyzer.add(d);
+    sink.add(d, std::span<const std::int32_t>(ints.data(), v.frames * ch), {});
+  };
+  produce(frame_sink(take));
+  if (q) m.measured.clamped_samples = q->stats().clipped_samples;
+  track_analysis a = analyzer.finish();
   m.measured.integrated_lufs = a.integrated_lufs;
   m.measured.true_peak_dbtp = a.true_peak_dbtp;
   m.measured.sample_peak_dbfs = a.sample_peak_dbfs;
   m.measured.loudness_range_lu = a.loudness_range_lu;
   m.measured.sample_rate_hz = rate_hz;
   m.measured.bit_depth = p.bit_depth;
-  m.measured.frames = n;
-  m.measured.duration_s = static_cast<double>(n) / rate_hz;
+  m.measured.frames = frames;
+  m.measured.duration_s = static_cast<double>(frames) / rate_hz;
   m.measured.blocks = std::move(a.blocks);
+  ++m.normalization.passes;
 }
 
 // Gain that brings `src` to the target through the limiter: secant iteration on
 // loudness(gain), which is monotone and has slope 1 until the limiter engages, less after.
-double converge_gain(const offline_limiter& limiter, const audio_buffer& src, double rate_hz, double target_lufs,
-                     double first_gain_db, audio_buffer& out, normalization_result& n) {
+// Each iteration is one streaming pass that only meters the limiter's output.
+double converge_gain(const offline_limiter& limiter, const audio_spill& src, double rate_hz, double target_lufs,
+                     double first_gain_db, normalization_result& n) {
   double g = first_gain_db;
   double g_prev = 0.0, l_prev = 0.0;
+  loudness_meter meter;
   for (int it = 0; it < max_iterations; ++it) {
-    n.limiter = limiter.render(src, g, out);
+    meter.prepare(rate_hz, src.channels());
+    n.limiter = limiter.render(src, g, [&](const_block_view v) { meter.process(v); });
     ++n.iterations;
-    const double l = integrated_loudness(out, rate_hz);
+    ++n.passes;
+    const double l = meter.integrated_lufs();
     const double err = target_lufs - l;
     if (std::abs(err) <= converged_lu || !std::isfinite(l)) return g;
     double slope = 1.0;
@@ -109,6 +154,28 @@ double converge_gain(const offline_limiter& limiter, const audio_buffer& src, do
   }
   return g;
 }
+
+// Collects the delivered master in memory (the whole-buffer render_master).
+class collecting_sink final : public master_sink {
+ public:
+  explicit collecting_sink(rendered_master& m) : m_(m) {}
+  void begin(double, int channels, int bit_depth, std::size_t frames) override {
+    const std::size_t samples = frames * static_cast<std::size_t>(channels);
+    m_.int_samples.clear();
+    m_.float_samples.clear();
+    if (bit_depth == 32)
+      m_.float_samples.reserve(samples);
+    else
+      m_.int_samples.reserve(samples);
+  }
+  void add(const_block_view, std::span<const std::int32_t> ints, std::span<const float> floats) override {
+    m_.int_samples.insert(m_.int_samples.end(), ints.begin(), ints.end());
+    m_.float_samples.insert(m_.float_samples.end(), floats.begin(), floats.end());
+  }
+
+ private:
+  rendered_master& m_;
+};
 
 }  // namespace
 
@@ -210,11 +277,7 @@ audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const
                             nlohmann::json* report) {
   audio_buffer out(in.channels(), in.frames());
   prechain_stream stream(p, sample_rate_hz, in.channels(), in.frames());
-  std::size_t written = 0;
-  auto keep = [&](const_block_view v) {
-    for (int c = 0; c < v.channels; ++c) std::copy_n(v[c], v.frames, out.channel(c) + written);
-    written += v.frames;
-  };
+  buffer_filler keep{out};
   stream.push(in.view(), keep);
   stream.finish(keep);
   if (report != nullptr) *report = stream.report();
@@ -253,51 +316,88 @@ void check_against_profile(rendered_master& m, const delivery_profile& p) {
   m.passed = m.failures.empty();
 }
 
-rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const delivery_profile& p,
-                              double target_lufs, std::uint64_t dither_seed) {
+rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const delivery_profile& p, double target_lufs,
+                              std::uint64_t dither_seed, master_sink& sink, const std::filesystem::path& spill_folder) {
   rendered_master m;
   normalization_result& n = m.normalization;
   const double rate = p.output_rate_hz(pre_rate_hz);
-  audio_buffer resampled;
-  const audio_buffer* src = &pre;
-  if (rate != pre_rate_hz) {
-    resampled = resample(pre, pre_rate_hz, rate);
-    src = &resampled;
+  const int ch = pre.channels();
+  const bool linear = p.normalization == normalization_mode::linear;
+  auto make_spill = [&](int channels) {
+    return spill_folder.empty() ? audio_spill(channels) : audio_spill(channels, spill_folder);
+  };
+  audio_buffer scratch(ch, spill_block_frames);
+
+  // Pass 1: the source at the output rate (resampled into a spill when the rates differ) and,
+  // in the same pass, its loudness and what the gain stage needs: the true peak (linear) or the
+  // limiter's detection (limit).
+  limiter_params lp = p.limiter;
+  lp.ceiling_dbtp = p.ceiling_dbtp;
+  offline_limiter limiter;
+  if (!linear) limiter.begin_analysis(rate, lp, ch, make_spill(1));
+  loudness_meter meter;
+  meter.prepare(rate, ch);
+  peak_meter peaks(rate, ch);
+  std::optional<audio_spill> resampled;
+  if (rate != pre_rate_hz) resampled = make_spill(ch);
+  auto measure = [&](const_block_view v) {
+    meter.process(v);
+    if (linear)
+      peaks.add(v);
+    else
+      limiter.analyze_more(v);
+    if (resampled) resampled->append(v);
+  };
+  if (resampled && pre.frames() > 0) {
+    resample_stream rs(pre_rate_hz, rate, ch, pre.frames());
+    replay(pre, scratch, [&](const_block_view v) { rs.push(v, measure); });
+    rs.finish(measure);
+  } else {
+    replay(pre, scratch, measure);
   }
+  if (!linear) limiter.finish_analysis();
+  ++n.passes;
+  const audio_spill& src = resampled ? *resampled : pre;
+  const std::size_t frames = src.frames();
+
   n.target_lufs = target_lufs;
-  n.pre_loudness_lufs = integrated_loudness(*src, rate);
+  n.pre_loudness_lufs = meter.integrated_lufs();
   n.limiter_ceiling_dbtp = p.ceiling_dbtp;
 
-  audio_buffer out;
   if (!std::isfinite(n.pre_loudness_lufs)) {
     // Silence (nothing above the -70 LUFS gate): no gain can reach a target.
-    out = *src;
-    deliver(out, rate, p, dither_seed, m);
+    deliver([&](const frame_sink& out) { replay(src, scratch, out); }, ch, frames, rate, p, dither_seed, sink, m);
     m.failures.push_back("the track is silent (no audio above -70 LUFS), so it cannot be normalized");
-  } else if (p.normalization == normalization_mode::linear) {
+  } else if (linear) {
     // Gain only. When the ceiling forbids the full gain, stop short and say so.
-    const double headroom_db = p.ceiling_dbtp - p.limiter.margin_db - max_true_peak_dbtp(*src, rate);
+    const double headroom_db = p.ceiling_dbtp - p.limiter.margin_db - peaks.finish_dbtp();
     double g = target_lufs - n.pre_loudness_lufs;
     if (g > headroom_db) g = headroom_db;
+    audio_buffer scaled(ch, spill_block_frames);
     for (int attempt = 0; attempt < max_ceiling_attempts; ++attempt) {
-      scale(*src, g, out);
+      const auto gain = static_cast<float>(db_to_gain(g));
+      auto produce = [&](const frame_sink& out) {
+        replay(src, scratch, [&](const_block_view v) {
+          block_view y = scaled.view(0, v.frames);
+          for (int c = 0; c < ch; ++c)
+            for (std::size_t i = 0; i < v.frames; ++i) y[c][i] = v[c][i] * gain;
+          out(y);
+        });
+      };
       n.iterations = attempt + 1;
-      deliver(out, rate, p, dither_seed, m);
+      deliver(produce, ch, frames, rate, p, dither_seed, sink, m);
       if (m.measured.true_peak_dbtp <= p.ceiling_dbtp) break;
       g -= m.measured.true_peak_dbtp - p.ceiling_dbtp + ceiling_step_extra_db;
     }
     n.gain_db = g;
     n.shortfall_lu = std::max(0.0, target_lufs - m.measured.integrated_lufs);
   } else {
-    limiter_params lp = p.limiter;
-    lp.ceiling_dbtp = p.ceiling_dbtp;
-    offline_limiter limiter;
     double g = target_lufs - n.pre_loudness_lufs;
     for (int attempt = 0; attempt < max_ceiling_attempts; ++attempt) {
-      limiter.analyze(*src, rate, lp);
-      g = converge_gain(limiter, *src, rate, target_lufs, g, out, n);
-      n.limiter = limiter.render(*src, g, out);
-      deliver(out, rate, p, dither_seed, m);
+      limiter.set_ceiling_dbtp(lp.ceiling_dbtp);
+      g = converge_gain(limiter, src, rate, target_lufs, g, n);
+      deliver([&](const frame_sink& out) { n.limiter = limiter.render(src, g, out); }, ch, frames, rate, p, dither_seed,
+              sink, m);
       n.limiter_ceiling_dbtp = lp.ceiling_dbtp;
       if (m.measured.true_peak_dbtp <= p.ceiling_dbtp) break;
       lp.ceiling_dbtp -= m.measured.true_peak_dbtp - p.ceiling_dbtp + ceiling_step_extra_db;
@@ -308,6 +408,16 @@ rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const
 
   check_against_profile(m, p);
   return m;
+}
+
+rendered_master render_master(const audio_buffer& pre, double pre_rate_hz, const delivery_profile& p,
+                              double target_lufs, std::uint64_t dither_seed) {
+  rendered_master m;
+  collecting_sink sink(m);
+  rendered_master r = render_master(audio_spill::borrow(pre), pre_rate_hz, p, target_lufs, dither_seed, sink);
+  r.int_samples = std::move(m.int_samples);
+  r.float_samples = std::move(m.float_samples);
+  return r;
 }
 
 }  // namespace lathe

@@ -4,6 +4,8 @@
 #include <ebur128.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -491,6 +493,50 @@ TEST(Limiter, OfflineAndStreamingAreBitIdentical) {
       EXPECT_EQ(st.mean_gain_reduction_db, ss.mean_gain_reduction_db);
     }
   }
+}
+
+// The normalization loop's limiter over spills: detection fed in uneven blocks, the envelope
+// and the input in files, renders at two gains and a lowered ceiling; every output sample and
+// statistic equals the whole-buffer limiter's.
+TEST(Limiter, OfflineOverFileSpillsEqualsTheWholeBufferLimiter) {
+  const double fs = 48'000.0;
+  const limiter_params p;
+  const audio_buffer x = drums(0.7, fs, 8);
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "lathe-limiter-spill";
+  audio_spill in(2, dir);
+  offline_limiter streamed;
+  streamed.begin_analysis(fs, p, 2, audio_spill(1, dir));
+  for (std::size_t pos = 0, k = 0; pos < x.frames(); ++k) {
+    const std::size_t n = std::min<std::size_t>(k % 2 == 0 ? 977 : 10'007, x.frames() - pos);
+    streamed.analyze_more(x.view(pos, n));
+    in.append(x.view(pos, n));
+    pos += n;
+  }
+  streamed.finish_analysis();
+  for (const double ceiling_dbtp : {-1.0, -1.7}) {
+    limiter_params q = p;
+    q.ceiling_dbtp = ceiling_dbtp;
+    offline_limiter whole;
+    whole.analyze(x, fs, q);
+    streamed.set_ceiling_dbtp(ceiling_dbtp);
+    for (const double gain_db : {3.0, 14.0}) {
+      audio_buffer ref;
+      const limiter_stats rs = whole.render(x, gain_db, ref);
+      audio_buffer got(2, x.frames());
+      std::size_t written = 0;
+      const limiter_stats gs = streamed.render(in, gain_db, [&](const_block_view v) {
+        for (int c = 0; c < 2; ++c) std::copy_n(v[c], v.frames, got.channel(c) + written);
+        written += v.frames;
+      });
+      EXPECT_EQ(written, x.frames());
+      EXPECT_TRUE(bit_equal(ref, got)) << "ceiling " << ceiling_dbtp << " gain " << gain_db;
+      EXPECT_EQ(rs.frames_limited, gs.frames_limited);
+      EXPECT_EQ(rs.max_gain_reduction_db, gs.max_gain_reduction_db);
+      EXPECT_EQ(rs.mean_gain_reduction_db, gs.mean_gain_reduction_db);
+      EXPECT_EQ(whole.input_true_peak_dbtp(gain_db), streamed.input_true_peak_dbtp(gain_db));
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
 }
 
 TEST(Limiter, StreamingIsBlockSizeIndependent) {

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <optional>
 
 #include "lathe/master.hpp"
@@ -118,6 +120,71 @@ TEST(RenderMaster, ExtremeSourceRatesLandOnTarget) {
       EXPECT_EQ(m.measured.sample_rate_hz, rate.value_or(fs));
     }
   }
+}
+
+// The streamed render with its spills in files gives the whole-buffer render's master: the same
+// delivered samples, figures and pass counts, in every normalization mode, bit depth and rate
+// change, and each delivery attempt's blocks add up to the master's length.
+TEST(RenderMaster, StreamedOverFileSpillsEqualsTheWholeBufferRender) {
+  struct sink_into final : master_sink {
+    std::vector<std::int32_t> ints;
+    std::vector<float> floats;
+    std::size_t frames = 0, added = 0;
+    int attempts = 0;
+    void begin(double, int, int, std::size_t n) override {
+      ints.clear();
+      floats.clear();
+      frames = n;
+      added = 0;
+      ++attempts;
+    }
+    void add(const_block_view d, std::span<const std::int32_t> i, std::span<const float> f) override {
+      ints.insert(ints.end(), i.begin(), i.end());
+      floats.insert(floats.end(), f.begin(), f.end());
+      added += d.frames;
+    }
+  };
+  const double fs = 44'100.0;
+  const audio_buffer loud = peaky(fs);
+  const audio_buffer silent(2, 30'000);
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "lathe-master-spill";
+  for (const normalization_mode mode : {normalization_mode::limit, normalization_mode::linear}) {
+    for (const int bits : {16, 24, 32}) {
+      for (const std::optional<double> rate : {std::optional<double>{}, std::optional<double>{48'000.0}}) {
+        for (const audio_buffer* in : {&loud, &silent}) {
+          delivery_profile p = base_profile();
+          p.normalization = mode;
+          p.bit_depth = bits;
+          p.shaping = bits == 16 ? noise_shaping::f_weighted : noise_shaping::none;
+          p.sample_rate_hz = rate;
+          SCOPED_TRACE(testing::Message() << (mode == normalization_mode::limit ? "limit " : "linear ") << bits
+                                          << "-bit " << rate.value_or(fs) << (in == &silent ? " silent" : ""));
+          const rendered_master ref = render_master(*in, fs, p, p.target_lufs, 9);
+          audio_spill pre(2, dir);
+          pre.append(in->view());
+          sink_into sink;
+          const rendered_master got = render_master(pre, fs, p, p.target_lufs, 9, sink, dir);
+          EXPECT_EQ(sink.ints, ref.int_samples);
+          EXPECT_EQ(sink.floats.size(), ref.float_samples.size());
+          EXPECT_EQ(std::memcmp(sink.floats.data(), ref.float_samples.data(), sink.floats.size() * sizeof(float)), 0);
+          EXPECT_TRUE(got.int_samples.empty() && got.float_samples.empty());
+          EXPECT_EQ(sink.added, got.measured.frames);
+          EXPECT_EQ(got.measured.integrated_lufs, ref.measured.integrated_lufs);
+          EXPECT_EQ(got.measured.true_peak_dbtp, ref.measured.true_peak_dbtp);
+          EXPECT_EQ(got.normalization.gain_db, ref.normalization.gain_db);
+          EXPECT_EQ(got.normalization.iterations, ref.normalization.iterations);
+          EXPECT_EQ(got.normalization.passes, ref.normalization.passes);
+          EXPECT_EQ(got.failures, ref.failures);
+          // One resampling/detection pass, then per attempt the loop's passes and one delivery.
+          const int attempts = sink.attempts;
+          EXPECT_GE(attempts, 1);
+          const int loop = mode == normalization_mode::limit && in == &loud ? got.normalization.iterations : 0;
+          EXPECT_EQ(got.normalization.passes, 1 + loop + attempts);
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
 }
 
 TEST(Prechain, KeysDifferWhenSettingsDiffer) {

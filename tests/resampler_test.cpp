@@ -161,3 +161,35 @@ TEST(Resampler, RejectsNonPositiveRates) {
 
 }  // namespace
 }  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// The stream stages soxr's input in fixed chunks, so any push sizes give resample()'s output.
+TEST(ResampleStream, AnyPushSizesGiveTheWholeBufferResultBitForBit) {
+  const audio_buffer x = test::white_noise(-12.0, 3.1, 44'100.0, 2, 11);  // 136'710 frames, 3 chunks
+  for (const auto& [in_hz, out_hz] :
+       std::vector<std::pair<double, double>>{{44'100.0, 48'000.0}, {44'100.0, 96'000.0}, {96'000.0, 44'100.0}}) {
+    const audio_buffer ref = resample(x, in_hz, out_hz);
+    for (const std::size_t push : {std::size_t{1'000}, std::size_t{65'537}, std::size_t{7}, x.frames()}) {
+      resample_stream s(in_hz, out_hz, 2, x.frames());
+      audio_buffer got(2, s.out_frames());
+      std::size_t written = 0;
+      auto keep = [&](const_block_view v) {
+        ASSERT_LE(written + v.frames, got.frames());
+        for (int c = 0; c < 2; ++c) std::copy_n(v[c], v.frames, got.channel(c) + written);
+        written += v.frames;
+      };
+      for (std::size_t pos = 0; pos < x.frames(); pos += push)
+        s.push(x.view(pos, std::min(push, x.frames() - pos)), keep);
+      s.finish(keep);
+      ASSERT_EQ(written, ref.frames());
+      for (int c = 0; c < 2; ++c)
+        EXPECT_EQ(std::memcmp(got.channel(c), ref.channel(c), ref.frames() * sizeof(float)), 0)
+            << in_hz << " -> " << out_hz << " pushes of " << push;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lathe

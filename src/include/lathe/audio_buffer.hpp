@@ -3,7 +3,9 @@
 #include <array>
 #include <concepts>
 #include <cstddef>
+#include <memory>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "lathe/error.hpp"
@@ -46,6 +48,30 @@ struct basic_block_view {
 };
 using block_view = basic_block_view<float>;
 using const_block_view = basic_block_view<const float>;
+
+class frame_sink;
+
+/// What a frame_sink can refer to: a callable taking `const_block_view` (a sink itself copies).
+template <class F>
+concept frame_callable = std::invocable<F&, const_block_view> && !std::same_as<std::remove_cvref_t<F>, frame_sink>;
+
+/// Non-owning reference to a callable `void(const_block_view)` that takes output frames. It
+/// refers to the callable, so the callable must outlive it (a temporary lambda passed straight
+/// to push() or finish() does). Calling it adds no allocation of its own.
+class frame_sink {
+ public:
+  // Implicit, so that a lambda is passed where a sink is asked for.
+  template <frame_callable F>
+  frame_sink(F&& f) noexcept
+      : callable_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* c, const_block_view v) { (*static_cast<std::remove_reference_t<F>*>(c))(v); }) {}
+
+  void operator()(const_block_view v) const { call_(callable_, v); }
+
+ private:
+  void* callable_;
+  void (*call_)(void*, const_block_view);
+};
 
 /// Owning planar float buffer: channel c occupies one contiguous run of frames().
 class audio_buffer {
@@ -133,5 +159,20 @@ void run_aligned(S& stage, audio_buffer& buf, std::size_t max_block_frames) {
   while (written < n) push(zeros.view(0, std::min(max_block_frames, n - written + latency)));
   buf = std::move(out);
 }
+
+/// A frame_callable that copies the frames it is given into `out`, in order from frame 0 (out
+/// must be long enough and have the channels; not checked).
+struct buffer_filler {
+  audio_buffer& out;
+  std::size_t written = 0;
+  void operator()(const_block_view v) noexcept {
+    for (int c = 0; c < v.channels; ++c) {
+      const float* x = v[c];
+      float* y = out.channel(c) + written;
+      for (std::size_t i = 0; i < v.frames; ++i) y[i] = x[i];
+    }
+    written += v.frames;
+  }
+};
 
 }  // namespace lathe

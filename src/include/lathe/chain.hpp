@@ -17,30 +17,6 @@
 
 namespace lathe {
 
-class frame_sink;
-
-/// What a frame_sink can refer to: a callable taking `const_block_view` (a sink itself copies).
-template <class F>
-concept frame_callable = std::invocable<F&, const_block_view> && !std::same_as<std::remove_cvref_t<F>, frame_sink>;
-
-/// Non-owning reference to a callable `void(const_block_view)` that takes output frames. It
-/// refers to the callable, so the callable must outlive it (a temporary lambda passed straight
-/// to push() or finish() does). Calling it adds no allocation of its own.
-class frame_sink {
- public:
-  // Implicit, so that a lambda is passed where a sink is asked for.
-  template <frame_callable F>
-  frame_sink(F&& f) noexcept
-      : callable_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
-        call_([](void* c, const_block_view v) { (*static_cast<std::remove_reference_t<F>*>(c))(v); }) {}
-
-  void operator()(const_block_view v) const { call_(callable_, v); }
-
- private:
-  void* callable_;
-  void (*call_)(void*, const_block_view);
-};
-
 /// The pre-chain of one track as a stream. Each stage sees exactly the process() calls that
 /// running it over the whole buffer with run_aligned(stage, buffer, block_frames) gives it:
 /// consecutive block_frames blocks of the previous stage's aligned output from frame 0, a

@@ -5,9 +5,11 @@
 // followed by an exponential release.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "lathe/audio_buffer.hpp"
+#include "lathe/spill.hpp"
 #include "lathe/true_peak.hpp"
 
 namespace lathe {
@@ -90,22 +92,49 @@ class limiter_gain_law {
 
 }  // namespace detail
 
-/// Offline limiter for the normalization loop: detection of the input is done once by
-/// analyze(); render() then limits `gain_db * input` for any gain without re-detecting
-/// (the peak envelope scales with the gain). Output is sample-aligned with the input.
+/// Offline limiter for the normalization loop: the input's detection is measured once, in one
+/// streaming pass (begin_analysis, analyze_more, finish_analysis); render() then limits
+/// `gain_db * input` for any gain and any ceiling without re-detecting (the peak envelope scales
+/// with the gain), in another streaming pass over the same input. The envelope (one float per
+/// frame) lives in the spill given to begin_analysis: in memory, or in a file so that memory
+/// does not grow with the track. Output is sample-aligned with the input and identical bit for
+/// bit whatever the blocks and wherever the envelope and the input are kept.
 class offline_limiter {
  public:
-  /// Measures the channel-linked oversampled peak envelope of `in`. Allocates.
+  offline_limiter();
+  offline_limiter(offline_limiter&&) noexcept;
+  offline_limiter& operator=(offline_limiter&&) noexcept;
+  ~offline_limiter();
+
+  /// Starts measuring a new input of `channels` channels; `envelope` is an empty one-channel
+  /// spill that receives the envelope. Checks `params` (logic_error). Allocates.
+  void begin_analysis(double sample_rate_hz, const limiter_params& params, int channels,
+                      audio_spill envelope = audio_spill(1));
+  /// Feeds the next frames of the input (the channels given to begin_analysis, not checked).
+  /// Throws output_error when a file envelope cannot be written.
+  void analyze_more(const_block_view in);
+  /// Ends the input: flushes the detectors' delay.
+  void finish_analysis();
+  /// The three over a whole buffer, the envelope in memory.
   void analyze(const audio_buffer& in, double sample_rate_hz, const limiter_params& params);
-  /// out = limit(in * 10^(gain_db/20)) with the ceiling of analyze()'s params. `in` must be the
-  /// buffer analyze() saw. Allocates out if needed; thread-safe for concurrent calls with
-  /// different `out`.
+
+  /// Aims later renders at another ceiling (the same detection applies to any ceiling).
+  void set_ceiling_dbtp(double ceiling_dbtp);
+
+  /// out = limit(in * 10^(gain_db/20)), passed to `out` in order in views of at most
+  /// spill_block_frames frames. `in` must hold the frames analysis saw (its length is checked).
+  limiter_stats render(const audio_spill& in, double gain_db, frame_sink out) const;
+  /// render() of a whole buffer into `out` (allocated if needed); thread-safe for concurrent
+  /// calls with different `out` on a limiter whose envelope is in memory.
   limiter_stats render(const audio_buffer& in, double gain_db, audio_buffer& out) const;
   /// Largest true peak of `gain_db * in` before limiting, dBTP, as the detector reads it (the
   /// larger of true_peak_of's and libebur128's interpolation).
   double input_true_peak_dbtp(double gain_db) const noexcept;
+  /// Frames of the input analysed.
+  std::size_t frames() const noexcept { return frames_; }
 
  private:
+  struct detection;  // the detectors while analysing
   limiter_params params_;
   double sample_rate_hz_ = 0.0;
   std::size_t frames_ = 0;   // length of the analyzed input
@@ -113,7 +142,8 @@ class offline_limiter {
   float max_peak_ = 0.0f;
   // Per stream frame t in [0, frames_ + latency_): max over channels and the detector's 3-frame
   // window, linear, before the input gain (exactly what true_peak_limiter sees at time t).
-  std::vector<float> peak_;
+  audio_spill peak_{1};
+  std::unique_ptr<detection> det_;
 };
 
 /// Streaming limiter stage (dsp_stage) with the same gain law as offline_limiter; for

@@ -7,6 +7,7 @@
 // followed by an independent measurement of exactly what is delivered.
 // Loudness and limiting run at the output rate so the final master is what was measured.
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "lathe/analysis.hpp"
 #include "lathe/audio_buffer.hpp"
 #include "lathe/profile.hpp"
+#include "lathe/spill.hpp"
 
 namespace lathe {
 
@@ -53,7 +55,8 @@ struct normalization_result {
   double target_lufs = 0.0;           ///< this track's target (album mode shifts it)
   double gain_db = 0.0;               ///< the normalization gain applied before the limiter
   double shortfall_lu = 0.0;          ///< linear mode: how far below the target it stopped (>= 0)
-  int iterations = 0;                 ///< limiter/meter passes
+  int iterations = 0;                 ///< limiter/meter passes of the loudness loop
+  int passes = 0;                     ///< full-track streaming passes in all (resampling and detection, loop, delivery)
   bool limited = false;               ///< the limiter reduced gain somewhere
   double limiter_ceiling_dbtp = 0.0;  ///< the ceiling the limiter finally aimed at
   limiter_stats limiter;
@@ -82,6 +85,30 @@ struct rendered_master {
   std::vector<std::int32_t> int_samples;
   std::vector<float> float_samples;
 };
+
+/// Receives a render's delivered master block by block. A render makes one delivery attempt or
+/// a few (the ceiling loop); begin() starts each, discarding the previous one, and the last one
+/// begun is the master.
+class master_sink {
+ public:
+  virtual ~master_sink() = default;
+  /// A new attempt of `frames` frames at `bit_depth` (16/24 integers, 32 float).
+  virtual void begin(double sample_rate_hz, int channels, int bit_depth, std::size_t frames) = 0;
+  /// The next frames: `delivered` is what a player decodes (planar float); `ints` (16/24-bit) or
+  /// `floats` (32-bit) the same frames interleaved, as the file stores them (the other is
+  /// empty). Valid during the call only.
+  virtual void add(const_block_view delivered, std::span<const std::int32_t> ints, std::span<const float> floats) = 0;
+};
+
+/// render_master as a stream: `pre` is read in blocks, the delivered master goes to `sink` in
+/// blocks, and what a later pass reads again (the resampled source, the limiter's envelope) is
+/// kept in anonymous files in `spill_folder` (in memory when it is empty). Memory then does not
+/// grow with the track. The returned master carries no samples (the sink has them); otherwise
+/// it equals the whole-buffer render_master's, and the delivered samples are the same bit for
+/// bit, wherever the spills are. Throws output_error when a spill cannot be written.
+rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const delivery_profile& p, double target_lufs,
+                              std::uint64_t dither_seed, master_sink& sink,
+                              const std::filesystem::path& spill_folder = {});
 
 /// Renders one master from `pre` (the pre-chain output at `pre_rate_hz`) for profile `p`,
 /// aiming at `target_lufs` (the profile's target in track mode; shifted per track in album

@@ -1,0 +1,71 @@
+#pragma once
+// Audio that a later streaming pass reads again from the start: the pre-chain output that the
+// loudness iterations replay, a resampled master, the limiter's peak envelope. Held in memory
+// or in an anonymous file, so that memory need not grow with the track.
+#include <cstddef>
+#include <filesystem>
+#include <vector>
+
+#include "lathe/audio_buffer.hpp"
+
+namespace lathe {
+
+/// Planar float audio appended block by block and read back at any frame offset. Three kinds:
+/// in memory (grows with the audio), in a file (memory: one conversion block, whatever the
+/// length), or borrowing an audio_buffer the caller keeps alive (read-only). Reads return the
+/// appended samples bit for bit, whatever the kind, so a pass reading a spill gives the same
+/// result from each. Move-only; not thread-safe (one writer, then readers on one thread).
+class audio_spill {
+ public:
+  /// An empty spill in memory. Precondition: 1 <= channels <= max_channels (checked).
+  explicit audio_spill(int channels);
+
+  /// An empty spill in an anonymous file in `folder` (created if missing; the file has no name,
+  /// so nothing is left behind whatever ends the process). Throws output_error naming the folder
+  /// when it cannot be created or written.
+  audio_spill(int channels, const std::filesystem::path& folder);
+
+  /// Reads `audio` in place (no copy); append() is refused. `audio` must outlive the spill.
+  static audio_spill borrow(const audio_buffer& audio);
+
+  audio_spill(audio_spill&&) noexcept;
+  audio_spill& operator=(audio_spill&&) noexcept;
+  audio_spill(const audio_spill&) = delete;
+  audio_spill& operator=(const audio_spill&) = delete;
+  ~audio_spill();
+
+  int channels() const noexcept { return channels_; }
+  std::size_t frames() const noexcept { return frames_; }
+  bool in_file() const noexcept { return fd_ >= 0; }
+
+  /// Appends `in` (channels() channels). Throws output_error when the disk fails or is full,
+  /// logic_error for a borrowed spill or another channel count.
+  void append(const_block_view in);
+
+  /// Copies frames [first, first + out.frames) into `out` (channels() channels, first +
+  /// out.frames <= frames(), checked). Throws output_error when the file cannot be read.
+  void read(std::size_t first, block_view out) const;
+
+  /// Memory this spill holds (bytes): the audio for memory spills, the conversion buffer for
+  /// file spills, nothing for borrowed ones.
+  std::size_t memory_bytes() const noexcept;
+
+ private:
+  audio_spill() = default;
+  void flush_pending() const;
+
+  int channels_ = 0;
+  std::size_t frames_ = 0;
+  const audio_buffer* borrowed_ = nullptr;
+  std::vector<std::vector<float>> memory_;  // per channel (memory spills)
+  int fd_ = -1;                             // file spills
+  std::filesystem::path folder_;            // for error messages
+  // File spills: interleaved frames not yet written, and the conversion buffer for reads.
+  mutable std::vector<float> pending_;
+  mutable std::vector<float> io_;
+};
+
+/// Frames per block that readers of a spill use.
+inline constexpr std::size_t spill_block_frames = 8'192;
+
+}  // namespace lathe

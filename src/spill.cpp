@@ -1,0 +1,171 @@
+#include "lathe/spill.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "lathe/error.hpp"
+
+namespace lathe {
+namespace {
+
+[[noreturn]] void fail_io(const std::filesystem::path& folder, const char* what, int err) {
+  throw output_error(fmt::format("{}: cannot {} the spill file ({}); free space there or point the output elsewhere",
+                                 folder.string(), what, std::strerror(err)));
+}
+
+// An unnamed file in `folder`: O_TMPFILE where the filesystem has it, else a named one unlinked
+// at once.
+int open_anonymous(const std::filesystem::path& folder) {
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec) throw output_error(fmt::format("{}: cannot create the spill folder ({})", folder.string(), ec.message()));
+#ifdef O_TMPFILE
+  const int fd = ::open(folder.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) return fd;
+#endif
+  std::string name = (folder / "spill-XXXXXX").string();
+  const int named = ::mkostemp(name.data(), O_CLOEXEC);
+  if (named < 0) fail_io(folder, "create", errno);
+  ::unlink(name.c_str());
+  return named;
+}
+
+}  // namespace
+
+audio_spill::audio_spill(int channels) : channels_(channels) {
+  LATHE_EXPECTS(channels >= 1 && channels <= max_channels, "spill channel count out of range");
+  memory_.resize(static_cast<std::size_t>(channels));
+}
+
+audio_spill::audio_spill(int channels, const std::filesystem::path& folder) : channels_(channels), folder_(folder) {
+  LATHE_EXPECTS(channels >= 1 && channels <= max_channels, "spill channel count out of range");
+  fd_ = open_anonymous(folder);
+  pending_.reserve(spill_block_frames * static_cast<std::size_t>(channels));
+}
+
+audio_spill audio_spill::borrow(const audio_buffer& audio) {
+  audio_spill s;
+  s.channels_ = audio.channels();
+  s.frames_ = audio.frames();
+  s.borrowed_ = &audio;
+  return s;
+}
+
+audio_spill::audio_spill(audio_spill&& o) noexcept
+    : channels_(o.channels_),
+      frames_(o.frames_),
+      borrowed_(o.borrowed_),
+      memory_(std::move(o.memory_)),
+      fd_(std::exchange(o.fd_, -1)),
+      folder_(std::move(o.folder_)),
+      pending_(std::move(o.pending_)),
+      io_(std::move(o.io_)) {}
+
+audio_spill& audio_spill::operator=(audio_spill&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    channels_ = o.channels_;
+    frames_ = o.frames_;
+    borrowed_ = o.borrowed_;
+    memory_ = std::move(o.memory_);
+    fd_ = std::exchange(o.fd_, -1);
+    folder_ = std::move(o.folder_);
+    pending_ = std::move(o.pending_);
+    io_ = std::move(o.io_);
+  }
+  return *this;
+}
+
+audio_spill::~audio_spill() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void audio_spill::append(const_block_view in) {
+  LATHE_EXPECTS(borrowed_ == nullptr, "a borrowed spill is read-only");
+  LATHE_EXPECTS(in.channels == channels_, "spill channel count differs");
+  if (fd_ < 0) {
+    for (int c = 0; c < channels_; ++c)
+      memory_[static_cast<std::size_t>(c)].insert(memory_[static_cast<std::size_t>(c)].end(), in[c], in[c] + in.frames);
+    frames_ += in.frames;
+    return;
+  }
+  const auto ch = static_cast<std::size_t>(channels_);
+  for (std::size_t done = 0; done < in.frames;) {
+    const std::size_t room = spill_block_frames - pending_.size() / ch;
+    const std::size_t n = std::min(room, in.frames - done);
+    for (std::size_t i = 0; i < n; ++i)
+      for (int c = 0; c < channels_; ++c) pending_.push_back(in[c][done + i]);
+    done += n;
+    frames_ += n;
+    if (pending_.size() == spill_block_frames * ch) flush_pending();
+  }
+}
+
+void audio_spill::flush_pending() const {
+  if (pending_.empty()) return;
+  const auto ch = static_cast<std::size_t>(channels_);
+  const std::size_t frames_in_file = frames_ - pending_.size() / ch;
+  const auto* bytes = reinterpret_cast<const char*>(pending_.data());
+  std::size_t left = pending_.size() * sizeof(float);
+  auto offset = static_cast<off_t>(frames_in_file * ch * sizeof(float));
+  while (left > 0) {
+    const ssize_t w = ::pwrite(fd_, bytes, left, offset);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail_io(folder_, "write", w < 0 ? errno : ENOSPC);
+    bytes += w;
+    left -= static_cast<std::size_t>(w);
+    offset += w;
+  }
+  pending_.clear();
+}
+
+void audio_spill::read(std::size_t first, block_view out) const {
+  LATHE_EXPECTS(out.channels == channels_, "spill channel count differs");
+  LATHE_EXPECTS(first <= frames_ && out.frames <= frames_ - first, "spill read past its end");
+  if (borrowed_ != nullptr) {
+    for (int c = 0; c < channels_; ++c) std::copy_n(borrowed_->channel(c) + first, out.frames, out[c]);
+    return;
+  }
+  if (fd_ < 0) {
+    for (int c = 0; c < channels_; ++c)
+      std::copy_n(memory_[static_cast<std::size_t>(c)].data() + first, out.frames, out[c]);
+    return;
+  }
+  flush_pending();
+  const auto ch = static_cast<std::size_t>(channels_);
+  io_.resize(spill_block_frames * ch);
+  for (std::size_t done = 0; done < out.frames;) {
+    const std::size_t n = std::min(spill_block_frames, out.frames - done);
+    auto* bytes = reinterpret_cast<char*>(io_.data());
+    std::size_t left = n * ch * sizeof(float);
+    auto offset = static_cast<off_t>((first + done) * ch * sizeof(float));
+    while (left > 0) {
+      const ssize_t r = ::pread(fd_, bytes, left, offset);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) fail_io(folder_, "read", r < 0 ? errno : EIO);
+      bytes += r;
+      left -= static_cast<std::size_t>(r);
+      offset += r;
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      for (int c = 0; c < channels_; ++c) out[c][done + i] = io_[i * ch + static_cast<std::size_t>(c)];
+    done += n;
+  }
+}
+
+std::size_t audio_spill::memory_bytes() const noexcept {
+  if (borrowed_ != nullptr) return 0;
+  if (fd_ >= 0) return (pending_.capacity() + io_.capacity()) * sizeof(float);
+  std::size_t b = 0;
+  for (const auto& v : memory_) b += v.capacity() * sizeof(float);
+  return b;
+}
+
+}  // namespace lathe
