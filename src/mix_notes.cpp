@@ -5,12 +5,15 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <span>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "lathe/error.hpp"
 #include "lathe/loudness.hpp"
+#include "lathe/spill.hpp"
 #include "lathe/stereo.hpp"
 #include "lathe/true_peak.hpp"
 
@@ -109,6 +112,45 @@ mix_note make_note(const char* code, note_severity severity) {
   return n;
 }
 
+// ---- reading the track -----------------------------------------------------------------------
+
+// Frames of the decoded track through a window of at least window_frames frames, reloaded from
+// the spill on a miss, so the checks read any length of track in bounded memory. A view stays
+// valid until the next call.
+class audio_window {
+ public:
+  static constexpr std::size_t window_frames = 1 << 16;
+  explicit audio_window(const audio_spill& s) : s_(s), buf_(s.channels(), 0) {}
+  std::size_t frames() const noexcept { return s_.frames(); }
+  int channels() const noexcept { return s_.channels(); }
+  /// Frames [first, last) of every channel; last <= frames().
+  const_block_view view(std::size_t first, std::size_t last) {
+    if (first < start_ || last > start_ + loaded_) {
+      const std::size_t n = std::min(frames() - first, std::max(last - first, window_frames));
+      if (buf_.frames() < n) buf_.resize(channels(), n);
+      s_.read(first, buf_.view(0, n));
+      start_ = first;
+      loaded_ = n;
+    }
+    return std::as_const(buf_).view(first - start_, last - first);
+  }
+  /// Calls f(first, block) over the whole track in consecutive blocks whose length is a
+  /// multiple of `multiple` frames (but the last).
+  template <class F>
+  void for_each_block(std::size_t multiple, F&& f) {
+    const std::size_t step = std::max<std::size_t>(1, window_frames / multiple) * multiple;
+    for (std::size_t pos = 0; pos < frames(); pos += step) {
+      const std::size_t last = std::min(frames(), pos + step);
+      f(pos, view(pos, last));
+    }
+  }
+
+ private:
+  const audio_spill& s_;
+  audio_buffer buf_;
+  std::size_t start_ = 0, loaded_ = 0;
+};
+
 // ---- the level grid --------------------------------------------------------------------------
 
 // Per 10 ms tick: the mean over channels of the variance (the mean square about the tick's own
@@ -136,7 +178,7 @@ double slice_variance(const float* x, std::size_t first, std::size_t last) noexc
   return std::max(0.0, sum_sq / n - mean * mean);
 }
 
-level_grid scan_levels(const audio_buffer& a, double fs) {
+level_grid scan_levels(audio_window& a, double fs) {
   level_grid g;
   g.sample_rate_hz = fs;
   g.tick_frames = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(tick_s * fs)));
@@ -146,12 +188,12 @@ level_grid scan_levels(const audio_buffer& a, double fs) {
   g.power.assign(ticks, 0.0);
   g.peak.assign(ticks, 0.0f);
   for (int c = 0; c < a.channels(); ++c) {
-    const float* x = a.channel(c);
     for (std::size_t t = 0; t < ticks; ++t) {
       const std::size_t first = t * g.tick_frames, last = std::min(n, first + g.tick_frames);
+      const float* x = a.view(first, last)[c];
       float peak = 0.0f;
-      for (std::size_t i = first; i < last; ++i) peak = std::max(peak, std::abs(x[i]));
-      g.power[t] += slice_variance(x, first, last) / a.channels();
+      for (std::size_t i = 0; i < last - first; ++i) peak = std::max(peak, std::abs(x[i]));
+      g.power[t] += slice_variance(x, 0, last - first) / a.channels();
       g.peak[t] = std::max(g.peak[t], peak);
     }
   }
@@ -244,7 +286,7 @@ void clipping_notes(const track_analysis& an, std::vector<mix_note>& out) {
 // point between samples is a weighted sum of the neighbouring samples, so it is at most
 // sum |h| (the largest phase's) times their largest magnitude; ticks whose neighbourhood peak
 // is under threshold / sum |h| are skipped exactly, not by a guess.
-void intersample_note(const audio_buffer& a, double fs, const track_analysis& an, const level_grid& g,
+void intersample_note(audio_window& a, double fs, const track_analysis& an, const level_grid& g,
                       const mix_check_params& p, std::vector<mix_note>& out) {
   if (!(an.true_peak_dbtp > p.intersample_dbtp)) return;
   const float threshold = static_cast<float>(db_to_amplitude(p.intersample_dbtp));
@@ -267,68 +309,82 @@ void intersample_note(const audio_buffer& a, double fs, const track_analysis& an
     if (g.peak[t] >= candidate)
       for (std::size_t u = t > 0 ? t - 1 : 0; u <= std::min(ticks - 1, t + 1); ++u) live[u] = 1;
 
-  std::vector<std::size_t> overs;  // frames, both channels
+  // Overs closer than 10 ms are one event (one transient, one chord hit). Stretches are read in
+  // pieces in time order, each with both channels, so the overs arrive sorted piece by piece.
+  std::vector<double> times;
+  std::size_t events = 0, overs_total = 0, prev_frame = 0;
   float highest = 0.0f;
+  std::vector<std::size_t> overs;  // one piece's frames, both channels
   std::vector<float> feed, peaks;
   std::vector<std::size_t> near_full;  // per feed frame: distance to the nearest full-scale sample
-  for (int c = 0; c < a.channels(); ++c) {
-    const float* x = a.channel(c);
-    for (std::size_t t = 0; t < ticks;) {
-      if (!live[t]) {
-        ++t;
-        continue;
-      }
-      std::size_t e = t;
-      while (e < ticks && live[e]) ++e;
-      const std::size_t first = t * g.tick_frames, last = std::min(frames, e * g.tick_frames);
-      // Feed [first - reach, last + latency): frames outside the track are zeros, as true_peak_of
-      // assumes; output j describes frame feed_start + j - latency.
-      const std::size_t reach = phase_len;
-      const std::ptrdiff_t feed_start = static_cast<std::ptrdiff_t>(first) - static_cast<std::ptrdiff_t>(reach);
-      const std::size_t feed_len = (last - first) + reach + latency + 1;
-      feed.assign(feed_len, 0.0f);
-      for (std::size_t j = 0; j < feed_len; ++j) {
-        const std::ptrdiff_t i = feed_start + static_cast<std::ptrdiff_t>(j);
-        if (i >= 0 && static_cast<std::size_t>(i) < frames) feed[j] = x[i];
-      }
-      peaks.assign(feed_len, 0.0f);
-      tp.reset();
-      tp.process(feed.data(), peaks.data(), feed_len);
-      // Distance to the nearest full-scale sample, computed forwards and backwards.
-      near_full.assign(feed_len, std::numeric_limits<std::size_t>::max());
-      std::size_t prev = std::numeric_limits<std::size_t>::max();
-      for (std::size_t j = 0; j < feed_len; ++j) {
-        if (std::abs(feed[j]) >= clip_level) prev = j;
-        if (prev != std::numeric_limits<std::size_t>::max()) near_full[j] = j - prev;
-      }
-      std::size_t next = std::numeric_limits<std::size_t>::max();
-      for (std::size_t j = feed_len; j-- > 0;) {
-        if (std::abs(feed[j]) >= clip_level) next = j;
-        if (next != std::numeric_limits<std::size_t>::max()) near_full[j] = std::min(near_full[j], next - j);
-      }
-      for (std::size_t i = first; i < last; ++i) {
-        const std::size_t j = i - first + reach;  // feed index of frame i
-        const float v = peaks[j + latency];
-        if (v > threshold && near_full[j] > reach) {
-          overs.push_back(i);
-          highest = std::max(highest, v);
+  const std::size_t reach = phase_len;
+  // A piece inside a stretch starts its feed this far back, so its interpolator holds the same
+  // history and its full-scale search sees the same neighbours as a feed of the whole stretch.
+  const std::size_t margin = reach + latency + phase_len + 1;
+  constexpr std::size_t piece_frames = 1 << 16;
+  for (std::size_t t = 0; t < ticks;) {
+    if (!live[t]) {
+      ++t;
+      continue;
+    }
+    std::size_t e = t;
+    while (e < ticks && live[e]) ++e;
+    const std::size_t first = t * g.tick_frames, last = std::min(frames, e * g.tick_frames);
+    // The stretch's feed is [first - reach, last + latency + 1): frames outside the track are
+    // zeros, as true_peak_of assumes; output k of a feed from `start` describes frame start + k - latency.
+    const std::ptrdiff_t feed_first = static_cast<std::ptrdiff_t>(first) - static_cast<std::ptrdiff_t>(reach);
+    const auto feed_end = static_cast<std::ptrdiff_t>(last + latency + 1);
+    for (std::size_t pa = first; pa < last; pa += piece_frames) {
+      const std::size_t pb = std::min(last, pa + piece_frames);
+      const std::ptrdiff_t start =
+          std::max(feed_first, static_cast<std::ptrdiff_t>(pa) - static_cast<std::ptrdiff_t>(margin));
+      const std::ptrdiff_t end = std::min(feed_end, static_cast<std::ptrdiff_t>(pb + reach + latency + 1));
+      const auto feed_len = static_cast<std::size_t>(end - start);
+      const std::size_t lo = static_cast<std::size_t>(std::max<std::ptrdiff_t>(0, start));
+      const std::size_t hi =
+          static_cast<std::size_t>(std::min<std::ptrdiff_t>(end, static_cast<std::ptrdiff_t>(frames)));
+      const const_block_view src = a.view(lo, hi);
+      overs.clear();
+      for (int c = 0; c < a.channels(); ++c) {
+        feed.assign(feed_len, 0.0f);
+        std::copy_n(src[c], hi - lo, feed.begin() + (static_cast<std::ptrdiff_t>(lo) - start));
+        peaks.assign(feed_len, 0.0f);
+        tp.reset();
+        tp.process(feed.data(), peaks.data(), feed_len);
+        // Distance to the nearest full-scale sample, computed forwards and backwards.
+        near_full.assign(feed_len, std::numeric_limits<std::size_t>::max());
+        std::size_t prev = std::numeric_limits<std::size_t>::max();
+        for (std::size_t j = 0; j < feed_len; ++j) {
+          if (std::abs(feed[j]) >= clip_level) prev = j;
+          if (prev != std::numeric_limits<std::size_t>::max()) near_full[j] = j - prev;
+        }
+        std::size_t next = std::numeric_limits<std::size_t>::max();
+        for (std::size_t j = feed_len; j-- > 0;) {
+          if (std::abs(feed[j]) >= clip_level) next = j;
+          if (next != std::numeric_limits<std::size_t>::max()) near_full[j] = std::min(near_full[j], next - j);
+        }
+        for (std::size_t i = pa; i < pb; ++i) {
+          const auto j = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(i) - start);  // feed index of frame i
+          const float v = peaks[j + latency];
+          if (v > threshold && near_full[j] > reach) {
+            overs.push_back(i);
+            highest = std::max(highest, v);
+          }
         }
       }
-      t = e;
+      std::sort(overs.begin(), overs.end());
+      for (const std::size_t o : overs) {
+        if (overs_total == 0 || o - prev_frame > g.tick_frames) {
+          ++events;
+          if (times.size() < times_kept) times.push_back(static_cast<double>(o) / fs);
+        }
+        prev_frame = o;
+        ++overs_total;
+      }
     }
+    t = e;
   }
-  if (overs.empty()) return;
-  std::sort(overs.begin(), overs.end());
-  // Overs closer than 10 ms are one event (one transient, one chord hit).
-  std::vector<double> times;
-  std::size_t events = 0, prev_frame = 0;
-  for (std::size_t k = 0; k < overs.size(); ++k) {
-    if (k == 0 || overs[k] - prev_frame > g.tick_frames) {
-      ++events;
-      if (times.size() < times_kept) times.push_back(static_cast<double>(overs[k]) / fs);
-    }
-    prev_frame = overs[k];
-  }
+  if (overs_total == 0) return;
   mix_note n = make_note("intersample_clipping", note_severity::warning);
   n.what =
       fmt::format("Inter-sample peaks over {:.1f} dBTP while the samples stay under full scale", p.intersample_dbtp);
@@ -341,7 +397,7 @@ void intersample_note(const audio_buffer& a, double fs, const track_analysis& an
       "send the mix without bus limiting and leave peak control to mastering.";
   n.times_s = times;
   n.figures = {{"events", events},
-               {"frames_over", overs.size()},
+               {"frames_over", overs_total},
                {"highest_dbtp", amplitude_db(highest)},
                {"true_peak_dbtp", db_json(an.true_peak_dbtp)},
                {"sample_peak_dbfs", db_json(an.sample_peak_dbfs)},
@@ -349,17 +405,19 @@ void intersample_note(const audio_buffer& a, double fs, const track_analysis& an
   out.push_back(std::move(n));
 }
 
-void headroom_note(const audio_buffer& a, double fs, const track_analysis& an, const level_grid& g,
-                   const mix_check_params& p, std::vector<mix_note>& out) {
+void headroom_note(audio_window& a, double fs, const track_analysis& an, const level_grid& g, const mix_check_params& p,
+                   std::vector<mix_note>& out) {
   // Clipping says the same thing louder; one note per cause.
   if (!an.clip_runs.empty() || !(an.sample_peak_dbfs > p.headroom_dbfs) || g.ticks() == 0) return;
   const auto loudest = static_cast<std::size_t>(std::max_element(g.peak.begin(), g.peak.end()) - g.peak.begin());
   // The exact frame of the peak inside its tick.
   std::size_t frame = loudest * g.tick_frames;
   float best = -1.0f;
+  const std::size_t tick_first = loudest * g.tick_frames;
+  const const_block_view tick = a.view(tick_first, std::min(a.frames(), (loudest + 1) * g.tick_frames));
   for (int c = 0; c < a.channels(); ++c)
-    for (std::size_t i = loudest * g.tick_frames; i < std::min(a.frames(), (loudest + 1) * g.tick_frames); ++i)
-      if (std::abs(a.channel(c)[i]) > best) best = std::abs(a.channel(c)[i]), frame = i;
+    for (std::size_t i = 0; i < tick.frames; ++i)
+      if (std::abs(tick[c][i]) > best) best = std::abs(tick[c][i]), frame = tick_first + i;
   const float thr = static_cast<float>(db_to_amplitude(p.headroom_dbfs));
   const auto above =
       static_cast<std::size_t>(std::count_if(g.peak.begin(), g.peak.end(), [&](float v) { return v > thr; }));
@@ -495,11 +553,11 @@ void meter_fold_down(loudness_meter& m, const_block_view stereo, std::span<float
 }
 
 // Loudness (LUFS) of the mono fold-down.
-double mono_fold_down_lufs(const audio_buffer& a, double fs) {
+double mono_fold_down_lufs(audio_window& a, double fs) {
   loudness_meter m;
   prepare_fold_down_meter(m, fs);
   std::vector<float> mid(fold_down_chunk_frames);
-  meter_fold_down(m, a.view(), mid);
+  a.for_each_block(1, [&](std::size_t, const_block_view v) { meter_fold_down(m, v, mid); });
   return m.integrated_lufs();
 }
 
@@ -508,11 +566,12 @@ double fold_down_difference_db(double mono_lufs, double stereo_lufs) {
   return mono_lufs - stereo_lufs;  // -inf when the fold-down cancels completely
 }
 
-void polarity_and_mono_notes(const audio_buffer& a, double fs, const track_analysis& an, const level_grid& g,
+void polarity_and_mono_notes(audio_window& a, double fs, const track_analysis& an, const level_grid& g,
                              const programme_span& prog, const mix_check_params& p, std::vector<mix_note>& out) {
   const std::size_t window = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(polarity_window_s * fs)));
   correlation_meter whole(window);
-  whole.add(a.channel(0), a.channel(1), a.frames());
+  // Blocks of whole windows: the meter then sums each window as one add() of the whole would.
+  a.for_each_block(window, [&](std::size_t, const_block_view v) { whole.add(v[0], v[1], v.frames); });
   const double corr = whole.correlation();
   const double drop_db = fold_down_difference_db(mono_fold_down_lufs(a, fs), an.integrated_lufs);
 
@@ -530,7 +589,8 @@ void polarity_and_mono_notes(const audio_buffer& a, double fs, const track_analy
         pw += g.power[t];
       if (ticks == 0 || pw / static_cast<double>(ticks) < thr) continue;
       correlation_meter m(window);
-      m.add(a.channel(0) + pos, a.channel(1) + pos, window);
+      const const_block_view v = a.view(pos, pos + window);
+      m.add(v[0], v[1], window);
       if (std::isnan(m.side_to_mid_db())) continue;  // silent
       windows.push_back({m.correlation(), static_cast<double>(pos) / fs});
     }
@@ -690,13 +750,14 @@ void noise_notes(const level_grid& g, const programme_span& prog, const mix_chec
 }
 
 // Level of frames [first, last): the mean over channels of the variance, in dBFS (as the grid).
-double slice_level_db(const audio_buffer& a, std::size_t first, std::size_t last) {
+double slice_level_db(audio_window& a, std::size_t first, std::size_t last) {
   double sum = 0.0;
-  for (int c = 0; c < a.channels(); ++c) sum += slice_variance(a.channel(c), first, last);
+  const const_block_view v = a.view(first, last);
+  for (int c = 0; c < a.channels(); ++c) sum += slice_variance(v[c], 0, last - first);
   return power_db(sum / a.channels());
 }
 
-void truncation_notes(const audio_buffer& a, double fs, const mix_check_params& p, std::vector<mix_note>& out) {
+void truncation_notes(audio_window& a, double fs, const mix_check_params& p, std::vector<mix_note>& out) {
   const std::size_t len = std::min(a.frames(), static_cast<std::size_t>(std::llround(tick_s * fs)));
   if (len == 0) return;
   for (bool head : {true, false}) {
@@ -722,18 +783,25 @@ void truncation_notes(const audio_buffer& a, double fs, const mix_check_params& 
 
 // A file stored deeper than 16-bit whose every sample is a multiple of 2^-15 went through 16-bit
 // somewhere. Silence and near-silence prove nothing, so it takes a thousand non-zero samples.
-void bit_depth_note(const audio_buffer& a, const source_info& src, std::vector<mix_note>& out) {
+void bit_depth_note(audio_window& a, const source_info& src, std::vector<mix_note>& out) {
   const bool is_float = src.encoding == "float" || src.encoding == "double";
   if (!(src.bit_depth > 16 || is_float)) return;
   std::size_t nonzero = 0;
-  for (int c = 0; c < a.channels(); ++c) {
-    const float* x = a.channel(c);
-    for (std::size_t i = 0; i < a.frames(); ++i) {
-      const float s = x[i] * 32768.0f;  // exact: a power-of-two scale
-      if (s != std::nearbyint(s)) return;
-      nonzero += x[i] != 0.0f;
+  bool deeper = false;
+  a.for_each_block(1, [&](std::size_t, const_block_view v) {
+    for (int c = 0; c < v.channels && !deeper; ++c) {
+      const float* x = v[c];
+      for (std::size_t i = 0; i < v.frames; ++i) {
+        const float s = x[i] * 32768.0f;  // exact: a power-of-two scale
+        if (s != std::nearbyint(s)) {
+          deeper = true;
+          break;
+        }
+        nonzero += x[i] != 0.0f;
+      }
     }
-  }
+  });
+  if (deeper) return;
   if (nonzero < 1000) return;
   const std::string stored =
       is_float ? fmt::format("{} float", src.encoding == "double" ? 64 : 32) : fmt::format("{}-bit", src.bit_depth);
@@ -751,8 +819,7 @@ void bit_depth_note(const audio_buffer& a, const source_info& src, std::vector<m
   out.push_back(std::move(n));
 }
 
-void sample_rate_note(const audio_buffer& a, double decoded_rate_hz, const source_info* src,
-                      std::vector<mix_note>& out) {
+void sample_rate_note(audio_window& a, double decoded_rate_hz, const source_info* src, std::vector<mix_note>& out) {
   const double rate = src != nullptr && src->sample_rate_hz > 0.0 ? src->sample_rate_hz : decoded_rate_hz;
   constexpr std::array<double, 6> usual{44'100.0, 48'000.0, 88'200.0, 96'000.0, 176'400.0, 192'000.0};
   const bool standard = std::any_of(usual.begin(), usual.end(), [&](double r) { return std::abs(r - rate) < 0.5; });
@@ -771,7 +838,9 @@ void sample_rate_note(const audio_buffer& a, double decoded_rate_hz, const sourc
   // Upsampled: nothing above 24 kHz but the resampler's stop band. Judged on the decoded audio at
   // its own rate, which is the stored rate here (the decoder does not resample).
   if (rate < 88'200.0 || std::abs(decoded_rate_hz - rate) > 0.5 || a.frames() == 0) return;
-  const welch_power w = measure_welch_power(a, decoded_rate_hz);
+  welch_accumulator acc(decoded_rate_hz);
+  a.for_each_block(1, [&](std::size_t, const_block_view v) { acc.add(v); });
+  const welch_power w = acc.finish();
   const double bin_hz = decoded_rate_hz / static_cast<double>(w.fft_size);
   const double hi_hz = std::min(0.45 * decoded_rate_hz, 2.0 * ultrasonic_lo_hz);
   double total = 0.0, ultra = 0.0;
@@ -819,10 +888,13 @@ double small_speaker_loss_db(const tonal_analysis& t) {
 }  // namespace
 
 std::vector<mix_note> check_mix(const mix_check_input& in, const mix_check_params& p) {
-  LATHE_EXPECTS(in.audio != nullptr && in.analysis != nullptr, "check_mix needs the audio and its analysis");
-  LATHE_EXPECTS(in.audio->channels() == 2, "check_mix takes the decoded stereo buffer");
+  LATHE_EXPECTS((in.audio != nullptr || in.spill != nullptr) && in.analysis != nullptr,
+                "check_mix needs the audio and its analysis");
+  std::optional<audio_spill> borrowed;
+  if (in.spill == nullptr) borrowed = audio_spill::borrow(*in.audio);
+  audio_window a(in.spill != nullptr ? *in.spill : *borrowed);
+  LATHE_EXPECTS(a.channels() == 2, "check_mix takes the decoded stereo audio");
   LATHE_EXPECTS(in.sample_rate_hz > 0.0, "sample rate must be positive");
-  const audio_buffer& a = *in.audio;
   const track_analysis& an = *in.analysis;
   const double fs = in.sample_rate_hz;
   std::vector<mix_note> notes;

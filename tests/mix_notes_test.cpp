@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -265,6 +267,76 @@ TEST(MixNotes, IntersampleOverWithSamplesUnderFullScale) {
   EXPECT_GE(n->times_s[0], start_s);
   EXPECT_LE(n->times_s[0], start_s + len_s);
   EXPECT_NEAR(n->figures["highest_dbtp"].get<double>(), 20.0 * std::log10(amp), true_peak_tol_db);
+}
+
+// A hot passage far longer than the check's read window (4 s of inter-sample overs, with
+// full-scale samples in it): the note's figures equal a brute-force reference (the interpolator
+// over the whole zero-padded channel, full-scale neighbours searched over the whole track), and
+// reading the track from a file spill gives the same notes as the buffer.
+TEST(MixNotes, LongIntersampleStretchMatchesBruteForceAndTheSpill) {
+  audio_buffer a = clean_song(12.0);
+  const double start_s = 4.0, len_s = 4.0;
+  const auto first = static_cast<std::size_t>(start_s * fs), len = static_cast<std::size_t>(len_s * fs);
+  for (std::size_t i = 0; i < len; ++i) {
+    // fs/4 at 45 degrees: samples +-0.85 amp, peaks amp between them; amp swells 1.05..1.25.
+    const double amp = 1.15 + 0.1 * std::sin(2.0 * M_PI * static_cast<double>(i) / fs);
+    const double v = amp * std::sin(M_PI / 2.0 * static_cast<double>(i) + M_PI / 4.0);
+    a.channel(0)[first + i] = static_cast<float>(v);
+    a.channel(1)[first + i] = static_cast<float>(0.9 * v);
+  }
+  for (const std::size_t at : {first + 70'000, first + 131'072, first + 150'001})  // near the pieces' edges
+    a.channel(0)[at] = 1.0f;
+  const checked r = run_check(a);
+  const mix_note* n = r.find("intersample_clipping");
+  ASSERT_NE(n, nullptr) << r.dump();
+
+  true_peak_interpolator tp;
+  tp.prepare(fs);
+  const std::size_t reach = tp.phase_length(), latency = tp.latency_frames();
+  const auto tick = static_cast<std::size_t>(std::llround(0.010 * fs));
+  std::vector<std::size_t> overs;
+  float highest = 0.0f;
+  for (int c = 0; c < 2; ++c) {
+    std::vector<float> x(a.channel(c), a.channel(c) + a.frames());
+    x.resize(a.frames() + latency + 1, 0.0f);
+    std::vector<float> peaks(x.size());
+    tp.reset();
+    tp.process(x.data(), peaks.data(), x.size());
+    for (std::size_t i = 0; i < a.frames(); ++i) {
+      bool near = false;
+      for (std::size_t k = i > reach ? i - reach : 0; k <= std::min(a.frames() - 1, i + reach) && !near; ++k)
+        near = std::abs(x[k]) >= clip_level;
+      if (peaks[i + latency] > 1.0f && !near) {
+        overs.push_back(i);
+        highest = std::max(highest, peaks[i + latency]);
+      }
+    }
+  }
+  std::sort(overs.begin(), overs.end());
+  std::size_t events = 0;
+  std::vector<double> times;
+  for (std::size_t k = 0; k < overs.size(); ++k)
+    if (k == 0 || overs[k] - overs[k - 1] > tick) {
+      ++events;
+      if (times.size() < 8) times.push_back(static_cast<double>(overs[k]) / fs);
+    }
+  EXPECT_GT(overs.size(), len / 2);  // most of the passage
+  EXPECT_EQ(n->figures["frames_over"].get<std::size_t>(), overs.size());
+  EXPECT_EQ(n->figures["events"].get<std::size_t>(), events);
+  EXPECT_EQ(n->times_s, times);
+  EXPECT_EQ(n->figures["highest_dbtp"].get<double>(), 20.0 * std::log10(static_cast<double>(highest)));
+
+  audio_spill spill(2, std::filesystem::temp_directory_path() / "lathe-mix-notes-spill");
+  spill.append(a.view());
+  const source_info own = source_of(a, fs);
+  mix_check_input in;
+  in.spill = &spill;
+  in.sample_rate_hz = fs;
+  in.source = &own;
+  in.analysis = &r.analysis;
+  const std::vector<mix_note> from_spill = check_mix(in);
+  ASSERT_EQ(from_spill.size(), r.notes.size());
+  for (std::size_t k = 0; k < r.notes.size(); ++k) EXPECT_EQ(to_json(from_spill[k]), to_json(r.notes[k]));
 }
 
 TEST(MixNotes, HeadroomNamesPeakAndItsTime) {

@@ -11,6 +11,7 @@
 #include "lathe/audio_buffer.hpp"
 #include "lathe/audio_io.hpp"
 #include "lathe/loudness.hpp"
+#include "lathe/spill.hpp"
 #include "lathe/tonal.hpp"
 
 namespace lathe {
@@ -45,7 +46,8 @@ struct mix_check_params {
 
 /// What a mix check reads. `target` may be null (then no sub-bass/harshness notes).
 struct mix_check_input {
-  const audio_buffer* audio = nullptr;  ///< stereo, as decoded
+  const audio_buffer* audio = nullptr;  ///< stereo, as decoded (or:)
+  const audio_spill* spill = nullptr;   ///< the same in a spill, read in bounded blocks
   double sample_rate_hz = 0.0;
   const source_info* source = nullptr;  ///< container, encoding, bit depth, rate as stored
   const track_analysis* analysis = nullptr;
