@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -19,10 +20,14 @@
 
 #include "lathe/adaptive.hpp"
 #include "lathe/analysis.hpp"
+#include "lathe/chain.hpp"
 #include "lathe/error.hpp"
 #include "lathe/master.hpp"
 #include "lathe/mix_notes.hpp"
+#include "lathe/spill.hpp"
 #include "lathe/tonal.hpp"
+#include "lathe/true_peak.hpp"
+#include "master_writer.hpp"
 #include "report.hpp"
 #include "track_record.hpp"
 #ifdef LATHE_HAVE_CUDA
@@ -195,9 +200,12 @@ struct track_state {
 struct work_item {
   std::size_t index = 0;
   std::size_t reserved_bytes = 0;
-  std::optional<decoded_track> decoded;
-  std::map<std::string, audio_buffer> pre;              // pre-chain key -> processed audio
-  std::vector<std::optional<rendered_master>> masters;  // per format
+  bool spill_to_files = false;           // spills in files (bounded memory) or in memory
+  std::optional<decoded_track> decoded;  // the whole track, for the GPU engine
+  std::optional<audio_spill> source;     // the decoded track (borrowing `decoded` when it exists)
+  source_info info;
+  std::map<std::string, audio_spill> pre;               // pre-chain key -> processed audio
+  std::vector<std::optional<rendered_master>> masters;  // per format, rendered by the GPU engine
   std::string error;
 };
 using token = std::unique_ptr<work_item>;
@@ -242,6 +250,12 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   // Tokens bound the tracks in flight; the memory gate bounds their bytes.
   const auto max_tokens = static_cast<std::size_t>(2 * threads);
 
+  // Spills of an earlier run that was killed are anonymous files, gone with it; a folder left
+  // behind is removed.
+  {
+    std::error_code ec;
+    std::filesystem::remove_all(opt.out_dir / ".lathe" / "spill", ec);
+  }
   // Which outputs are already complete (resume), and which tracks need work.
   double audio_to_do_s = 0.0;
   for (const planned_track& t : plan.tracks) {
@@ -383,7 +397,14 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
     s.adapted = true;
   };
 
-  // Stage 1 of both passes: decode, in catalog order, gated by memory.
+  // Analysis and pre-chains (stages 1-2 of the chain), shared by both passes.
+  const bool use_gpu = opt.backend.kind == backend_kind::gpu;
+  const std::filesystem::path spill_dir = opt.out_dir / ".lathe" / "spill";
+  auto make_spill = [&](const work_item& w, int channels) {
+    return w.spill_to_files ? audio_spill(channels, spill_dir) : audio_spill(channels);
+  };
+  // Stage 1 of both passes: tracks in catalog order, admitted by the memory gate (decoding
+  // happens in the parallel stage after it).
   // TBB filter bodies are const: the serial filter's cursor lives outside it.
   std::size_t next = 0;
   auto make_decoder = [&](auto wanted) {
@@ -397,38 +418,76 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
       auto item = std::make_unique<work_item>();
       item->index = next++;
       const planned_track& t = plan.tracks[item->index];
-      item->reserved_bytes = estimate_track_bytes(t, plan);
-      gate.acquire(item->reserved_bytes);
-      try {
-        item->decoded = decode_file(t.entry.path);
-      } catch (const std::exception& e) {
-        item->error = track_error_text(e);
+      // A track whose audio fits its share of the budget keeps its spills in memory; any other
+      // streams through files with a fixed working set. Either way the masters are the same.
+      const std::size_t whole = estimate_track_bytes(t, plan);
+      if (use_gpu) {
+        item->reserved_bytes = whole + streaming_track_bytes;
+      } else if (whole + streaming_track_bytes <= budget / max_tokens) {
+        item->reserved_bytes = whole + streaming_track_bytes;
+      } else {
+        item->reserved_bytes = streaming_track_bytes;
+        item->spill_to_files = true;
       }
+      gate.acquire(item->reserved_bytes);
       return item;
     };
   };
-  // Analysis and pre-chains (stages 1-2 of the chain), shared by both passes.
-  const bool use_gpu = opt.backend.kind == backend_kind::gpu;
-  // Stages 1-2 of the chain on the CPU: every distinct pre-chain kept for rendering, or (album
-  // pass, keep_audio false) only measured for the album decision.
+  // Stages 1-2 of the chain on the CPU, every distinct pre-chain in one pass over the source:
+  // kept for rendering, or (album pass, keep_audio false) only measured for the album decision.
   auto run_prechains = [&](work_item& w, bool keep_audio) {
     track_state& s = state[w.index];
-    const decoded_track& d = *w.decoded;
+    const audio_spill& src = *w.source;
+    const double rate = w.info.sample_rate_hz;
+    struct job {
+      std::string key;
+      prechain_stream stream;
+      std::optional<audio_spill> out;
+      loudness_meter meter;
+      std::optional<true_peak_meter> peaks;
+    };
+    std::deque<job> jobs;
     for (const delivery_profile& pf : s.profiles) {
-      const delivery_profile* profile = &pf;
       const std::string key = prechain_key(pf);
-      if (w.pre.count(key) != 0) continue;
-      json report;
-      audio_buffer pre = apply_prechain(d.audio, d.info.sample_rate_hz, *profile, &report);
-      s.chain_reports[key] = std::move(report);
-      if (!keep_audio) {
-        s.pre_loudness_lufs[key] = integrated_loudness(pre, d.info.sample_rate_hz);
-        float tp = 0.0f;
-        for (int c = 0; c < pre.channels(); ++c)
-          tp = std::max(tp, true_peak_of(pre.channel(c), pre.frames(), d.info.sample_rate_hz));
-        s.pre_true_peak_dbtp[key] = 20.0 * std::log10(static_cast<double>(tp));
+      if (w.pre.count(key) != 0 || std::any_of(jobs.begin(), jobs.end(), [&](const job& j) { return j.key == key; }))
+        continue;
+      job& j = jobs.emplace_back(job{key, prechain_stream(pf, rate, src.channels(), src.frames()), {}, {}, {}});
+      if (keep_audio) {
+        j.out = make_spill(w, src.channels());
       } else {
-        w.pre.emplace(key, std::move(pre));
+        j.meter.prepare(rate, src.channels());
+        j.peaks.emplace(rate, src.channels());
+      }
+    }
+    if (jobs.empty()) return;
+    auto feed = [&](job& j) {
+      return [&j](const_block_view v) {
+        if (j.out) {
+          j.out->append(v);
+        } else {
+          j.meter.process(v);
+          j.peaks->add(v.ch.data(), v.frames);
+        }
+      };
+    };
+    audio_buffer block(src.channels(), spill_block_frames);
+    for (std::size_t pos = 0; pos < src.frames(); pos += spill_block_frames) {
+      const std::size_t n = std::min(spill_block_frames, src.frames() - pos);
+      src.read(pos, block.view(0, n));
+      for (job& j : jobs) {
+        auto sink = feed(j);
+        j.stream.push(std::as_const(block).view(0, n), sink);
+      }
+    }
+    for (job& j : jobs) {
+      auto sink = feed(j);
+      j.stream.finish(sink);
+      s.chain_reports[j.key] = j.stream.report();
+      if (keep_audio) {
+        w.pre.emplace(j.key, std::move(*j.out));
+      } else {
+        s.pre_loudness_lufs[j.key] = j.meter.integrated_lufs();
+        s.pre_true_peak_dbtp[j.key] = 20.0 * std::log10(static_cast<double>(j.peaks->finish()));
       }
     }
   };
@@ -464,18 +523,48 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
 #endif
     return analyze_tonal(d.audio, d.info.sample_rate_hz);
   };
-  auto analyze_input = [&](work_item& w, bool scan_only) {
+  // Decodes the track: the whole buffer for the GPU engine (whole_buffer), else block by block
+  // into its source spill. The input is measured on the way when it is not known yet (only the
+  // sample scan when scan_only: the GPU meters the rest).
+  auto load = [&](work_item& w, bool whole_buffer, bool scan_only, bool keep_source = true) {
     track_state& s = state[w.index];
-    if (!s.input) {
-      s.input = scan_only ? scan_samples(w.decoded->audio, w.decoded->info.sample_rate_hz)
-                          : analyze(w.decoded->audio, w.decoded->info.sample_rate_hz);
-      s.input_is_scan_only = scan_only;
+    const std::filesystem::path& path = plan.tracks[w.index].entry.path;
+    if (whole_buffer) {
+      w.decoded = decode_file(path);
+      w.info = w.decoded->info;
+      w.source = audio_spill::borrow(w.decoded->audio);
+      const double rate = w.info.sample_rate_hz;
+      if (!s.input) {
+        s.input = scan_only ? scan_samples(w.decoded->audio, rate) : analyze(w.decoded->audio, rate);
+        s.input_is_scan_only = scan_only;
+      }
+      if (!s.tonal) s.tonal = tonal_of(*w.decoded);
+      return;
     }
-    if (!s.tonal) s.tonal = tonal_of(*w.decoded);
+    audio_reader reader(path);
+    const double rate = reader.info().sample_rate_hz;
+    std::optional<track_analyzer> input;
+    std::optional<tonal_analyzer> tonal;
+    if (!s.input) input.emplace(rate, 2);
+    if (!s.tonal) tonal.emplace(rate);
+    if (keep_source) w.source = make_spill(w, 2);
+    audio_buffer block(2, spill_block_frames);
+    while (const std::size_t n = reader.read(block.view())) {
+      const const_block_view v = std::as_const(block).view(0, n);
+      if (w.source) w.source->append(v);
+      if (input) input->add(v);
+      if (tonal) tonal->add(v);
+    }
+    w.info = reader.info();
+    if (input) {
+      s.input = input->finish();
+      s.input_is_scan_only = false;
+    }
+    if (tonal) s.tonal = tonal->finish();
   };
   auto prepare = [&](work_item& w, bool keep_audio) {
     const bool gpu_render = keep_audio && use_gpu;
-    analyze_input(w, gpu_render && !needs_input_loudness);
+    load(w, gpu_render, gpu_render && !needs_input_loudness);
     adapt(w.index);
     if (!gpu_render) run_prechains(w, keep_audio);
   };
@@ -503,7 +592,7 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
 
   // ---- pass 0 (album consistency): every album track's analysis, then each album's balance --
   if (album_balance_needed) {
-    album_pass([&](work_item& w) { analyze_input(w, false); });
+    album_pass([&](work_item& w) { load(w, false, false, false); });
     for (const auto& [album, members] : plan.albums) {
       std::vector<tonal_analysis> tracks;
       for (std::size_t i : members)
@@ -658,37 +747,25 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                                            }
                                            return w;
                                          }) &
-          // render formats: normalization, limiting, resampling, dither
+          // the GPU engine's render (the whole track on the device), and the mix check
           tbb::make_filter<token, token>(tbb::filter_mode::parallel,
                                          [&](token w) {
                                            track_state& s = state[w->index];
                                            w->masters.resize(n_formats);
                                            if (!s.error.empty()) return w;
                                            const planned_track& t = plan.tracks[w->index];
-                                           const double rate = w->decoded->info.sample_rate_hz;
+                                           const double rate = w->info.sample_rate_hz;
                                            try {
-                                             if (use_gpu && render_on_gpu(*w, t, s, rate)) {
-                                               // done on the device (or by its own CPU fallback)
-                                             } else {
-                                               if (s.input_is_scan_only) {  // the GPU did not meter it
-                                                 s.input = analyze(w->decoded->audio, rate);
-                                                 s.input_is_scan_only = false;
-                                               }
-                                               for (std::size_t f = 0; f < n_formats; ++f) {
-                                                 if (s.resumed[f]) continue;
-                                                 const delivery_profile& p = s.profiles[f];
-                                                 const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
-                                                 if (w->pre.count(prechain_key(p)) == 0) run_prechains(*w, true);
-                                                 w->masters[f] = render_master(w->pre.at(prechain_key(p)), rate, p,
-                                                                               s.targets_lufs[f], seed);
-                                               }
+                                             if (use_gpu && !render_on_gpu(*w, t, s, rate) && s.input_is_scan_only) {
+                                               s.input = analyze(w->decoded->audio, rate);  // the GPU did not meter it
+                                               s.input_is_scan_only = false;
                                              }
                                              // Mix notes: what the mix itself has, for the people who made it.
                                              if (!s.mix_checked && s.input && !s.input_is_scan_only) {
                                                mix_check_input in;
-                                               in.audio = &w->decoded->audio;
+                                               in.spill = &*w->source;
                                                in.sample_rate_hz = rate;
-                                               in.source = &w->decoded->info;
+                                               in.source = &w->info;
                                                in.analysis = &*s.input;
                                                in.tonal = s.tonal ? &*s.tonal : nullptr;
                                                in.target = notes_target;
@@ -698,11 +775,10 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                                            } catch (const std::exception& e) {
                                              fail_track(*w, track_error_text(e));
                                            }
-                                           w->pre.clear();
-                                           w->decoded->audio = audio_buffer();
                                            return w;
                                          }) &
-          // encode and write
+          // render on the CPU (normalization, limiting, resampling, dither, streamed into the file),
+          // or write what the GPU rendered; then the report entry and the sidecar of each output
           tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
             track_state& s = state[w->index];
             const planned_track& t = plan.tracks[w->index];
@@ -714,49 +790,67 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
                 r.tonal = s.tonal;
                 if (s.mix_checked) r.mix_notes = s.mix_notes;
                 record::save_track_record(opt.out_dir, record_key(t), r);
+                const double rate = w->info.sample_rate_hz;
                 for (std::size_t f = 0; f < n_formats; ++f) {
-                  if (!w->masters[f]) continue;
-                  const delivery_profile& p = plan.profiles[f];
-                  rendered_master& m = *w->masters[f];
-                  pcm_frames pcm;
-                  pcm.channels = 2;
-                  pcm.sample_rate_hz = m.measured.sample_rate_hz;
-                  pcm.bit_depth = p.bit_depth;
-                  pcm.int_samples = m.int_samples;
-                  pcm.float_samples = m.float_samples;
+                  if (s.resumed[f]) continue;
+                  const delivery_profile& p = s.profiles[f];
+                  const delivery_profile& shipped = plan.profiles[f];
                   const std::filesystem::path dest = opt.out_dir / t.outputs[f];
-                  write_audio_file(dest, p.container, pcm, t.tags);
-                  json entry = to_json(m, p);
+                  const target_curve* target = target_of(t, p);
+                  rendered_master m;
+                  tonal_analysis mt;
+                  translation_check translation;
+                  if (w->masters[f]) {  // rendered on the GPU
+                    m = std::move(*w->masters[f]);
+                    w->masters[f].reset();
+                    pcm_frames pcm;
+                    pcm.channels = 2;
+                    pcm.sample_rate_hz = m.measured.sample_rate_hz;
+                    pcm.bit_depth = shipped.bit_depth;
+                    pcm.int_samples = m.int_samples;
+                    pcm.float_samples = m.float_samples;
+                    write_audio_file(dest, shipped.container, pcm, t.tags);
+                    const audio_buffer master = delivered_audio(m);
+                    mt = analyze_tonal(master, m.measured.sample_rate_hz);
+                    translation = check_translation(master, m.measured.sample_rate_hz, mt, target);
+                  } else {
+                    if (w->pre.count(prechain_key(p)) == 0) run_prechains(*w, true);
+                    master_writer out(dest, shipped.container, t.tags);
+                    const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
+                    m = render_master(w->pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed, out,
+                                      w->spill_to_files ? spill_dir : std::filesystem::path());
+                    const master_writer::measured measured = out.commit(target);
+                    mt = measured.tonal;
+                    translation = measured.translation;
+                  }
+                  json entry = to_json(m, shipped);
                   entry["path"] = t.outputs[f].generic_string();
-                  if (const auto it = s.chain_reports.find(prechain_key(s.profiles[f])); it != s.chain_reports.end())
+                  if (const auto it = s.chain_reports.find(prechain_key(p)); it != s.chain_reports.end())
                     entry["chain"]["stages"] = it->second;
                   if (!s.adaptive_reports[f].is_null()) entry["adaptive"] = s.adaptive_reports[f];
                   // Translation: the master in mono, on a small speaker, against its target curve.
-                  {
-                    const audio_buffer master = delivered_audio(m);
-                    const tonal_analysis mt = analyze_tonal(master, m.measured.sample_rate_hz);
-                    entry["translation"] =
-                        to_json(check_translation(master, m.measured.sample_rate_hz, mt, target_of(t, s.profiles[f])));
-                    entry["tonal"] = to_json(mt);
-                    s.master_tonal[f] = mt;
-                  }
+                  entry["translation"] = to_json(translation);
+                  entry["tonal"] = to_json(mt);
+                  s.master_tonal[f] = mt;
                   s.outputs[f] = entry;
                   const json sidecar = {{"fingerprint", t.fingerprints[f]},
                                         {"bytes", std::filesystem::file_size(dest)},
                                         {"output", entry},
-                                        {"master_tonal", record::exact(*s.master_tonal[f])},
+                                        {"master_tonal", record::exact(mt)},
                                         {"blocks", record::exact(m.measured.blocks)}};
                   if (!t.album_key.empty()) {
                     s.output_blocks.resize(n_formats);
                     s.output_blocks[f] = std::move(m.measured.blocks);
                   }
                   write_text_atomic(state_path(opt.out_dir, t.outputs[f]), sidecar.dump(1));
-                  w->masters[f].reset();
                 }
               } catch (const std::exception& e) {
                 fail_track(*w, track_error_text(e));
               }
             }
+            w->pre.clear();
+            w->source.reset();
+            w->decoded.reset();
             gate.release(w->reserved_bytes);
             finish_track(*w);
           }));

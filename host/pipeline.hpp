@@ -43,7 +43,15 @@ master_summary run_master(const run_plan& plan, const master_options& options);
 /// Parses "512M", "4G", "1.5GiB", "2000000000" into bytes; throws config_error.
 std::size_t parse_size(const std::string& text);
 
-/// Estimated peak bytes one track holds while in flight (decoded audio, pre-chains, masters).
+/// Bytes one track holds in flight when its spills stay in memory (decoded audio, pre-chains,
+/// resampled sources and limiter envelopes); it grows with the track.
 std::size_t estimate_track_bytes(const planned_track& t, const run_plan& plan);
+
+/// Bytes one track holds in flight when it streams through spill files, whatever its length:
+/// the decoder's, the pre-chain stages', soxr's, the limiter's and the encoder's state and
+/// blocks. The memory gate reserves this (a track whose estimate_track_bytes() also fits its
+/// share of the budget, that plus this), so resident memory stays under --max-memory plus one
+/// track's streaming working set and the process's fixed footprint (bench/memory_bound.sh).
+inline constexpr std::size_t streaming_track_bytes = std::size_t{64} << 20;
 
 }  // namespace lathe

@@ -47,36 +47,6 @@ void replay(const audio_spill& s, audio_buffer& scratch, F&& f) {
   }
 }
 
-// Largest true peak over all channels, fed block by block (as true_peak_of, channel by channel).
-class peak_meter {
- public:
-  peak_meter(double rate_hz, int channels) : tp_(static_cast<std::size_t>(channels)), peaks_(spill_block_frames) {
-    for (true_peak_interpolator& t : tp_) t.prepare(rate_hz);
-  }
-  void add(const_block_view v) noexcept {
-    for (std::size_t c = 0; c < tp_.size(); ++c) run(tp_[c], v[static_cast<int>(c)], v.frames);
-  }
-  double finish_dbtp() {
-    for (true_peak_interpolator& t : tp_) {
-      const std::vector<float> tail(t.latency_frames() + 1, 0.0f);
-      run(t, tail.data(), tail.size());
-    }
-    return 20.0 * std::log10(static_cast<double>(best_));
-  }
-
- private:
-  void run(true_peak_interpolator& t, const float* x, std::size_t n) noexcept {
-    for (std::size_t pos = 0; pos < n; pos += peaks_.size()) {
-      const std::size_t k = std::min(peaks_.size(), n - pos);
-      t.process(x + pos, peaks_.data(), k);
-      best_ = std::max(best_, *std::max_element(peaks_.begin(), peaks_.begin() + static_cast<std::ptrdiff_t>(k)));
-    }
-  }
-  std::vector<true_peak_interpolator> tp_;
-  std::vector<float> peaks_;
-  float best_ = 0.0f;
-};
-
 // One delivery attempt: quantizes (or interleaves float) the blocks `produce` passes on, hands
 // them to the sink and measures exactly the delivered samples.
 template <class Produce>
@@ -337,13 +307,13 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
   if (!linear) limiter.begin_analysis(rate, lp, ch, make_spill(1));
   loudness_meter meter;
   meter.prepare(rate, ch);
-  peak_meter peaks(rate, ch);
+  true_peak_meter peaks(rate, ch);
   std::optional<audio_spill> resampled;
   if (rate != pre_rate_hz) resampled = make_spill(ch);
   auto measure = [&](const_block_view v) {
     meter.process(v);
     if (linear)
-      peaks.add(v);
+      peaks.add(v.ch.data(), v.frames);
     else
       limiter.analyze_more(v);
     if (resampled) resampled->append(v);
@@ -370,7 +340,8 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
     m.failures.push_back("the track is silent (no audio above -70 LUFS), so it cannot be normalized");
   } else if (linear) {
     // Gain only. When the ceiling forbids the full gain, stop short and say so.
-    const double headroom_db = p.ceiling_dbtp - p.limiter.margin_db - peaks.finish_dbtp();
+    const double headroom_db =
+        p.ceiling_dbtp - p.limiter.margin_db - 20.0 * std::log10(static_cast<double>(peaks.finish()));
     double g = target_lufs - n.pre_loudness_lufs;
     if (g > headroom_db) g = headroom_db;
     audio_buffer scaled(ch, spill_block_frames);

@@ -111,22 +111,36 @@ void true_peak_interpolator::process(const float* in, float* peak_out, std::size
   }
 }
 
+true_peak_meter::true_peak_meter(double sample_rate_hz, int channels) : peaks_(1024) {
+  LATHE_EXPECTS(channels >= 1 && channels <= 8, "true_peak_meter channel count out of range");
+  tp_.resize(static_cast<std::size_t>(channels));
+  for (true_peak_interpolator& t : tp_) t.prepare(sample_rate_hz);
+}
+
+void true_peak_meter::run(true_peak_interpolator& t, const float* x, std::size_t n) noexcept {
+  for (std::size_t pos = 0; pos < n; pos += peaks_.size()) {
+    const std::size_t m = std::min(peaks_.size(), n - pos);
+    t.process(x + pos, peaks_.data(), m);
+    best_ = std::max(best_, *std::max_element(peaks_.begin(), peaks_.begin() + static_cast<std::ptrdiff_t>(m)));
+  }
+}
+
+void true_peak_meter::add(const float* const* channels, std::size_t frames) noexcept {
+  for (std::size_t c = 0; c < tp_.size(); ++c) run(tp_[c], channels[c], frames);
+}
+
+float true_peak_meter::finish() {
+  for (true_peak_interpolator& t : tp_) {
+    const std::vector<float> tail(t.latency_frames() + 1, 0.0f);
+    run(t, tail.data(), tail.size());
+  }
+  return best_;
+}
+
 float true_peak_of(const float* channel, std::size_t frames, double sample_rate_hz) {
-  true_peak_interpolator tp;
-  tp.prepare(sample_rate_hz);
-  std::vector<float> peaks(1024);
-  float best = 0.0f;
-  auto run = [&](const float* x, std::size_t n) {
-    for (std::size_t pos = 0; pos < n; pos += peaks.size()) {
-      const std::size_t m = std::min(peaks.size(), n - pos);
-      tp.process(x + pos, peaks.data(), m);
-      best = std::max(best, *std::max_element(peaks.begin(), peaks.begin() + static_cast<std::ptrdiff_t>(m)));
-    }
-  };
-  run(channel, frames);
-  const std::vector<float> tail(tp.latency_frames() + 1, 0.0f);
-  run(tail.data(), tail.size());
-  return best;
+  true_peak_meter m(sample_rate_hz, 1);
+  m.add(&channel, frames);
+  return m.finish();
 }
 
 }  // namespace lathe

@@ -35,6 +35,25 @@ class true_peak_interpolator {
   std::vector<float> work_;         // history (taps_per_phase_) followed by up to chunk_frames inputs
 };
 
+/// Largest true peak over all channels of a stream fed block by block: finish() equals the
+/// largest true_peak_of() of the concatenated channels bit for bit, for any block partition.
+/// Memory: one interpolator per channel. Not thread-safe; one per stream.
+class true_peak_meter {
+ public:
+  /// 1 <= channels <= 8 (checked). Allocates.
+  true_peak_meter(double sample_rate_hz, int channels);
+  /// Feeds the next frames (the constructor's channels, not checked). No allocation.
+  void add(const float* const* channels, std::size_t frames) noexcept;
+  /// Flushes the interpolators' delay and returns the largest peak (linear). Call once.
+  float finish();
+
+ private:
+  void run(true_peak_interpolator& t, const float* x, std::size_t n) noexcept;
+  std::vector<true_peak_interpolator> tp_;
+  std::vector<float> peaks_;
+  float best_ = 0.0f;
+};
+
 /// Largest true peak over all samples of `channel` (linear, not dB). Allocates.
 float true_peak_of(const float* channel, std::size_t frames, double sample_rate_hz);
 
