@@ -1,8 +1,11 @@
 #include "pipeline.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -86,6 +89,29 @@ std::size_t estimate_track_bytes(const planned_track& t, const run_plan& plan) {
 }
 
 namespace {
+
+// A temporary that lathe writes beside a final name (".NAME.tmp-PID-N") and whose writer is
+// gone: a run that was killed. Those of a live process (another run) are left alone.
+void remove_stale_temporaries(const std::filesystem::path& out_dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out_dir, ec)) return;
+  std::vector<std::filesystem::path> stale;
+  for (auto it = std::filesystem::recursive_directory_iterator(out_dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::size_t tmp = name.rfind(".tmp-");
+    if (name.empty() || name[0] != '.' || tmp == std::string::npos || !it->is_regular_file(ec)) continue;
+    const std::string rest = name.substr(tmp + 5);
+    const std::size_t dash = rest.find('-');
+    if (dash == std::string::npos || dash == 0) continue;
+    const std::string pid_text = rest.substr(0, dash);
+    if (!std::all_of(pid_text.begin(), pid_text.end(), [](unsigned char c) { return std::isdigit(c); })) continue;
+    const auto pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    stale.push_back(it->path());
+  }
+  for (const auto& p : stale) std::filesystem::remove(p, ec);
+}
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -251,10 +277,11 @@ master_summary run_master(const run_plan& plan, const master_options& opt) {
   const auto max_tokens = static_cast<std::size_t>(2 * threads);
 
   // Spills of an earlier run that was killed are anonymous files, gone with it; a folder left
-  // behind is removed.
+  // behind is removed, and so are the temporaries of masters and records it was writing.
   {
     std::error_code ec;
     std::filesystem::remove_all(opt.out_dir / ".lathe" / "spill", ec);
+    remove_stale_temporaries(opt.out_dir);
   }
   // Which outputs are already complete (resume), and which tracks need work.
   double audio_to_do_s = 0.0;

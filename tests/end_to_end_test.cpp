@@ -1,11 +1,17 @@
 // Masters the demo catalog end to end and checks every delivered file with libebur128.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "demo_catalog.hpp"
 #include "lathe/audio_io.hpp"
@@ -265,6 +271,80 @@ TEST_F(EndToEnd, ResumedRunsReportWhatAnUninterruptedRunReports) {
 // memory under a large one) and how many run at once, never what they deliver: every master is
 // byte-identical across bounds and thread counts, and the gate's reservations stay under the
 // bound (a lone track's fixed streaming working set when the bound is smaller than that).
+// Runs `lathe master` on the demo catalog into `out`; with kill_after_s, SIGKILLs it then.
+// Returns true when it was still running at the kill.
+bool run_cli(const fs::path& catalog, const fs::path& out, double kill_after_s = -1.0) {
+  const std::string bin = std::string(LATHE_BINARY_DIR) + "/lathe";
+  const std::string manifest = (catalog / "manifest.csv").string(), out_s = out.string();
+  const std::string configs = std::string(LATHE_SOURCE_DIR) + "/configs";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::FILE* null = std::freopen("/dev/null", "w", stderr);
+    (void)null;
+    ::execl(bin.c_str(), bin.c_str(), "master", manifest.c_str(), "--out", out_s.c_str(), "--formats", "streaming,cd",
+            "--jobs", "2", "--max-memory", "1", "--log-format", "json", "--config-dir", configs.c_str(),
+            static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  bool killed = false;
+  if (kill_after_s >= 0.0) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(kill_after_s);
+    int status = 0;
+    while (std::chrono::steady_clock::now() < until && ::waitpid(pid, &status, WNOHANG) == 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    killed = ::kill(pid, SIGKILL) == 0;
+    if (::waitpid(pid, &status, 0) == pid && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) killed = false;
+    return killed;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) <= 1) << "status " << status;
+  return false;
+}
+
+// The masters under `out` (final names only).
+std::map<fs::path, std::string> masters_under(const fs::path& out) {
+  std::map<fs::path, std::string> m;
+  for (const auto& e : fs::recursive_directory_iterator(out)) {
+    const std::string ext = e.path().extension().string();
+    if (e.is_regular_file() && (ext == ".flac" || ext == ".wav") && e.path().filename().string()[0] != '.')
+      m[fs::relative(e.path(), out)] = slurp(e.path());
+  }
+  return m;
+}
+
+// A run killed (SIGKILL) at several points and resumed each time: after every kill each file
+// under a final name decodes whole, and the finished tree (masters, report.json, notes/) equals
+// an uninterrupted run's, with no temporary or spill left behind.
+TEST_F(EndToEnd, KilledAtAnyPointAndResumedGivesTheUninterruptedTree) {
+  const fs::path a = temp_dir("kill-a"), b = temp_dir("kill-b");
+  const auto t0 = std::chrono::steady_clock::now();
+  run_cli(*catalog_, a);
+  const double whole_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto masters = masters_under(a);
+  ASSERT_EQ(masters.size(), 14u);
+  int kills = 0;
+  for (const double fraction : {0.1, 0.25, 0.4, 0.55, 0.7}) {
+    kills += run_cli(*catalog_, b, fraction * whole_s) ? 1 : 0;
+    for (const auto& [rel, bytes] : masters_under(b)) {
+      EXPECT_NO_THROW(decode_file(b / rel)) << rel << " after a kill at " << fraction;
+      EXPECT_EQ(bytes, masters.at(rel)) << rel << " after a kill at " << fraction;
+    }
+  }
+  EXPECT_GE(kills, 2) << "the runs finished before they could be killed (whole run " << whole_s << " s)";
+  run_cli(*catalog_, b);
+  EXPECT_TRUE(masters_under(b) == masters);
+  const json whole = catalog_part(read_json(a / "report.json"));
+  const json resumed = catalog_part(read_json(b / "report.json"));
+  EXPECT_EQ(resumed, whole) << "first difference: " << json::diff(whole, resumed).dump().substr(0, 600);
+  EXPECT_TRUE(files_under(b / "notes") == files_under(a / "notes"));
+  for (const auto& e : fs::recursive_directory_iterator(b))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  EXPECT_TRUE(!fs::exists(b / ".lathe" / "spill") || fs::is_empty(b / ".lathe" / "spill"));
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
 TEST_F(EndToEnd, MemoryBoundChangesNoMasterAndHoldsTheReservations) {
   const auto ps = profiles({"streaming", "cd"});
   const run_plan plan = make_plan(load_catalog(*catalog_ / "manifest.csv"), ps, album_mode::album);
