@@ -37,6 +37,24 @@ int open_anonymous(const std::filesystem::path& folder) {
   return named;
 }
 
+// Writes (what == "write") or reads `count` floats at float offset `first` of the file,
+// retrying short transfers and interruptions.
+void transfer_all(int fd, const std::filesystem::path& folder, const char* what, float* data, std::size_t count,
+                  std::size_t first) {
+  const bool write = what[0] == 'w';
+  auto* bytes = reinterpret_cast<char*>(data);
+  std::size_t left = count * sizeof(float);
+  auto offset = static_cast<off_t>(first * sizeof(float));
+  while (left > 0) {
+    const ssize_t n = write ? ::pwrite(fd, bytes, left, offset) : ::pread(fd, bytes, left, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail_io(folder, what, n < 0 ? errno : (write ? ENOSPC : EIO));
+    bytes += n;
+    left -= static_cast<std::size_t>(n);
+    offset += n;
+  }
+}
+
 }  // namespace
 
 audio_spill::audio_spill(int channels) : channels_(channels) {
@@ -112,17 +130,7 @@ void audio_spill::flush_pending() const {
   if (pending_.empty()) return;
   const auto ch = static_cast<std::size_t>(channels_);
   const std::size_t frames_in_file = frames_ - pending_.size() / ch;
-  const auto* bytes = reinterpret_cast<const char*>(pending_.data());
-  std::size_t left = pending_.size() * sizeof(float);
-  auto offset = static_cast<off_t>(frames_in_file * ch * sizeof(float));
-  while (left > 0) {
-    const ssize_t w = ::pwrite(fd_, bytes, left, offset);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) fail_io(folder_, "write", w < 0 ? errno : ENOSPC);
-    bytes += w;
-    left -= static_cast<std::size_t>(w);
-    offset += w;
-  }
+  transfer_all(fd_, folder_, "write", const_cast<float*>(pending_.data()), pending_.size(), frames_in_file * ch);
   pending_.clear();
 }
 
@@ -143,17 +151,7 @@ void audio_spill::read(std::size_t first, block_view out) const {
   io_.resize(spill_block_frames * ch);
   for (std::size_t done = 0; done < out.frames;) {
     const std::size_t n = std::min(spill_block_frames, out.frames - done);
-    auto* bytes = reinterpret_cast<char*>(io_.data());
-    std::size_t left = n * ch * sizeof(float);
-    auto offset = static_cast<off_t>((first + done) * ch * sizeof(float));
-    while (left > 0) {
-      const ssize_t r = ::pread(fd_, bytes, left, offset);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) fail_io(folder_, "read", r < 0 ? errno : EIO);
-      bytes += r;
-      left -= static_cast<std::size_t>(r);
-      offset += r;
-    }
+    transfer_all(fd_, folder_, "read", io_.data(), n * ch, (first + done) * ch);
     for (std::size_t i = 0; i < n; ++i)
       for (int c = 0; c < channels_; ++c) out[c][done + i] = io_[i * ch + static_cast<std::size_t>(c)];
     done += n;
