@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <sndfile.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -89,7 +90,10 @@ audio_buffer reference_prechain(const audio_buffer& in, double fs_hz, const deli
 fs::path room_ir() {
   const fs::path dir = fs::path(LATHE_BINARY_DIR) / "chain_test_files";
   fs::create_directories(dir);
+  // Test processes run side by side: each writes its own file and renames it into place, so
+  // none ever reads a half-written one.
   const fs::path path = dir / "room.wav";
+  const fs::path tmp = dir / ("room.wav.tmp-" + std::to_string(::getpid()));
   const int rate_hz = 44'100;
   audio_buffer ir = test::white_noise(-6.0, 0.3, rate_hz, 1, 11);
   for (std::size_t i = 0; i < ir.frames(); ++i)
@@ -98,10 +102,11 @@ fs::path room_ir() {
   info.channels = 1;
   info.samplerate = rate_hz;
   info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
-  SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
+  SNDFILE* f = sf_open(tmp.c_str(), SFM_WRITE, &info);
   EXPECT_NE(f, nullptr) << sf_strerror(nullptr);
   sf_writef_float(f, ir.channel(0), static_cast<sf_count_t>(ir.frames()));
   sf_close(f);
+  fs::rename(tmp, path);
   return path;
 }
 

@@ -2,6 +2,7 @@
 // convolution in float64, analytic Butterworth responses, and exact frame shifts.
 #include <gtest/gtest.h>
 #include <sndfile.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <complex>
@@ -180,7 +181,8 @@ TEST(NonuniformConvolver, SharedInputMatchesSeparateConvolversBitwise) {
 // ---------------------------------------------------------------- IR files
 
 fs::path temp_dir() {
-  const fs::path d = fs::path(LATHE_BINARY_DIR) / "reverb_test_files";
+  // One folder per test process: ctest runs cases side by side, and names repeat across them.
+  const fs::path d = fs::path(LATHE_BINARY_DIR) / "test-tmp" / ("reverb_test_files-" + std::to_string(::getpid()));
   fs::create_directories(d);
   return d;
 }

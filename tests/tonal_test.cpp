@@ -2,6 +2,7 @@
 // in the frequency domain whose per-band power is summed exactly from its own spectral lines,
 // and analytic tilts.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <bit>
 #include <cmath>
@@ -372,7 +373,8 @@ TEST(Tonal, DeviationFromAFlatTargetIsTheTiltsRms) {
 namespace fs = std::filesystem;
 
 fs::path scratch_dir() {
-  const fs::path d = fs::path(LATHE_BINARY_DIR) / "tonal_test_scratch";
+  // One folder per test process: ctest runs cases side by side, and names repeat across them.
+  const fs::path d = fs::path(LATHE_BINARY_DIR) / "test-tmp" / ("tonal_test_scratch-" + std::to_string(::getpid()));
   fs::create_directories(d);
   return d;
 }
