@@ -29,6 +29,7 @@ packages=(
   # DSP
   libfftw3-single3 libfftw3-double3 libfftw3-dev
   libsoxr0 libsoxr-dev libgomp1
+  libxxhash0 libxxhash-dev  # resume: content hashes
   # host pipeline
   libtbb12 libtbbmalloc2 libtbbbind-2-5 libtbb-dev
   libfmt9 libfmt-dev

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend.hpp"
+#include "content_hash.hpp"
 #include "lathe/analysis.hpp"
 #include "lathe/audio_io.hpp"
 #include "lathe/catalog.hpp"
@@ -243,7 +244,7 @@ int run_master_command(const master_args& a) {
     opt.reference_file = a.reference;
     for (delivery_profile& p : formats) {
       make_adaptive(p);
-      p.adaptive.reference = file_identity(a.reference);
+      p.adaptive.reference = content_hash(a.reference);
     }
   }
   if (!fs::exists(a.catalog)) throw config_error(fmt::format("{}: no such file or folder", a.catalog));

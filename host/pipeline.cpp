@@ -263,14 +263,15 @@ std::string track_error_text(const std::exception& e) {
 
 }  // namespace
 
-master_summary run_master(const run_plan& plan, const master_options& opt) {
+master_summary run_master(const run_plan& planned, const master_options& opt) {
   const double t0 = now_s();
+  const int threads = opt.jobs > 0 ? opt.jobs : tbb::info::default_concurrency();
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+  const run_plan plan = fingerprint_plan(planned, opt.out_dir / ".lathe" / "state" / "inputs");
   const std::size_t n_tracks = plan.tracks.size();
   const std::size_t n_formats = plan.profiles.size();
   std::vector<track_state> state(n_tracks);
 
-  const int threads = opt.jobs > 0 ? opt.jobs : tbb::info::default_concurrency();
-  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
   const std::size_t budget = opt.max_memory_bytes > 0 ? opt.max_memory_bytes : physical_memory_bytes() / 2;
   memory_gate gate(budget);
   // Tokens bound the tracks in flight; the memory gate bounds their bytes.

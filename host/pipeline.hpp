@@ -36,8 +36,9 @@ struct master_summary {
 };
 
 /// Masters every track of the plan to every profile, writes the report (options.report_name) into out_dir and
-/// returns the counts. One bad track never stops the others. Deterministic: the same inputs,
-/// profiles and version give bit-identical files whatever the thread count.
+/// returns the counts. Outputs whose fingerprint (fingerprint_plan, content hashes cached under
+/// out_dir/.lathe/state/inputs) matches their sidecar are resumed. One bad track never stops the others. Deterministic:
+/// the same inputs, profiles and version give bit-identical files whatever the thread count.
 master_summary run_master(const run_plan& plan, const master_options& options);
 
 /// Parses "512M", "4G", "1.5GiB", "2000000000" into bytes; throws config_error.

@@ -4,7 +4,9 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <tbb/parallel_for.h>
 
+#include "content_hash.hpp"
 #include "lathe/error.hpp"
 #include "lathe/master.hpp"
 
@@ -45,26 +47,30 @@ std::string first_non_empty(std::initializer_list<const std::string*> options) {
   return {};
 }
 
-// What identifies an input's content for resume: path, size and modification time.
-std::string input_identity(const planned_track& t) {
-  std::string id = file_identity(t.entry.path);
-  // What the manifest says about adapting it: amounts and a reference master.
+// What identifies an input for resume: its content, and what the manifest says about adapting
+// it (amounts and a reference master).
+std::string input_identity(const planned_track& t, const std::filesystem::path& cache_dir) {
+  if (!t.info) return "unreadable";  // the track fails with its reason; nothing of it is resumed
+  std::string id;
+  try {
+    id = cached_content_hash(t.entry.path, cache_dir);
+  } catch (const input_error&) {
+    id = "unreadable";
+  }
   const track_amounts& a = t.entry.amounts;
   for (const auto& amount : {a.eq, a.width, a.dynamics, a.loudness})
     id += amount ? fmt::format("|{:.17g}", *amount) : std::string("|-");
-  if (!t.entry.reference.empty()) id += "|ref:" + file_identity(t.entry.reference);
+  if (!t.entry.reference.empty()) {
+    try {
+      id += "|ref:" + cached_content_hash(t.entry.reference, cache_dir);
+    } catch (const input_error&) {
+      id += "|ref:unreadable";
+    }
+  }
   return id;
 }
 
 }  // namespace
-
-std::string file_identity(const std::filesystem::path& file) {
-  std::error_code ec;
-  const auto mtime = std::filesystem::last_write_time(file, ec);
-  const auto ticks = ec ? 0 : mtime.time_since_epoch().count();
-  const auto size = std::filesystem::file_size(file, ec);
-  return fmt::format("{}|{}|{}", std::filesystem::absolute(file).lexically_normal().string(), ec ? 0 : size, ticks);
-}
 
 run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_profile> profiles, album_mode mode) {
   run_plan plan;
@@ -121,25 +127,32 @@ run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_prof
       taken.insert(rel.string());
       t.outputs.push_back(rel);
     }
+    t.dither_seed_base = fnv1a64(t.entry.relative_path.generic_string());
   }
 
+  return plan;
+}
+
+run_plan fingerprint_plan(run_plan plan, const std::filesystem::path& hash_cache_dir) {
   // Fingerprints: an output is complete for a rerun only if the input, the profile, lathe's
   // version, the metadata and (album mode) every track of its album are unchanged.
+  std::vector<std::string> identity(plan.tracks.size());
+  tbb::parallel_for(std::size_t{0}, plan.tracks.size(),
+                    [&](std::size_t i) { identity[i] = input_identity(plan.tracks[i], hash_cache_dir); });
   for (planned_track& t : plan.tracks) {
+    t.fingerprints.clear();
     std::string context = "track";
     if (!t.album_key.empty()) {
       context = "album";
-      for (std::size_t j : plan.albums.at(t.album_key)) context += "|" + input_identity(plan.tracks[j]);
+      for (std::size_t j : plan.albums.at(t.album_key)) context += "|" + identity[j];
     }
-    const std::string identity = input_identity(t);
-    t.dither_seed_base = fnv1a64(t.entry.relative_path.generic_string());
-    t.record_key = fmt::format("lathe {}\n{}\n{}\n{}|{}|{}|{}|{}", LATHE_VERSION, identity, context, t.tags.title,
-                               t.tags.artist, t.tags.album, t.tags.track_number, t.tags.isrc);
+    t.record_key = fmt::format("lathe {}\n{}\n{}\n{}|{}|{}|{}|{}", LATHE_VERSION, identity[t.index], context,
+                               t.tags.title, t.tags.artist, t.tags.album, t.tags.track_number, t.tags.isrc);
     for (std::size_t f = 0; f < plan.profiles.size(); ++f) {
       const std::string key =
           fmt::format("lathe {}\n{}\n{}\n{}\n{}|{}|{}|{}|{}\n{}", LATHE_VERSION, profile_fingerprint(plan.profiles[f]),
-                      identity, context, t.tags.title, t.tags.artist, t.tags.album, t.tags.track_number, t.tags.isrc,
-                      t.outputs[f].generic_string());
+                      identity[t.index], context, t.tags.title, t.tags.artist, t.tags.album, t.tags.track_number,
+                      t.tags.isrc, t.outputs[f].generic_string());
       t.fingerprints.push_back(fmt::format("{:016x}", fnv1a64(key)));
     }
   }

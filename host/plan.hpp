@@ -27,7 +27,7 @@ struct planned_track {
   std::uint64_t dither_seed_base = 0;
   /// Per format (same order as run_plan::profiles): output path relative to the output folder.
   std::vector<std::filesystem::path> outputs;
-  /// Per format: fingerprint of input, profile, version and album context.
+  /// Per format: fingerprint of input, profile, version and album context (fingerprint_plan).
   std::vector<std::string> fingerprints;
   /// What the track's own record (input analysis, tonal balance, mix notes) is valid for:
   /// input, version, metadata and album context, whatever the formats.
@@ -51,10 +51,16 @@ std::string sanitize_name(const std::string& name);
 /// Probes every entry's header, resolves metadata, groups albums (tracks sharing an album name;
 /// with --track-mode none), and assigns collision-free output paths
 /// `<format>/<album>/<NN - title>.<ext>`; tracks without an album keep their catalog folder.
+/// Reads headers only; fingerprint_plan reads the inputs.
 run_plan make_plan(std::vector<catalog_entry> entries, std::vector<delivery_profile> profiles, album_mode mode);
 
-/// "absolute path|bytes|mtime ticks": what resume fingerprints know a file by.
-std::string file_identity(const std::filesystem::path& file);
+/// Fills every track's fingerprints and record key from what its outputs depend on: the
+/// input's content (content_hash, cached in `hash_cache_dir`), the manifest's amounts and
+/// reference, the profile, lathe's version, the metadata and, in album mode, the content of
+/// every track of its album. Neither the catalog's location nor file times enter, so a catalog
+/// copied elsewhere resumes. Reads every input whose cache entry is missing or stale, in
+/// parallel.
+run_plan fingerprint_plan(run_plan plan, const std::filesystem::path& hash_cache_dir);
 
 /// Sidecar that records a finished output, for resume: `<out>/.lathe/state/<output>.json`.
 std::filesystem::path state_path(const std::filesystem::path& out_dir, const std::filesystem::path& output_rel);

@@ -9,6 +9,7 @@ pkgs=(
   libsndfile1-dev libflac-dev libtbb-dev libspdlog-dev libfmt-dev
   libgtest-dev libfftw3-dev libsoxr-dev libtomlplusplus-dev libcli11-dev
   nlohmann-json3-dev libebur128-dev clang-format
+  libxxhash-dev  # resume knows inputs by an XXH3 hash of their bytes
   libyaml-cpp-dev  # tests/deploy_test.cpp reads the Kubernetes manifest
   slurm-wlm munge  # tests/slurm: a one-node Slurm cluster runs the job-array script
 )

@@ -202,9 +202,12 @@ TEST_F(EndToEnd, RerunSkipsCompleteOutputsAndRedoesChangedInputs) {
   EXPECT_EQ(second.succeeded, 0u);
   EXPECT_EQ(fs::last_write_time(sample), written);
   EXPECT_EQ(read_json(out / "report.json")["summary"]["resumed"], 7);
-  // Change one input: only that track is mastered again.
+  // A touched input is the same input: resume knows it by its content.
   const fs::path changed = cat / "night-drive" / "02-overpass.flac";
   fs::last_write_time(changed, fs::last_write_time(changed) + std::chrono::seconds(5));
+  EXPECT_EQ(run().resumed, 7u);
+  // Change one input's audio: only that track is mastered again.
+  fs::copy_file(cat / "night-drive" / "01-headlights.flac", changed, fs::copy_options::overwrite_existing);
   const master_summary third = run();
   EXPECT_EQ(third.succeeded, 1u);
   EXPECT_EQ(third.resumed, 6u);
@@ -225,6 +228,39 @@ json catalog_part(json report) {
     for (auto& [name, o] : t["outputs"].items()) o.erase("resumed");
   }
   return report;
+}
+
+// A catalog copied to another folder (local disk, another mount) is the same catalog: every
+// output resumes. The content hashes come from the cache while files are unchanged.
+TEST_F(EndToEnd, CatalogCopiedElsewhereResumes) {
+  const fs::path out = temp_dir("moved-out");
+  const fs::path a = temp_dir("moved-a");
+  const fs::path b = temp_dir("moved-b");
+  fs::copy(*catalog_, a, fs::copy_options::recursive);
+  auto run = [&](const fs::path& cat) {
+    master_options opt;
+    opt.out_dir = out;
+    opt.log = log_format::json;
+    return run_master(make_plan(load_catalog(cat / "manifest.csv"), profiles({"cd"}), album_mode::album), opt);
+  };
+  EXPECT_EQ(run(a).succeeded, 7u);
+  const std::string first_report = slurp(out / "report.json");
+  fs::copy(a, b, fs::copy_options::recursive);
+  fs::remove_all(a);
+  const master_summary moved = run(b);
+  EXPECT_EQ(moved.resumed, 7u);
+  EXPECT_EQ(moved.succeeded, 0u);
+  // The report is the first run's, the inputs' new location apart.
+  std::string expected = catalog_part(json::parse(first_report)).dump();
+  for (std::size_t at = 0; (at = expected.find(a.string(), at)) != std::string::npos; at += b.string().size())
+    expected.replace(at, a.string().size(), b.string());
+  EXPECT_EQ(catalog_part(read_json(out / "report.json")).dump(), expected);
+  // One hash entry per input path seen.
+  std::size_t entries = 0;
+  for (const auto& e : fs::directory_iterator(out / ".lathe" / "state" / "inputs")) entries += e.is_regular_file();
+  EXPECT_EQ(entries, 14u);
+  fs::remove_all(out);
+  fs::remove_all(b);
 }
 
 std::map<fs::path, std::string> files_under(const fs::path& dir) {

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "content_hash.hpp"
 #include "lathe/error.hpp"
 #include "pipeline.hpp"
 #include "plan.hpp"
@@ -64,14 +68,76 @@ TEST(MakePlan, OutputPathsFollowFormatAlbumNumberTitleAndNeverCollide) {
 }
 
 TEST(MakePlan, TrackModeMakesNoAlbumsAndFingerprintsDifferByMode) {
+  const std::filesystem::path cache = std::filesystem::temp_directory_path() / "lathe-plan-test-hashes";
   std::vector<catalog_entry> es = {entry("a/1.wav", "A", "One", 1), entry("a/2.wav", "A", "Two", 2)};
-  const run_plan album = make_plan(es, {profile("cd", container_format::wav)}, album_mode::album);
-  const run_plan track = make_plan(es, {profile("cd", container_format::wav)}, album_mode::track);
+  auto plan = [&](album_mode mode) {
+    return fingerprint_plan(make_plan(es, {profile("cd", container_format::wav)}, mode), cache);
+  };
+  const run_plan album = plan(album_mode::album);
+  const run_plan track = plan(album_mode::track);
   EXPECT_EQ(album.albums.size(), 1u);
   EXPECT_TRUE(track.albums.empty());
   EXPECT_NE(album.tracks[0].fingerprints[0], track.tracks[0].fingerprints[0]);
-  EXPECT_EQ(album.tracks[0].fingerprints[0],
-            make_plan(es, {profile("cd", container_format::wav)}, album_mode::album).tracks[0].fingerprints[0]);
+  EXPECT_EQ(album.tracks[0].fingerprints[0], plan(album_mode::album).tracks[0].fingerprints[0]);
+  std::filesystem::remove_all(cache);
+}
+
+void write_file(const std::filesystem::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Published XXH3-128 values (xxhsum -H2): the empty input, and "lathe".
+TEST(ContentHash, MatchesXxhsumAndKnowsFilesByBytesAlone) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "lathe-content-hash-test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "elsewhere");
+  write_file(dir / "empty", "");
+  write_file(dir / "a", "lathe");
+  write_file(dir / "elsewhere" / "copy", "lathe");
+  write_file(dir / "b", "lathf");
+  EXPECT_EQ(content_hash(dir / "empty"), "xxh3-128:99aa06d3014798d86001c324468d497f:0");
+  EXPECT_EQ(content_hash(dir / "a"), "xxh3-128:7a13ec99e8ae3441b2e647a0bd0e048a:5");
+  EXPECT_EQ(content_hash(dir / "elsewhere" / "copy"), content_hash(dir / "a"));
+  EXPECT_NE(content_hash(dir / "b"), content_hash(dir / "a"));
+  try {
+    (void)content_hash(dir / "missing");
+    ADD_FAILURE() << "no error for a missing file";
+  } catch (const input_error& e) {
+    EXPECT_EQ(e.path(), (dir / "missing").string());
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ContentHash, CacheIsTrustedWhileSizeAndTimeHoldAndRedoneWhenTheyChange) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "lathe-content-hash-cache-test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path file = dir / "track.flac";
+  const std::filesystem::path cache = dir / "cache";
+  write_file(file, "lathe");
+  const std::string real = content_hash(file);
+  EXPECT_EQ(cached_content_hash(file, cache), real);
+  // Plant a different hash in the one entry: while the file's size and time are unchanged
+  // the entry is used, so the file is not read.
+  std::filesystem::path entry;
+  for (const auto& e : std::filesystem::directory_iterator(cache)) entry = e.path();
+  ASSERT_FALSE(entry.empty());
+  std::string text;
+  {
+    std::ifstream in(entry);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const auto at = text.find(real);
+  ASSERT_NE(at, std::string::npos);
+  write_file(entry, text.replace(at, real.size(), "planted"));
+  EXPECT_EQ(cached_content_hash(file, cache), "planted");
+  // A new modification time makes the entry stale: the file is hashed again.
+  std::filesystem::last_write_time(file, std::filesystem::last_write_time(file) + std::chrono::seconds(3));
+  EXPECT_EQ(cached_content_hash(file, cache), real);
+  // A damaged entry is as if absent.
+  write_file(entry, "{not json");
+  EXPECT_EQ(cached_content_hash(file, cache), real);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ParseSize, AcceptsUnitsAndRejectsNonsense) {
