@@ -21,7 +21,8 @@
 #include <oneapi/tbb/parallel_pipeline.h>
 #include <nlohmann/json.hpp>
 
-#include "lathe/adaptive.hpp"
+#include "adaptive_targets.hpp"
+#include "album_decisions.hpp"
 #include "lathe/analysis.hpp"
 #include "lathe/chain.hpp"
 #include "lathe/error.hpp"
@@ -32,7 +33,9 @@
 #include "lathe/true_peak.hpp"
 #include "master_writer.hpp"
 #include "report.hpp"
+#include "run_report.hpp"
 #include "track_record.hpp"
+#include "track_state.hpp"
 #ifdef LATHE_HAVE_CUDA
 #include <oneapi/tbb/enumerable_thread_specific.h>
 
@@ -111,10 +114,6 @@ void remove_stale_temporaries(const std::filesystem::path& out_dir) {
     stale.push_back(it->path());
   }
   for (const auto& p : stale) std::filesystem::remove(p, ec);
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 std::size_t physical_memory_bytes() {
@@ -197,29 +196,6 @@ class progress_reporter {
   std::mutex mutex_;
   std::size_t total_, done_ = 0;
   double total_audio_s_, audio_done_s_ = 0.0, start_;
-};
-
-// What survives between the passes and ends up in the report, per track.
-struct track_state {
-  std::optional<track_analysis> input;
-  std::optional<tonal_analysis> tonal;     // the input's tonal balance
-  std::vector<delivery_profile> profiles;  // per format: the profile adapted to this track
-  std::vector<json> adaptive_reports;      // per format: what the adaptation derived (null: none)
-  bool adapted = false;
-  std::vector<mix_note> mix_notes;
-  bool mix_checked = false;
-  std::vector<std::optional<tonal_analysis>> master_tonal;  // per format, masters rendered in this run
-  bool input_is_scan_only = false;                          // GPU rendering: loudness and true peak still to come
-  std::map<std::string, double> pre_loudness_lufs;          // pre-chain key -> loudness at the source rate
-  std::map<std::string, double> pre_true_peak_dbtp;
-  std::map<std::string, json> chain_reports;   // pre-chain key -> what each stage did
-  std::vector<double> targets_lufs;            // per format
-  std::vector<json> outputs;                   // per format: report entry
-  std::vector<bool> resumed;                   // per format: output already complete
-  std::vector<loudness_blocks> output_blocks;  // per format, album tracks rendered in this run
-  std::string error;                           // the track failed
-  bool needs_render = false;
-  bool needs_album_pass = false;
 };
 
 // A track in flight: move-only, so each stage owns it in turn.
@@ -327,50 +303,10 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
       if (state[i].error.empty()) state[i].needs_album_pass = true;
   }
 
-  // ---- adaptive mastering: target curves, references, album balances -----------------------
-  const bool any_adaptive = std::any_of(plan.profiles.begin(), plan.profiles.end(),
-                                        [](const delivery_profile& p) { return p.adaptive.enabled; });
-  std::map<std::filesystem::path, target_curve> curves;  // target file -> curve
-  for (const delivery_profile& p : plan.profiles)
-    if (!p.adaptive.target_file.empty() && curves.count(p.adaptive.target_file) == 0)
-      curves.emplace(p.adaptive.target_file, load_target_curve(p.adaptive.target_file));
-  // A reference master's balance: decoded once; a bad reference stops the run before any work.
-  auto reference_target = [](const std::filesystem::path& file) {
-    try {
-      const decoded_track d = decode_file(file);
-      return target_from_analysis(analyze_tonal(d.audio, d.info.sample_rate_hz), "reference",
-                                  "reference: " + file.filename().string());
-    } catch (const input_error& e) {
-      throw config_error("reference " + file.string() + ": " + e.reason());
-    }
-  };
-  std::optional<target_curve> run_reference;
-  if (!opt.reference_file.empty()) run_reference = reference_target(opt.reference_file);
-  std::map<std::string, target_curve> album_references;  // album key -> from the manifest
-  for (const auto& [album, members] : plan.albums)
-    for (std::size_t i : members)
-      if (!plan.tracks[i].entry.reference.empty() && album_references.count(album) == 0)
-        album_references.emplace(album, reference_target(plan.tracks[i].entry.reference));
-  // The target of track t in format f: its album's reference, the run's reference, the profile's curve.
-  auto target_of = [&](const planned_track& t, const delivery_profile& p) -> const target_curve* {
-    if (!p.adaptive.enabled) return nullptr;
-    if (const auto it = album_references.find(t.album_key); !t.album_key.empty() && it != album_references.end())
-      return &it->second;
-    if (run_reference) return &*run_reference;
-    if (const auto it = curves.find(p.adaptive.target_file); it != curves.end()) return &it->second;
-    return nullptr;
-  };
-  // Mix notes compare sub-bass and harshness with the run's reference or first target curve.
-  const target_curve* notes_target = run_reference ? &*run_reference : nullptr;
-  for (const delivery_profile& p : plan.profiles)
-    if (!notes_target && curves.count(p.adaptive.target_file) != 0) notes_target = &curves.at(p.adaptive.target_file);
+  // Adaptive mastering: target curves, references, album balances.
+  adaptive_targets targets(plan, opt.reference_file);
   // A track's record holds its mix notes, which depend on the curve they compare with.
-  std::string notes_context = "notes:";
-  if (notes_target != nullptr) {
-    notes_context += notes_target->name;
-    for (const double v : notes_target->mid_db) notes_context += fmt::format("|{:.17g}", v);
-  }
-  auto record_key = [&](const planned_track& t) { return t.record_key + "\n" + notes_context; };
+  auto record_key = [&](const planned_track& t) { return t.record_key + "\n" + targets.notes_context(); };
   // Tracks finished earlier: their report entries and mix notes are rebuilt from their records.
   for (const planned_track& t : plan.tracks) {
     track_state& s = state[t.index];
@@ -384,12 +320,6 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
       s.mix_checked = true;
     }
   }
-  // Album balances (album consistency needs every track's analysis before any track's chain).
-  const bool album_balance_needed =
-      plan.mode == album_mode::album && std::any_of(plan.profiles.begin(), plan.profiles.end(), [](const auto& p) {
-        return p.adaptive.enabled && p.adaptive.album_consistency > 0.0;
-      });
-  std::map<std::string, target_curve> album_balances;  // album key -> mean balance of its tracks
   // GPU rendering meters the input on the device; a loudness amount under 100 % needs it first.
   const bool needs_input_loudness = std::any_of(plan.profiles.begin(), plan.profiles.end(), [&](const auto& p) {
     return p.adaptive.enabled && (p.adaptive.loudness < 1.0 ||
@@ -397,33 +327,6 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
                                     return t.entry.amounts.loudness.has_value();
                                   }));
   });
-
-  // Derives track i's per-format profiles (once its tonal analysis exists).
-  auto adapt = [&](std::size_t i) {
-    track_state& s = state[i];
-    if (s.adapted || !any_adaptive) return;
-    const planned_track& t = plan.tracks[i];
-    for (std::size_t f = 0; f < n_formats; ++f) {
-      const delivery_profile& p = plan.profiles[f];
-      if (!p.adaptive.enabled) continue;
-      adaptation_input in;
-      in.tonal = &*s.tonal;
-      in.target = target_of(t, p);
-      in.amounts = t.entry.amounts;
-      if (const auto it = album_balances.find(t.album_key);
-          p.adaptive.album_consistency > 0.0 && !t.album_key.empty() && it != album_balances.end())
-        in.album_mean = &it->second;
-      json r;
-      s.profiles[f] = adapt_profile(p, in, &r);
-      s.adaptive_reports[f] = std::move(r);
-      // Track mode: the loudness amount moves the target (album mode scales the album gain).
-      const double fraction = t.entry.amounts.loudness.value_or(p.adaptive.loudness);
-      if (t.album_key.empty() && s.input)
-        s.targets_lufs[f] = adapted_target_lufs(p.target_lufs, s.input->integrated_lufs, fraction);
-      s.adaptive_reports[f]["loudness"] = {{"amount", fraction}, {"target_lufs", rounded(s.targets_lufs[f], 2)}};
-    }
-    s.adapted = true;
-  };
 
   // Analysis and pre-chains (stages 1-2 of the chain), shared by both passes.
   const bool use_gpu = opt.backend.kind == backend_kind::gpu;
@@ -593,7 +496,7 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
   auto prepare = [&](work_item& w, bool keep_audio) {
     const bool gpu_render = keep_audio && use_gpu;
     load(w, gpu_render, gpu_render && !needs_input_loudness);
-    adapt(w.index);
+    targets.adapt(plan.tracks[w.index], state[w.index]);
     if (!gpu_render) run_prechains(w, keep_audio);
   };
   auto fail_track = [&](work_item& w, std::string why) {
@@ -619,86 +522,14 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
   };
 
   // ---- pass 0 (album consistency): every album track's analysis, then each album's balance --
-  if (album_balance_needed) {
+  if (targets.album_balance_needed()) {
     album_pass([&](work_item& w) { load(w, false, false, false); });
-    for (const auto& [album, members] : plan.albums) {
-      std::vector<tonal_analysis> tracks;
-      for (std::size_t i : members)
-        if (state[i].tonal) tracks.push_back(*state[i].tonal);
-      if (tracks.size() >= 2) album_balances.emplace(album, mean_target(tracks, album, "album mean"));
-    }
+    targets.set_album_balances(state);
   }
 
   // ---- pass 1 (album mode): loudness of every album track after the pre-chain -------------
   album_pass([&](work_item& w) { prepare(w, false); });
-
-  // Album decisions (AES TD1008 spirit): the album's loudest track lands on the target and the
-  // others keep their loudness relative to it. Linear mode takes the one gain every track allows.
-  // Each decision is stored with the members' fingerprints, so an album whose masters are all
-  // complete reports the decision they were made with.
-  json album_reports = json::object();
-  auto album_decision_key = [&](const std::vector<std::size_t>& members, std::size_t f) {
-    std::string key;
-    for (std::size_t i : members) key += plan.tracks[i].fingerprints[f] + "|";
-    return key;
-  };
-  for (const auto& [album, members] : plan.albums) {
-    json a = {{"tracks", members.size()}, {"formats", json::object()}};
-    if (std::none_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_album_pass; })) {
-      for (std::size_t f = 0; f < n_formats; ++f) {
-        const std::string& name = plan.profiles[f].name;
-        if (auto d = record::load_album_decision(opt.out_dir, album, name, album_decision_key(members, f)))
-          a["formats"][name] = std::move(*d);
-      }
-      album_reports[album] = a;
-      continue;
-    }
-    for (std::size_t f = 0; f < n_formats; ++f) {
-      const delivery_profile& p = plan.profiles[f];
-      double loudest = -std::numeric_limits<double>::infinity();
-      std::size_t loudest_index = members.front();
-      double headroom = std::numeric_limits<double>::infinity();
-      for (std::size_t i : members) {
-        const track_state& s = state[i];
-        const std::string key = prechain_key(s.profiles[f]);
-        if (!s.error.empty() || s.pre_loudness_lufs.count(key) == 0) continue;
-        const double l = s.pre_loudness_lufs.at(key);
-        if (std::isfinite(l) && l > loudest) {
-          loudest = l;
-          loudest_index = i;
-        }
-        if (std::isfinite(l))
-          headroom = std::min(headroom, p.ceiling_dbtp - p.limiter.margin_db - s.pre_true_peak_dbtp.at(key));
-      }
-      if (!std::isfinite(loudest)) continue;
-      // The loudness amount moves the album's loudest track that fraction of the way to the target.
-      const double fraction = p.adaptive.enabled ? p.adaptive.loudness : 1.0;
-      double album_gain = fraction * (p.target_lufs - loudest);
-      if (p.normalization == normalization_mode::linear) album_gain = std::min(album_gain, headroom);
-      for (std::size_t i : members) {
-        track_state& s = state[i];
-        const std::string key = prechain_key(s.profiles[f]);
-        if (s.pre_loudness_lufs.count(key) == 0) continue;
-        const double l = s.pre_loudness_lufs.at(key);
-        s.targets_lufs[f] = std::isfinite(l) ? l + album_gain : p.target_lufs;
-      }
-      json members_json = json::array();
-      for (std::size_t i : members) {
-        const std::string key = prechain_key(state[i].profiles[f]);
-        members_json.push_back(
-            {{"path", plan.tracks[i].entry.relative_path.generic_string()},
-             {"pre_loudness_lufs",
-              rounded(state[i].pre_loudness_lufs.count(key) ? state[i].pre_loudness_lufs.at(key) : NAN, 2)},
-             {"target_lufs", rounded(state[i].targets_lufs[f], 2)}});
-      }
-      a["formats"][p.name] = {{"loudest_track", plan.tracks[loudest_index].entry.relative_path.generic_string()},
-                              {"loudest_pre_loudness_lufs", rounded(loudest, 2)},
-                              {"album_gain_db", rounded(album_gain, 3)},
-                              {"tracks", members_json}};
-      record::save_album_decision(opt.out_dir, album, p.name, album_decision_key(members, f), a["formats"][p.name]);
-    }
-    album_reports[album] = a;
-  }
+  json album_reports = decide_albums(plan, state, opt.out_dir);
 
   // Rendering on the thread's GPU engine. A failure on the device is reported and the track is
   // rendered on the CPU instead; returns false then.
@@ -796,7 +627,7 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
                                                in.source = &w->info;
                                                in.analysis = &*s.input;
                                                in.tonal = s.tonal ? &*s.tonal : nullptr;
-                                               in.target = notes_target;
+                                               in.target = targets.notes_target();
                                                s.mix_notes = check_mix(in);
                                                s.mix_checked = true;
                                              }
@@ -824,7 +655,7 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
                   const delivery_profile& p = s.profiles[f];
                   const delivery_profile& shipped = plan.profiles[f];
                   const std::filesystem::path dest = opt.out_dir / t.outputs[f];
-                  const target_curve* target = target_of(t, p);
+                  const target_curve* target = targets.target_of(t, p);
                   rendered_master m;
                   tonal_analysis mt;
                   translation_check translation;
@@ -890,157 +721,7 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
     finish_track(w);
   }
   progress.finish();
-
-  // ---- report ------------------------------------------------------------------------------
-  master_summary sum;
-  sum.tracks = n_tracks;
-  sum.peak_reserved_bytes = gate.peak();
-  json tracks = json::array();
-  for (const planned_track& t : plan.tracks) {
-    const track_state& s = state[t.index];
-    json j = {{"path", t.entry.relative_path.generic_string()},
-              {"title", t.tags.title},
-              {"artist", t.tags.artist},
-              {"album", t.tags.album},
-              {"track_number", t.tags.track_number},
-              {"isrc", t.tags.isrc},
-              {"album_mode", !t.album_key.empty()}};
-    if (t.info) j["source"] = to_json(*t.info);
-    if (s.input) j["input"] = to_json(*s.input);
-    if (s.tonal) j["tonal"] = to_json(*s.tonal);
-    if (s.mix_checked) {
-      json notes = json::array();
-      for (const mix_note& n : s.mix_notes) notes.push_back(to_json(n));
-      j["mix_notes"] = notes;
-    }
-    if (!s.error.empty()) {
-      j["status"] = "failed";
-      j["error"] = fmt::format("{}: {}", t.entry.path.string(), s.error);
-      ++sum.failed;
-    } else {
-      const bool all_resumed = std::all_of(s.resumed.begin(), s.resumed.end(), [](bool b) { return b; });
-      j["status"] = all_resumed ? "resumed" : "ok";
-      all_resumed ? ++sum.resumed : ++sum.succeeded;
-      if (!all_resumed) sum.audio_s += t.duration_s();
-      json outs = json::object();
-      bool qc_ok = true;
-      for (std::size_t f = 0; f < n_formats; ++f) {
-        json o = s.outputs[f];
-        o["resumed"] = static_cast<bool>(s.resumed[f]);
-        qc_ok = qc_ok && o.value("pass", false);
-        outs[plan.profiles[f].name] = o;
-      }
-      j["outputs"] = outs;
-      if (!qc_ok) ++sum.qc_failed;
-    }
-    tracks.push_back(j);
-  }
-  // Album loudness of the inputs, from the merged gating blocks of every analysed track.
-  for (const auto& [album, members] : plan.albums) {
-    loudness_blocks merged;
-    bool complete = true;
-    for (std::size_t i : members) {
-      if (state[i].input)
-        merged.merge(state[i].input->blocks);
-      else
-        complete = false;
-    }
-    if (!album_reports.contains(album)) album_reports[album] = {{"tracks", members.size()}};
-    // Total running time, for planning sides and discs.
-    double album_s = 0.0;
-    for (std::size_t k : members) album_s += plan.tracks[k].duration_s();
-    album_reports[album]["duration_s"] = rounded(album_s, 2);
-    if (complete) album_reports[album]["input_album_loudness_lufs"] = rounded(merged.integrated_lufs(), 2);
-    // Consistency across the album: spread of tonal balance and of loudness, inputs and masters.
-    {
-      std::vector<tonal_analysis> in_tonal;
-      std::vector<double> in_lufs;
-      for (std::size_t i : members) {
-        if (state[i].tonal) in_tonal.push_back(*state[i].tonal);
-        if (state[i].input && std::isfinite(state[i].input->integrated_lufs))
-          in_lufs.push_back(state[i].input->integrated_lufs);
-      }
-      json spread = json::object();
-      if (in_tonal.size() == members.size()) spread["input_tonal_spread_db"] = rounded(tonal_spread_db(in_tonal), 2);
-      if (in_lufs.size() == members.size())
-        spread["input_loudness_spread_lu"] = rounded(
-            *std::max_element(in_lufs.begin(), in_lufs.end()) - *std::min_element(in_lufs.begin(), in_lufs.end()), 2);
-      for (std::size_t f = 0; f < n_formats; ++f) {
-        std::vector<tonal_analysis> out_tonal;
-        std::vector<double> out_lufs;
-        for (std::size_t i : members) {
-          if (state[i].master_tonal[f]) out_tonal.push_back(*state[i].master_tonal[f]);
-          const json& o = state[i].outputs[f];
-          if (o.contains("measured") && o["measured"].value("integrated_lufs", json()).is_number())
-            out_lufs.push_back(o["measured"]["integrated_lufs"].get<double>());
-        }
-        json o = json::object();
-        if (out_tonal.size() == members.size()) o["output_tonal_spread_db"] = rounded(tonal_spread_db(out_tonal), 2);
-        if (out_lufs.size() == members.size())
-          o["output_loudness_spread_lu"] = rounded(
-              *std::max_element(out_lufs.begin(), out_lufs.end()) - *std::min_element(out_lufs.begin(), out_lufs.end()),
-              2);
-        if (!o.empty()) spread[plan.profiles[f].name] = o;
-      }
-      album_reports[album]["consistency"] = spread;
-    }
-    // Album loudness of each format's masters, when every track of the album was rendered in
-    // this run (a resumed master's blocks are not kept).
-    for (std::size_t f = 0; f < n_formats; ++f) {
-      loudness_blocks out;
-      const bool all = std::all_of(members.begin(), members.end(), [&](std::size_t i) {
-        return state[i].output_blocks.size() == n_formats && !state[i].output_blocks[f].momentary_energy.empty();
-      });
-      if (!all || !album_reports[album].contains("formats")) continue;
-      for (std::size_t i : members) out.merge(state[i].output_blocks[f]);
-      album_reports[album]["formats"][plan.profiles[f].name]["output_album_loudness_lufs"] =
-          rounded(out.integrated_lufs(), 2);
-    }
-  }
-  // mix-notes.md: one per album (notes/<album>/mix-notes.md), singles in notes/mix-notes.md.
-  {
-    std::map<std::string, std::vector<track_notes>> by_album;
-    for (const planned_track& t : plan.tracks) {
-      const track_state& s = state[t.index];
-      if (!s.mix_checked) continue;
-      by_album[t.album_key].push_back({t.tags.title, t.entry.relative_path.generic_string(), s.mix_notes});
-    }
-    for (const auto& [album, tracks] : by_album) {
-      // Albums never span shards; singles do, so each shard names its singles file after its report.
-      const std::string singles = opt.report_name == "report.json"
-                                      ? std::string("mix-notes.md")
-                                      : "mix-notes-" + std::filesystem::path(opt.report_name).stem().string() + ".md";
-      const std::filesystem::path file = album.empty() ? opt.out_dir / "notes" / singles
-                                                       : opt.out_dir / "notes" / sanitize_name(album) / "mix-notes.md";
-      write_text_atomic(file, mix_notes_markdown(album.empty() ? "Singles" : album, tracks));
-      if (!album.empty() && album_reports.contains(album))
-        album_reports[album]["mix_notes"] = std::filesystem::relative(file, opt.out_dir).generic_string();
-    }
-  }
-  sum.wall_s = now_s() - t0;
-  json formats = json::array();
-  for (const delivery_profile& p : plan.profiles) formats.push_back(to_json(p));
-  const json report = {{"lathe_version", LATHE_VERSION},
-                       {"catalog", opt.catalog},
-                       {"mode", plan.mode == album_mode::album ? "album" : "track"},
-                       {"backend", opt.backend.reason},
-                       {"formats", formats},
-                       {"summary",
-                        {{"tracks", sum.tracks},
-                         {"succeeded", sum.succeeded},
-                         {"failed", sum.failed},
-                         {"resumed", sum.resumed},
-                         {"qc_failed", sum.qc_failed},
-                         {"audio_hours", rounded(sum.audio_s / 3600.0, 4)},
-                         {"wall_s", rounded(sum.wall_s, 2)},
-                         {"x_realtime", rounded(sum.wall_s > 0 ? sum.audio_s / sum.wall_s : 0.0, 1)},
-                         {"threads", threads},
-                         {"max_memory_bytes", budget},
-                         {"peak_reserved_bytes", sum.peak_reserved_bytes}}},
-                       {"albums", album_reports},
-                       {"tracks", tracks}};
-  write_text_atomic(opt.out_dir / opt.report_name, report.dump(2));
-  return sum;
+  return write_run_report(plan, state, std::move(album_reports), opt, {t0, threads, budget, gate.peak()});
 }
 
 }  // namespace lathe
