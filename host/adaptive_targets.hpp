@@ -30,6 +30,8 @@ class adaptive_targets {
   const target_curve* notes_target() const noexcept { return notes_target_; }
   /// Says which curve the mix notes were compared with, for the key of a track's record.
   const std::string& notes_context() const noexcept { return notes_context_; }
+  /// The key of track t's record: its plan key and the curve its mix notes compared with.
+  std::string record_key(const planned_track& t) const { return t.record_key + "\n" + notes_context_; }
 
   /// Album consistency: each album's balance needs every member's tonal analysis before any
   /// member's chain is derived.

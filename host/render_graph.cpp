@@ -1,0 +1,600 @@
+#include "render_graph.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include <fmt/format.h>
+#include <oneapi/tbb/parallel_pipeline.h>
+#include <nlohmann/json.hpp>
+
+#include "lathe/analysis.hpp"
+#include "lathe/chain.hpp"
+#include "lathe/error.hpp"
+#include "lathe/master.hpp"
+#include "lathe/mix_notes.hpp"
+#include "lathe/spill.hpp"
+#include "lathe/tonal.hpp"
+#include "lathe/true_peak.hpp"
+#include "master_writer.hpp"
+#include "report.hpp"
+#include "track_record.hpp"
+#ifdef LATHE_HAVE_CUDA
+#include <oneapi/tbb/enumerable_thread_specific.h>
+
+#include "gpu_engine.hpp"
+#include "lathe_gpu/device.hpp"
+#endif
+
+namespace lathe {
+
+using nlohmann::json;
+
+namespace {
+
+// Bounds the audio held by tracks in flight. A track that alone exceeds the budget still runs,
+// but only when nothing else is in flight, so the run always progresses.
+class memory_gate {
+ public:
+  explicit memory_gate(std::size_t budget) : budget_(budget) {}
+  void acquire(std::size_t bytes) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return in_flight_ == 0 || used_ + bytes <= budget_; });
+    used_ += bytes;
+    ++in_flight_;
+    peak_ = std::max(peak_, used_);
+  }
+  void release(std::size_t bytes) {
+    {
+      std::lock_guard lock(mutex_);
+      used_ -= bytes;
+      --in_flight_;
+    }
+    cv_.notify_all();
+  }
+  std::size_t peak() const { return peak_; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::size_t budget_, used_ = 0, peak_ = 0;
+  int in_flight_ = 0;
+};
+
+// Status line on a terminal, or one JSON line per finished track.
+class progress_reporter {
+ public:
+  progress_reporter(const master_options& o, std::size_t total_tracks, double total_audio_s)
+      : opt_(o), total_(total_tracks), total_audio_s_(total_audio_s), start_(now_s()) {}
+
+  void track_done(const json& entry, double audio_s) {
+    std::lock_guard lock(mutex_);
+    ++done_;
+    audio_done_s_ += audio_s;
+    const double elapsed = now_s() - start_;
+    const double speed = elapsed > 0 ? audio_done_s_ / elapsed : 0.0;
+    if (opt_.progress_on_terminal && opt_.log == log_format::text) {
+      const double eta = speed > 0 ? (total_audio_s_ - audio_done_s_) / speed : 0.0;
+      std::fprintf(stderr, "\r\033[K[%zu/%zu tracks] %.2f h audio  %.1fx realtime  ETA %s", done_, total_,
+                   audio_done_s_ / 3600.0, speed, format_duration(eta).c_str());
+      if (entry.value("status", "") == "failed")
+        std::fprintf(stderr, "\n  failed: %s: %s\n", entry.value("path", "").c_str(), entry.value("error", "").c_str());
+      std::fflush(stderr);
+    } else {
+      json line = {{"event", "track"},
+                   {"done", done_},
+                   {"total", total_},
+                   {"path", entry.value("path", "")},
+                   {"status", entry.value("status", "")},
+                   {"audio_s", rounded(audio_s, 2)},
+                   {"x_realtime", rounded(speed, 1)}};
+      if (entry.contains("error")) line["error"] = entry["error"];
+      std::fprintf(stderr, "%s\n", line.dump().c_str());
+    }
+  }
+  void finish() {
+    if (opt_.progress_on_terminal && opt_.log == log_format::text) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  static std::string format_duration(double s) {
+    if (!(s >= 0) || !std::isfinite(s)) return "?";
+    const long t = std::lround(s);
+    return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60) : fmt::format("{}m{:02}s", t / 60, t % 60);
+  }
+  const master_options& opt_;
+  std::mutex mutex_;
+  std::size_t total_, done_ = 0;
+  double total_audio_s_, audio_done_s_ = 0.0, start_;
+};
+
+// A track in flight: move-only, so each stage owns it in turn.
+struct work_item {
+  std::size_t index = 0;
+  std::size_t reserved_bytes = 0;
+  bool spill_to_files = false;           // spills in files (bounded memory) or in memory
+  std::optional<decoded_track> decoded;  // the whole track, for the GPU engine
+  std::optional<audio_spill> source;     // the decoded track (borrowing `decoded` when it exists)
+  source_info info;
+  std::map<std::string, audio_spill> pre;               // pre-chain key -> processed audio
+  std::vector<std::optional<rendered_master>> masters;  // per format, rendered by the GPU engine
+  std::string error;
+};
+using token = std::unique_ptr<work_item>;
+
+std::string track_error_text(const std::exception& e) {
+  if (const auto* ie = dynamic_cast<const input_error*>(&e)) return ie->reason();
+  return e.what();
+}
+
+}  // namespace
+
+struct render_graph::impl {
+  impl(const run_plan& p, const master_options& o, std::vector<track_state>& st, const adaptive_targets& t,
+       std::size_t memory_budget, int threads)
+      : plan(p),
+        opt(o),
+        state(st),
+        targets(t),
+        n_tracks(p.tracks.size()),
+        n_formats(p.profiles.size()),
+        budget(memory_budget),
+        max_tokens(static_cast<std::size_t>(2 * threads)),
+        use_gpu(o.backend.kind == backend_kind::gpu),
+        needs_input_loudness(std::any_of(
+            p.profiles.begin(), p.profiles.end(),
+            [&](const auto& pf) {
+              return pf.adaptive.enabled && (pf.adaptive.loudness < 1.0 ||
+                                             std::any_of(p.tracks.begin(), p.tracks.end(), [](const planned_track& tr) {
+                                               return tr.entry.amounts.loudness.has_value();
+                                             }));
+            })),
+        spill_dir(o.out_dir / ".lathe" / "spill"),
+        gate(memory_budget) {
+#ifdef LATHE_HAVE_CUDA
+    const int gpu_count = use_gpu ? static_cast<int>(gpu::devices().size()) : 0;
+    gpus_used = opt.gpus > 0 ? std::min(opt.gpus, gpu_count) : gpu_count;
+#endif
+  }
+
+  const run_plan& plan;
+  const master_options& opt;
+  std::vector<track_state>& state;
+  const adaptive_targets& targets;
+  const std::size_t n_tracks;
+  const std::size_t n_formats;
+  const std::size_t budget;
+  const std::size_t max_tokens;  // tokens bound the tracks in flight; the memory gate bounds their bytes
+  const bool use_gpu;
+  // GPU rendering meters the input on the device; a loudness amount under 100 % needs it first.
+  const bool needs_input_loudness;
+  const std::filesystem::path spill_dir;
+  memory_gate gate;
+  std::size_t next = 0;  // the serial filter's cursor (TBB filter bodies are const)
+  std::optional<progress_reporter> progress;
+  std::vector<char> reported;  // per track: its progress line is out
+#ifdef LATHE_HAVE_CUDA
+  // The GPU engine, one per worker thread (each with its own stream, so tracks in flight
+  // overlap on the device), spread over the GPUs.
+  int gpus_used = 0;
+  std::atomic<int> next_device{0};
+  tbb::enumerable_thread_specific<std::unique_ptr<gpu_engine>> engines;
+  std::mutex log_mutex;
+  gpu_engine* engine_here() {
+    std::unique_ptr<gpu_engine>& engine = engines.local();
+    if (!engine) engine = std::make_unique<gpu_engine>(next_device++ % std::max(1, gpus_used));
+    return engine.get();
+  }
+#endif
+
+  audio_spill make_spill(const work_item& w, int channels) const {
+    return w.spill_to_files ? audio_spill(channels, spill_dir) : audio_spill(channels);
+  }
+
+  // Stage 1 of every pass: the tracks `wanted` in catalog order, admitted by the memory gate
+  // (decoding happens in the parallel stage after it).
+  template <class Wanted>
+  auto decoder(Wanted wanted) {
+    next = 0;
+    return [this, wanted](tbb::flow_control& fc) -> token {
+      while (next < n_tracks && !wanted(next)) ++next;
+      if (next >= n_tracks) {
+        fc.stop();
+        return nullptr;
+      }
+      auto item = std::make_unique<work_item>();
+      item->index = next++;
+      const planned_track& t = plan.tracks[item->index];
+      // A track whose audio fits its share of the budget keeps its spills in memory; any other
+      // streams through files with a fixed working set. Either way the masters are the same.
+      const std::size_t whole = estimate_track_bytes(t, plan);
+      if (use_gpu) {
+        item->reserved_bytes = whole + streaming_track_bytes;
+      } else if (whole + streaming_track_bytes <= budget / max_tokens) {
+        item->reserved_bytes = whole + streaming_track_bytes;
+      } else {
+        item->reserved_bytes = streaming_track_bytes;
+        item->spill_to_files = true;
+      }
+      gate.acquire(item->reserved_bytes);
+      return item;
+    };
+  }
+
+  // Stages 1-2 of the chain on the CPU, every distinct pre-chain in one pass over the source:
+  // kept for rendering, or (album pass, keep_audio false) only measured for the album decision.
+  void run_prechains(work_item& w, bool keep_audio) {
+    track_state& s = state[w.index];
+    const audio_spill& src = *w.source;
+    const double rate = w.info.sample_rate_hz;
+    struct job {
+      std::string key;
+      prechain_stream stream;
+      std::optional<audio_spill> out;
+      loudness_meter meter;
+      std::optional<true_peak_meter> peaks;
+    };
+    std::deque<job> jobs;
+    for (const delivery_profile& pf : s.profiles) {
+      const std::string key = prechain_key(pf);
+      if (w.pre.count(key) != 0 || std::any_of(jobs.begin(), jobs.end(), [&](const job& j) { return j.key == key; }))
+        continue;
+      job& j = jobs.emplace_back(job{key, prechain_stream(pf, rate, src.channels(), src.frames()), {}, {}, {}});
+      if (keep_audio) {
+        j.out = make_spill(w, src.channels());
+      } else {
+        j.meter.prepare(rate, src.channels());
+        j.peaks.emplace(rate, src.channels());
+      }
+    }
+    if (jobs.empty()) return;
+    auto feed = [&](job& j) {
+      return [&j](const_block_view v) {
+        if (j.out) {
+          j.out->append(v);
+        } else {
+          j.meter.process(v);
+          j.peaks->add(v.ch.data(), v.frames);
+        }
+      };
+    };
+    audio_buffer block(src.channels(), spill_block_frames);
+    for (std::size_t pos = 0; pos < src.frames(); pos += spill_block_frames) {
+      const std::size_t n = std::min(spill_block_frames, src.frames() - pos);
+      src.read(pos, block.view(0, n));
+      for (job& j : jobs) {
+        auto sink = feed(j);
+        j.stream.push(std::as_const(block).view(0, n), sink);
+      }
+    }
+    for (job& j : jobs) {
+      auto sink = feed(j);
+      j.stream.finish(sink);
+      s.chain_reports[j.key] = j.stream.report();
+      if (keep_audio) {
+        w.pre.emplace(j.key, std::move(*j.out));
+      } else {
+        s.pre_loudness_lufs[j.key] = j.meter.integrated_lufs();
+        s.pre_true_peak_dbtp[j.key] = 20.0 * std::log10(static_cast<double>(j.peaks->finish()));
+      }
+    }
+  }
+
+  // Tonal balance of the input: on the device with the GPU backend (the CPU if it fails).
+  tonal_analysis tonal_of(const decoded_track& d) {
+#ifdef LATHE_HAVE_CUDA
+    if (use_gpu) {
+      try {
+        return engine_here()->tonal(d.audio, d.info.sample_rate_hz);
+      } catch (const std::exception& e) {
+        std::lock_guard lock(log_mutex);
+        std::fprintf(stderr, "lathe: GPU tonal analysis failed on %s (%s); measuring it on the CPU\n",
+                     d.info.path.c_str(), e.what());
+      }
+    }
+#endif
+    return analyze_tonal(d.audio, d.info.sample_rate_hz);
+  }
+
+  // Decodes the track: the whole buffer for the GPU engine (whole_buffer), else block by block
+  // into its source spill. The input is measured on the way when it is not known yet (only the
+  // sample scan when scan_only: the GPU meters the rest).
+  void load(work_item& w, bool whole_buffer, bool scan_only, bool keep_source = true) {
+    track_state& s = state[w.index];
+    const std::filesystem::path& path = plan.tracks[w.index].entry.path;
+    if (whole_buffer) {
+      w.decoded = decode_file(path);
+      w.info = w.decoded->info;
+      w.source = audio_spill::borrow(w.decoded->audio);
+      const double rate = w.info.sample_rate_hz;
+      if (!s.input) {
+        s.input = scan_only ? scan_samples(w.decoded->audio, rate) : analyze(w.decoded->audio, rate);
+        s.input_is_scan_only = scan_only;
+      }
+      if (!s.tonal) s.tonal = tonal_of(*w.decoded);
+      return;
+    }
+    audio_reader reader(path);
+    const double rate = reader.info().sample_rate_hz;
+    std::optional<track_analyzer> input;
+    std::optional<tonal_analyzer> tonal;
+    if (!s.input) input.emplace(rate, 2);
+    if (!s.tonal) tonal.emplace(rate);
+    if (keep_source) w.source = make_spill(w, 2);
+    audio_buffer block(2, spill_block_frames);
+    while (const std::size_t n = reader.read(block.view())) {
+      const const_block_view v = std::as_const(block).view(0, n);
+      if (w.source) w.source->append(v);
+      if (input) input->add(v);
+      if (tonal) tonal->add(v);
+    }
+    w.info = reader.info();
+    if (input) {
+      s.input = input->finish();
+      s.input_is_scan_only = false;
+    }
+    if (tonal) s.tonal = tonal->finish();
+  }
+
+  // Input analysis, then the pre-chains (which the GPU engine runs itself when rendering).
+  // In GPU rendering only the one-pass sample scan runs here; the engine meters the input on the
+  // device and complete_analysis() finishes it (render_on_gpu).
+  void prepare(work_item& w, bool keep_audio) {
+    const bool gpu_render = keep_audio && use_gpu;
+    load(w, gpu_render, gpu_render && !needs_input_loudness);
+    targets.adapt(plan.tracks[w.index], state[w.index]);
+    if (!gpu_render) run_prechains(w, keep_audio);
+  }
+
+  void fail_track(work_item& w, std::string why) {
+    if (state[w.index].error.empty()) state[w.index].error = std::move(why);
+  }
+
+  // A pass over the album tracks that decodes each one and runs `body` on it.
+  template <class Body>
+  void album_pass(Body body) {
+    tbb::parallel_pipeline(max_tokens, tbb::make_filter<void, token>(
+                                           tbb::filter_mode::serial_in_order,
+                                           decoder([this](std::size_t i) { return state[i].needs_album_pass; })) &
+                                           tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
+                                             try {
+                                               if (!w->error.empty())
+                                                 fail_track(*w, w->error);
+                                               else
+                                                 body(*w);
+                                             } catch (const std::exception& e) {
+                                               fail_track(*w, track_error_text(e));
+                                             }
+                                             gate.release(w->reserved_bytes);
+                                           }));
+  }
+
+  // Rendering on the thread's GPU engine. A failure on the device is reported and the track is
+  // rendered on the CPU instead; returns false then.
+#ifdef LATHE_HAVE_CUDA
+  bool render_on_gpu(work_item& w, const planned_track& t, track_state& s, double rate) {
+    try {
+      gpu_engine* engine = engine_here();
+      std::vector<delivery_profile> todo;
+      std::vector<std::size_t> index;
+      gpu_track g;
+      g.audio = &w.decoded->audio;
+      g.seed_base = t.dither_seed_base;
+      for (std::size_t f = 0; f < n_formats; ++f) {
+        if (s.resumed[f]) continue;
+        todo.push_back(s.profiles[f]);
+        index.push_back(f);
+        g.targets_lufs.push_back(s.targets_lufs[f]);
+      }
+      std::vector<gpu_engine::result> r = engine->render({&g, 1}, rate, todo);
+      for (std::size_t k = 0; k < index.size(); ++k) {
+        w.masters[index[k]] = std::move(r[0].masters[k]);
+        s.chain_reports[prechain_key(todo[k])] = std::move(r[0].chain_reports[k]);
+      }
+      if (s.input_is_scan_only) {
+        complete_analysis(*s.input, std::move(r[0].input_blocks), r[0].input_true_peak);
+        s.input_is_scan_only = false;
+      }
+      return true;
+    } catch (const std::exception& e) {
+      std::lock_guard lock(log_mutex);
+      std::fprintf(stderr, "lathe: GPU failed on %s (%s); rendering it on the CPU\n", t.entry.path.c_str(), e.what());
+      return false;
+    }
+  }
+#else
+  bool render_on_gpu(work_item&, const planned_track&, track_state&, double) {
+    return false;
+  }
+#endif
+
+  // The track's progress line.
+  void finish_track(work_item& w) {
+    reported[w.index] = 1;
+    const planned_track& t = plan.tracks[w.index];
+    json entry = {{"path", t.entry.relative_path.generic_string()}};
+    if (!state[w.index].error.empty()) {
+      entry["status"] = "failed";
+      entry["error"] = state[w.index].error;
+    } else {
+      entry["status"] = "ok";
+    }
+    progress->track_done(entry, t.duration_s());
+  }
+
+  // Pass 2, stage 2: input analysis and the pre-chains.
+  token analyze_and_process(token w) {
+    if (!w->error.empty()) {
+      fail_track(*w, w->error);
+      return w;
+    }
+    try {
+      prepare(*w, true);
+    } catch (const std::exception& e) {
+      fail_track(*w, track_error_text(e));
+    }
+    return w;
+  }
+
+  // Pass 2, stage 3: the GPU engine's render (the whole track on the device), and the mix check.
+  token render_on_device_and_check_mix(token w) {
+    track_state& s = state[w->index];
+    w->masters.resize(n_formats);
+    if (!s.error.empty()) return w;
+    const planned_track& t = plan.tracks[w->index];
+    const double rate = w->info.sample_rate_hz;
+    try {
+      if (use_gpu && !render_on_gpu(*w, t, s, rate) && s.input_is_scan_only) {
+        s.input = analyze(w->decoded->audio, rate);  // the GPU did not meter it
+        s.input_is_scan_only = false;
+      }
+      // Mix notes: what the mix itself has, for the people who made it.
+      if (!s.mix_checked && s.input && !s.input_is_scan_only) {
+        mix_check_input in;
+        in.spill = &*w->source;
+        in.sample_rate_hz = rate;
+        in.source = &w->info;
+        in.analysis = &*s.input;
+        in.tonal = s.tonal ? &*s.tonal : nullptr;
+        in.target = targets.notes_target();
+        s.mix_notes = check_mix(in);
+        s.mix_checked = true;
+      }
+    } catch (const std::exception& e) {
+      fail_track(*w, track_error_text(e));
+    }
+    return w;
+  }
+
+  // Pass 2, stage 4: render on the CPU (normalization, limiting, resampling, dither, streamed
+  // into the file), or write what the GPU rendered; then the report entry and the sidecar of
+  // each output.
+  void deliver(token w) {
+    track_state& s = state[w->index];
+    const planned_track& t = plan.tracks[w->index];
+    if (s.error.empty()) {
+      try {
+        // The track's record goes first: a sidecar names an output complete only after it.
+        record::track_record r;
+        if (s.input && !s.input_is_scan_only) r.input = s.input;
+        r.tonal = s.tonal;
+        if (s.mix_checked) r.mix_notes = s.mix_notes;
+        record::save_track_record(opt.out_dir, targets.record_key(t), r);
+        const double rate = w->info.sample_rate_hz;
+        for (std::size_t f = 0; f < n_formats; ++f) {
+          if (s.resumed[f]) continue;
+          const delivery_profile& p = s.profiles[f];
+          const delivery_profile& shipped = plan.profiles[f];
+          const std::filesystem::path dest = opt.out_dir / t.outputs[f];
+          const target_curve* target = targets.target_of(t, p);
+          rendered_master m;
+          tonal_analysis mt;
+          translation_check translation;
+          if (w->masters[f]) {  // rendered on the GPU
+            m = std::move(*w->masters[f]);
+            w->masters[f].reset();
+            pcm_frames pcm;
+            pcm.channels = 2;
+            pcm.sample_rate_hz = m.measured.sample_rate_hz;
+            pcm.bit_depth = shipped.bit_depth;
+            pcm.int_samples = m.int_samples;
+            pcm.float_samples = m.float_samples;
+            write_audio_file(dest, shipped.container, pcm, t.tags);
+            const audio_buffer master = delivered_audio(m);
+            mt = analyze_tonal(master, m.measured.sample_rate_hz);
+            translation = check_translation(master, m.measured.sample_rate_hz, mt, target);
+          } else {
+            if (w->pre.count(prechain_key(p)) == 0) run_prechains(*w, true);
+            master_writer out(dest, shipped.container, t.tags);
+            const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
+            m = render_master(w->pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed, out,
+                              w->spill_to_files ? spill_dir : std::filesystem::path());
+            const master_writer::measured measured = out.commit(target);
+            mt = measured.tonal;
+            translation = measured.translation;
+          }
+          json entry = to_json(m, shipped);
+          entry["path"] = t.outputs[f].generic_string();
+          if (const auto it = s.chain_reports.find(prechain_key(p)); it != s.chain_reports.end())
+            entry["chain"]["stages"] = it->second;
+          if (!s.adaptive_reports[f].is_null()) entry["adaptive"] = s.adaptive_reports[f];
+          // Translation: the master in mono, on a small speaker, against its target curve.
+          entry["translation"] = to_json(translation);
+          entry["tonal"] = to_json(mt);
+          s.master_tonal[f] = mt;
+          s.outputs[f] = entry;
+          const json sidecar = {{"fingerprint", t.fingerprints[f]},
+                                {"bytes", std::filesystem::file_size(dest)},
+                                {"output", entry},
+                                {"master_tonal", record::exact(mt)},
+                                {"blocks", record::exact(m.measured.blocks)}};
+          if (!t.album_key.empty()) {
+            s.output_blocks.resize(n_formats);
+            s.output_blocks[f] = std::move(m.measured.blocks);
+          }
+          write_text_atomic(state_path(opt.out_dir, t.outputs[f]), sidecar.dump(1));
+        }
+      } catch (const std::exception& e) {
+        fail_track(*w, track_error_text(e));
+      }
+    }
+    w->pre.clear();
+    w->source.reset();
+    w->decoded.reset();
+    gate.release(w->reserved_bytes);
+    finish_track(*w);
+  }
+};
+
+render_graph::render_graph(const run_plan& plan, const master_options& opt, std::vector<track_state>& state,
+                           const adaptive_targets& targets, std::size_t budget, int threads)
+    : impl_(std::make_unique<impl>(plan, opt, state, targets, budget, threads)) {}
+
+render_graph::~render_graph() = default;
+
+void render_graph::analyze_album_tracks() {
+  impl_->album_pass([this](work_item& w) { impl_->load(w, false, false, false); });
+}
+
+void render_graph::measure_album_prechains() {
+  impl_->album_pass([this](work_item& w) { impl_->prepare(w, false); });
+}
+
+void render_graph::render(double audio_to_do_s) {
+  impl& g = *impl_;
+  g.progress.emplace(g.opt,
+                     std::count_if(g.state.begin(), g.state.end(),
+                                   [](const track_state& s) { return s.needs_render || !s.error.empty(); }),
+                     audio_to_do_s);
+  g.reported.assign(g.n_tracks, 0);
+  tbb::parallel_pipeline(
+      g.max_tokens,
+      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order, g.decoder([&g](std::size_t i) {
+        return g.state[i].needs_render && g.state[i].error.empty();
+      })) &
+          tbb::make_filter<token, token>(tbb::filter_mode::parallel,
+                                         [&g](token w) { return g.analyze_and_process(std::move(w)); }) &
+          tbb::make_filter<token, token>(tbb::filter_mode::parallel,
+                                         [&g](token w) { return g.render_on_device_and_check_mix(std::move(w)); }) &
+          tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&g](token w) { g.deliver(std::move(w)); }));
+  // Tracks that failed before this pass (unreadable headers, album-pass failures) are reported too.
+  for (const planned_track& t : g.plan.tracks) {
+    if (g.reported[t.index] || g.state[t.index].error.empty()) continue;
+    work_item w;
+    w.index = t.index;
+    g.finish_track(w);
+  }
+  g.progress->finish();
+}
+
+std::size_t render_graph::peak_reserved_bytes() const {
+  return impl_->gate.peak();
+}
+
+}  // namespace lathe
