@@ -39,7 +39,7 @@ packages=(
   # tests and measurement
   libebur128-1 libebur128-dev
   libgtest-dev libgmock-dev
-  libyaml-cpp0.7 libyaml-cpp-dev  # tests/deploy_test.cpp
+  libyaml-cpp0.7 libyaml-cpp-dev  # tests/host/deploy_test.cpp
   # pkg-config for CMake's FindPkgConfig
   pkgconf pkgconf-bin libpkgconf3
 )

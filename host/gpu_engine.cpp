@@ -35,7 +35,7 @@ namespace lathe {
 
 namespace {
 
-// The same loop constants as the CPU chain (src/master.cpp): converge well inside +-0.1 LU.
+// The same loop constants as the CPU chain (src/chain/master.cpp): converge well inside +-0.1 LU.
 constexpr double converged_lu = 0.02;
 constexpr int max_iterations = 12;
 

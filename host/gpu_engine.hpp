@@ -1,5 +1,5 @@
 #pragma once
-// The GPU mastering engine: the CPU chain of src/master.cpp as batched CUDA stages.
+// The GPU mastering engine: the CPU chain of src/chain/master.cpp as batched CUDA stages.
 // Built only with CUDA (LATHE_HAVE_CUDA); the pipeline uses it for --backend gpu.
 #ifdef LATHE_HAVE_CUDA
 

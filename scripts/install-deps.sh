@@ -10,7 +10,7 @@ pkgs=(
   libgtest-dev libfftw3-dev libsoxr-dev libtomlplusplus-dev libcli11-dev
   nlohmann-json3-dev libebur128-dev clang-format
   libxxhash-dev  # resume knows inputs by an XXH3 hash of their bytes
-  libyaml-cpp-dev  # tests/deploy_test.cpp reads the Kubernetes manifest
+  libyaml-cpp-dev  # tests/host/deploy_test.cpp reads the Kubernetes manifest
   slurm-wlm munge  # tests/slurm: a one-node Slurm cluster runs the job-array script
 )
 if [ "${1:-}" = "--bench" ]; then

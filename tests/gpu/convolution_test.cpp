@@ -1,4 +1,4 @@
-// Batched cuFFT convolution (kernels/convolution.cu) against the CPU chain
+// Batched cuFFT convolution (kernels/dsp/convolution.cu) against the CPU chain
 // (run_aligned(linear_phase_eq_stage)) and against direct float64 convolution, on batches whose
 // lanes straddle warp (32), thread-block (256) and partition (B) sizes, primes and several
 // blocks; at the default and at a tiny work budget (many slices); bitwise repeatability.

@@ -1,4 +1,4 @@
-// GPU quantizer (kernels/dither.cu) against lathe::quantize with shaping none: bit-identical
+// GPU quantizer (kernels/dsp/dither.cu) against lathe::quantize with shaping none: bit-identical
 // int32 output and clamp counts for identical float input, for several stereo tracks of
 // different lengths (1, around warp and block sizes, several blocks) in one batch, at 8, 16
 // and 24 bits, with and without dither; bitwise repeatable. Skips without a GPU.

@@ -1,4 +1,4 @@
-// GPU compressor, multiband dynamics and de-esser (kernels/dynamics.cu) against the CPU chain:
+// GPU compressor, multiband dynamics and de-esser (kernels/dsp/dynamics.cu) against the CPU chain:
 // compressor_stage, multiband_stage and deesser_stage through run_aligned with the chain's block
 // size, on batches of stereo tracks of different lengths (1 frame, primes, the chain block and the
 // smoothing chunk +-1, several chunks), white noise under an envelope, the demo song and

@@ -1,4 +1,4 @@
-// GPU biquad cascades (kernels/iir.cu) against the CPU: highpass_stage and the loudness meter's
+// GPU biquad cascades (kernels/dsp/iir.cu) against the CPU: highpass_stage and the loudness meter's
 // K-weighting recursion, on several lanes of different lengths in one batch.
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Test helper shared by tests/gpu_limiter_host_test.cpp and tests/gpu/limiter_test.cpp: the
+// Test helper shared by tests/dsp/gpu_limiter_host_test.cpp and tests/gpu/limiter_test.cpp: the
 // per-lane detector peaks the GPU limiter consumes, made with the CPU detectors exactly as
 // offline_limiter::analyze makes them (the lane followed by `tail` zeros through
 // true_peak_interpolator and meter_peak_interpolator, max of the two), so the GPU path and

@@ -1,4 +1,4 @@
-// GPU limiter (kernels/limiter.cu) against lathe::offline_limiter on the same input and the same
+// GPU limiter (kernels/dsp/limiter.cu) against lathe::offline_limiter on the same input and the same
 // detector peaks: several stereo tracks of different lengths in one batch, lookaheads around
 // warp and block sizes, lengths straddling the release chunk (512) and van Herk block edges;
 // bitwise repeatability; the ceiling under an independent meter. Skips without a GPU.
@@ -29,7 +29,7 @@ constexpr double kStatsToleranceDb = 1e-4;
 // frames_limited counts g < 1; the carried release may snap to unity a frame earlier or later
 // than the CPU's (ulp-level difference straddling 1 - 2^-32), once per release event.
 constexpr double kFramesLimitedRelTolerance = 1e-3;
-// Meter reading above the ceiling (as tests/limiter_test.cpp).
+// Meter reading above the ceiling (as tests/dsp/limiter_test.cpp).
 constexpr double kMeterToleranceDb = 0.01;
 
 struct batch_result {

@@ -1,4 +1,4 @@
-// GPU loudness (kernels/loudness.cu) against lathe::loudness_meter: block lists, integrated
+// GPU loudness (kernels/analysis/loudness.cu) against lathe::loudness_meter: block lists, integrated
 // loudness and loudness range of several stereo tracks of different lengths in one batch.
 #include <gtest/gtest.h>
 

@@ -24,7 +24,7 @@ constexpr double kPi = 3.14159265358979323846;
 // 1e-6 leaves room only for a different final rounding, not for a different algorithm.
 constexpr double kCpuRelativeError = 1e-6;
 // GPU vs libsoxr on sines below half the lower Nyquist, 50 ms from the lane ends: the bound of
-// tests/polyphase_test.cpp (both filters flat there; the difference is float rounding).
+// tests/dsp/polyphase_test.cpp (both filters flat there; the difference is float rounding).
 constexpr double kSoxrRelativeError = 1e-5;
 constexpr double kEdgeSeconds = 0.05;
 constexpr double kTiny = 1e-30;

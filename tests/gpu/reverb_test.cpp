@@ -1,4 +1,4 @@
-// Batched GPU reverb (kernels/reverb.cu) against the CPU chain's reverb stage through
+// Batched GPU reverb (kernels/dsp/reverb.cu) against the CPU chain's reverb stage through
 // run_aligned (as apply_prechain runs it), per lane, on batches of stereo tracks of different
 // lengths (1 frame, primes, the 4096-frame chunk size +-1, several chunks, music-like audio):
 // mono, stereo and true-stereo IRs, IR resampling, pre-delay, wet cuts, dry/wet gains; a long

@@ -1,4 +1,4 @@
-// The saturation stage on the GPU (kernels/saturation.cu) against the CPU chain
+// The saturation stage on the GPU (kernels/dsp/saturation.cu) against the CPU chain
 // (run_aligned(saturation_stage)), on batches whose lanes straddle warp (32), thread-block (256)
 // and chunk (saturation_chunk_frames) sizes, with lengths 1 and primes, white noise and
 // music-like audio, at 1x, 2x, 8x and 16x; and bitwise repeatability. Every test starts with

@@ -1,4 +1,4 @@
-// The stereo stage on the GPU (kernels/stereo.cu) against the CPU chain
+// The stereo stage on the GPU (kernels/dsp/stereo.cu) against the CPU chain
 // (run_aligned(stereo_stage) per track): outputs and the per-track statistics (correlations,
 // window minima, side/mid ratios), on batches of tracks whose lengths straddle warp (32),
 // thread-block (256), the chain block (8'192) and the meter window (17'640 at 44.1 kHz), with

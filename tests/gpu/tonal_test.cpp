@@ -1,10 +1,10 @@
-// GPU Welch power spectrum (kernels/tonal.cu, welch_power_batch) against the CPU reference
+// GPU Welch power spectrum (kernels/qc/tonal.cu, welch_power_batch) against the CPU reference
 // lathe::measure_welch_power, track by track: batches of stereo tracks of lengths 0, 1, around
 // the frame size (n - 1, n, n + 1, n + hop +- 1), primes, several frames, and demo songs; per bin
 // (relative, above a floor) and per 1/3-octave band after summarize(); slices that cut tracks;
 // bitwise repeatability; bad arguments. Every test starts with LATHE_REQUIRE_GPU(): without a GPU
 // they skip, saying why. The decomposition itself is emulated on the CPU (bitwise against the CPU
-// reference) by tests/gpu_tonal_layout_test.cpp.
+// reference) by tests/qc/gpu_tonal_layout_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cstdio>

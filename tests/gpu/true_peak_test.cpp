@@ -1,4 +1,4 @@
-// GPU per-frame peaks (kernels/true_peak.cu) against the CPU detectors: true_peak_interpolator
+// GPU per-frame peaks (kernels/analysis/true_peak.cu) against the CPU detectors: true_peak_interpolator
 // and the limiter's meter_peak_interpolator, with the flushed tail offline_limiter::analyze uses.
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 // Shared by the GPU Welch power test (tests/gpu/tonal_test.cpp) and its CPU emulation
-// (tests/gpu_tonal_layout_test.cpp): a host batch of stereo tracks in the lane layout, test
+// (tests/qc/gpu_tonal_layout_test.cpp): a host batch of stereo tracks in the lane layout, test
 // tracks, and the comparisons of two welch_power results (per bin, and per 1/3-octave band
 // after summarize()). Host-only, CUDA-free.
 #include <gtest/gtest.h>

@@ -57,7 +57,7 @@ class cufft_plan_cache {
   /// `s`. Valid while the cache lives. Throws cufft_error.
   int real_plan_handle(std::size_t fft_frames, std::size_t batch, real_fft direction, const stream& s);
 
-  struct impl;  // defined in kernels/convolution.cu
+  struct impl;  // defined in kernels/dsp/convolution.cu
 
  private:
   friend class gpu_fir_filter;

@@ -1,9 +1,9 @@
 #pragma once
-// Index math of the batched GPU convolution (kernels/convolution.cu), on the host: which 2B-frame
+// Index math of the batched GPU convolution (kernels/dsp/convolution.cu), on the host: which 2B-frame
 // input windows each lane needs, which output blocks they produce, which partitions each output
 // block sums, and how the work is cut into slices that fit a memory budget. Host-compilable and
 // CUDA-free; the per-element helpers are also compiled into the kernels (LATHE_GPU_HOST_DEVICE),
-// so tests/gpu_conv_layout_test.cpp checks the exact index math the device runs, on the CPU.
+// so tests/dsp/gpu_conv_layout_test.cpp checks the exact index math the device runs, on the CPU.
 //
 // Algorithm (uniformly partitioned overlap-save, offline): the IR h of T taps is cut into P
 // partitions h_p[j] = h[pB + j] (j < B), each zero-padded to 2B and transformed: H_p. Input

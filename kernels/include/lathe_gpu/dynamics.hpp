@@ -1,16 +1,16 @@
 #pragma once
 // GPU dynamics stages of the pre-chain for a batch of stereo tracks (lanes 2t and 2t+1 of a
-// lane_layout, one sample rate): the compressor (src/dynamics.cpp), the multiband dynamics stage
-// (src/multiband.cpp: linear-phase crossover src/crossover.cpp + a compressor per band + band
-// alignment + dry/wet + output gain) and the de-esser (src/deesser.cpp). Host-compilable.
+// lane_layout, one sample rate): the compressor (src/dsp/dynamics.cpp), the multiband dynamics stage
+// (src/dsp/multiband.cpp: linear-phase crossover src/dsp/crossover.cpp + a compressor per band + band
+// alignment + dry/wet + output gain) and the de-esser (src/dsp/deesser.cpp). Host-compilable.
 //
 // Semantics: lane by lane what the CPU chain does in apply_prechain: run_aligned(stage) over the
 // whole track with the chain's block size (detail::chain_block_frames): latency compensated,
 // length preserved, and statistics over every frame the CPU stage processed (the track plus the
 // zero tail run_aligned pushes through it).
 //
-// Work split (kernels/dynamics.cu; per-thread bodies and the proof sketch in
-// lathe_gpu/detail/dynamics_law.hpp, emulated on the CPU by tests/gpu_dynamics_layout_test.cpp):
+// Work split (kernels/dsp/dynamics.cu; per-thread bodies and the proof sketch in
+// lathe_gpu/detail/dynamics_law.hpp, emulated on the CPU by tests/dsp/gpu_dynamics_layout_test.cpp):
 //   compressor pass: detector suffix blocks (one thread per lane x window block), detector prefix
 //     blocks + static curve (one thread per track x window block), chunked fixed-point smoothing
 //     of the gain in dB (one thread per chunk and iteration; host loop until no chunk start state
@@ -40,7 +40,7 @@
 //
 // TODO(measure on a GPU): the detector blocks and smoothing chunks are walked by one thread each
 // with strided global loads; time them on an H100 (32 lanes x 10 M frames) and stage tiles through
-// shared memory (as kernels/iir.cu does) if they dominate.
+// shared memory (as kernels/dsp/iir.cu does) if they dominate.
 #include <cstddef>
 #include <vector>
 

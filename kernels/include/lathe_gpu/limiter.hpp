@@ -1,10 +1,10 @@
 #pragma once
-// GPU true-peak limiter: the gain law of lathe::offline_limiter (src/limiter.cpp) and its
+// GPU true-peak limiter: the gain law of lathe::offline_limiter (src/dsp/limiter.cpp) and its
 // application, for a batch of stereo tracks (lanes 2t and 2t+1 of a lane_layout). Detection
 // (the oversampled per-lane peaks) is an input: another kernel module computes it.
 // Host-compilable.
 //
-// Work split (kernels/limiter.cu; per-thread bodies in detail/limiter_law.hpp):
+// Work split (kernels/dsp/limiter.cu; per-thread bodies in detail/limiter_law.hpp):
 //   1. release, local: one thread per chunk of release_chunk_frames stream frames links the two
 //      lanes' peaks, applies the 3-frame window and the gain, and runs the CPU's recurrence
 //      from e = 1.

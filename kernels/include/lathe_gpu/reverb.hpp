@@ -1,6 +1,6 @@
 #pragma once
 // Convolution reverb over a batch of stereo tracks on the GPU: the CPU chain's reverb stage
-// (src/reverb.cpp through lathe::run_aligned, as apply_prechain runs it) on every track at
+// (src/dsp/reverb.cpp through lathe::run_aligned, as apply_prechain runs it) on every track at
 // once. The tracks share the IR: it is resampled to the batch rate and transformed once per IR
 // channel (gpu_fir_filter), then each routing path is one batched gpu_convolver call over the
 // lanes it feeds. Index math: lathe_gpu/detail/reverb_layout.hpp. Host-compilable.
@@ -23,7 +23,7 @@
 
 namespace lathe::gpu {
 
-/// The block size apply_prechain runs every stage with (src/master.cpp, spec.max_block_frames):
+/// The block size apply_prechain runs every stage with (src/chain/master.cpp, spec.max_block_frames):
 /// it decides how many zero frames run_aligned flushes through the stage, which the statistics
 /// count.
 inline constexpr std::size_t reverb_chain_block_frames = 8'192;

@@ -1,5 +1,5 @@
 #pragma once
-// The saturation stage (lathe::saturation_stage, src/saturation.cpp) over every lane of a batch
+// The saturation stage (lathe::saturation_stage, src/dsp/saturation.cpp) over every lane of a batch
 // on the GPU. Host-compilable (no CUDA types).
 //
 // Chunk-parallel: each lane's output is cut into chunks of chunk_frames; every chunk computes

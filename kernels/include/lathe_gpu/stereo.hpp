@@ -1,5 +1,5 @@
 #pragma once
-// The stereo image stage (lathe::stereo_stage, src/stereo.cpp) over a batch of stereo tracks on
+// The stereo image stage (lathe::stereo_stage, src/dsp/stereo.cpp) over a batch of stereo tracks on
 // the GPU: mid/side width and mid gain elementwise, bass mono as the side channel through the
 // stage's linear-phase FIR on the shared batched convolver (gpu_convolver over one side lane
 // per track), and the correlation meters as per-window float64 reductions. Host-compilable.

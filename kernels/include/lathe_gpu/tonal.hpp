@@ -1,14 +1,14 @@
 #pragma once
 // GPU Welch power spectrum of a batch of stereo tracks: the heavy part of the tonal analysis
-// (src/tonal.cpp measure_welch_power), the rest (summarize) stays on the host. Host-compilable.
+// (src/qc/tonal.cpp measure_welch_power), the rest (summarize) stays on the host. Host-compilable.
 //
 // Framing is the CPU's: fft_size = tonal_fft_size(rate), periodic Hann window (the float64 table
 // the CPU computes, uploaded), hop fft_size / 2, frames from 0 until one reaches the end, the last
 // partial frame zero padded; mid = (L + R) / 2, side = (L - R) / 2 windowed in float64 and rounded
 // once to float; |X_k|^2 summed per bin in float64.
 //
-// Work split (kernels/tonal.cu; index math and per-thread bodies in
-// lathe_gpu/detail/welch_layout.hpp, emulated on the CPU by tests/gpu_tonal_layout_test.cpp):
+// Work split (kernels/qc/tonal.cu; index math and per-thread bodies in
+// lathe_gpu/detail/welch_layout.hpp, emulated on the CPU by tests/qc/gpu_tonal_layout_test.cpp):
 // the batch's frames (track-major, time order) are cut into slices bounded by the work budget;
 // per slice one gather launch (thread per frame sample: windowed mid and side), one batched
 // cuFFT R2C over (frame, mid/side), one accumulate launch (thread per track segment x part x

@@ -69,7 +69,7 @@ class limiter_gain_law {
   void reset() noexcept;
   std::size_t lookahead_frames() const noexcept { return window_ - 1; }
   double step(double detection) noexcept;
-  /// The law's constants after prepare(), for the GPU path (kernels/limiter.cu), which must use
+  /// The law's constants after prepare(), for the GPU path (kernels/dsp/limiter.cu), which must use
   /// the identical values: c (linear, margin included) and a (1 - exp(-1 / release frames)).
   double ceiling_linear() const noexcept { return ceiling_; }
   double release_coeff() const noexcept { return release_coeff_; }

@@ -1,6 +1,6 @@
 #pragma once
 // Rational polyphase sample-rate conversion with a Kaiser-windowed sinc designed in float64.
-// The plain CPU implementation here is the reference of the GPU kernel (kernels/resample.cu):
+// The plain CPU implementation here is the reference of the GPU kernel (kernels/dsp/resample.cu):
 // both compute every output sample as the same fixed-order dot product.
 #include <cstddef>
 #include <cstdint>

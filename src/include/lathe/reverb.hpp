@@ -64,7 +64,7 @@ struct reverb_stats {
 
 /// The statistics of `frames` frames of `channels` channels whose dry input and (gained,
 /// filtered) wet signal have the given float64 energies (sums of squares); what
-/// reverb_stage::stats() reports, shared with the GPU stage (kernels/reverb.cu).
+/// reverb_stage::stats() reports, shared with the GPU stage (kernels/dsp/reverb.cu).
 reverb_stats make_reverb_stats(double dry_energy, double wet_energy, std::uint64_t frames, int channels) noexcept;
 
 /// Convolution reverb stage (dsp_stage). prepare() loads the IR, resamples it to the track's

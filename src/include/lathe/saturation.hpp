@@ -14,7 +14,7 @@
 //
 // Every filtered sample is one float sum of its taps in a fixed order (design().stages[s] lists
 // them), accumulated from 0 without fused multiply-adds, and tanh is a fixed sequence of float
-// operations (saturation_tanh), so the GPU kernel (kernels/saturation.cu) reproduces the
+// operations (saturation_tanh), so the GPU kernel (kernels/dsp/saturation.cu) reproduces the
 // stage's output bit for bit from the same design.
 #include <cstddef>
 #include <cstdint>
@@ -71,7 +71,7 @@ LATHE_SATURATION_HD inline float div(float a, float b) {
 }
 }  // namespace saturation_detail
 
-/// tanh(x) in float within 8 ULP of the correctly rounded value (tests/saturation_test.cpp),
+/// tanh(x) in float within 8 ULP of the correctly rounded value (tests/dsp/saturation_test.cpp),
 /// exactly odd (f(-x) == -f(x) bit for bit, so the shaper adds no even harmonics), branch-free
 /// so loops over it vectorize. |x| is clamped to 9 (tanh(9) is 1 to float precision); y = x/16
 /// is small enough for tanh's Taylor series to y^11 (error < 1e-9), and tanh(16 y) follows from

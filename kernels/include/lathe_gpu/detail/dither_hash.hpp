@@ -1,7 +1,7 @@
 #pragma once
-// lathe::dither_uniform (src/dither.cpp) and the per-sample quantization of lathe::quantize with
+// lathe::dither_uniform (src/dsp/dither.cpp) and the per-sample quantization of lathe::quantize with
 // shaping none, as functions that compile for the device (nvcc) and the host (g++), so a CPU
-// unit test (tests/gpu_limiter_host_test.cpp) checks this very code against the CPU library.
+// unit test (tests/dsp/gpu_limiter_host_test.cpp) checks this very code against the CPU library.
 // Host-compilable (see host_device.hpp).
 //
 // Bit-exactness: the hash is unsigned 64-bit integer arithmetic (wrapping, identical on both);

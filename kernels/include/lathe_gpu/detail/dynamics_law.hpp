@@ -1,12 +1,12 @@
 #pragma once
 // The per-thread bodies of the GPU compressor, multiband and de-esser kernels (kernels/
 // dynamics.cu), written once as plain functions that compile for the device (under nvcc) and the
-// host (under g++), so a CPU unit test (tests/gpu_dynamics_layout_test.cpp) runs exactly this
+// host (under g++), so a CPU unit test (tests/dsp/gpu_dynamics_layout_test.cpp) runs exactly this
 // code over the same block and chunk decomposition and compares it with lathe::compressor_stage,
 // lathe::multiband_stage and lathe::deesser_stage through lathe::run_aligned. Host-compilable:
 // no CUDA headers; LATHE_GPU_HD expands to nothing outside nvcc.
 //
-// Compressor, per stereo track (src/dynamics.cpp), over the STREAM the CPU stage sees inside
+// Compressor, per stereo track (src/dsp/dynamics.cpp), over the STREAM the CPU stage sees inside
 // run_aligned: u[t], t in [0, T), T = run_aligned_stream_frames(frames, latency, block); u is
 // `lead` zeros, then the source lane (src_frames samples), then zeros.
 //   detected[t] = max |u[t-W+1 .. t]|            (peak)   or  sum u^2[t-W+1 .. t] / W  (rms)
@@ -28,7 +28,7 @@
 // serial start state with the serial arithmetic, so the result equals a serial run. Iteration k
 // makes chunks 0..k exact, so the scheme terminates; contraction makes it a few iterations
 // (a^chunk small). After max_smoothing_iterations the remaining chunks are finished serially.
-// The de-esser (src/deesser.cpp) is the same scheme with a two-part state (power, reduction):
+// The de-esser (src/dsp/deesser.cpp) is the same scheme with a two-part state (power, reduction):
 // its power average is linear and its reduction smoothing a contraction.
 //
 // All double arithmetic is plain IEEE without contraction (mul_rn/add_rn/sub_rn; nvcc's default
@@ -44,11 +44,11 @@
 
 namespace lathe::gpu::detail {
 
-inline constexpr double dyn_level_floor_db = -200.0;  // as src/dynamics.cpp
+inline constexpr double dyn_level_floor_db = -200.0;  // as src/dsp/dynamics.cpp
 inline constexpr double dyn_gain_floor_db = -200.0;
 inline constexpr double dyn_level_floor_amp = 1e-10;
 inline constexpr double dyn_ln10_over_20 = 2.302585092994045684 / 20.0;
-inline constexpr double deesser_reduction_floor_db = 1e-6;  // as src/deesser.cpp
+inline constexpr double deesser_reduction_floor_db = 1e-6;  // as src/dsp/deesser.cpp
 inline constexpr double deesser_power_flush = 1e-30;        // deesser_stage flushes power below this
 /// Fixed-point iterations before the remaining chunks are finished serially.
 inline constexpr int max_smoothing_iterations = 64;
@@ -382,7 +382,7 @@ LATHE_GPU_HD inline bool propagate_start(const smooth_chunk* chunks, std::size_t
 
 }  // namespace lathe::gpu::detail
 
-// ---- host-side planning (shared by kernels/dynamics.cu and the CPU emulation test) -------------
+// ---- host-side planning (shared by kernels/dsp/dynamics.cu and the CPU emulation test) -------------
 #include <algorithm>
 #include <bit>
 #include <vector>
@@ -414,7 +414,7 @@ inline std::uint64_t run_aligned_stream_frames(std::uint64_t frames, std::uint64
 }
 
 inline std::uint64_t ms_to_frames(double ms, double fs_hz) {
-  return static_cast<std::uint64_t>(std::llround(ms * 1e-3 * fs_hz));  // as src/dynamics.cpp
+  return static_cast<std::uint64_t>(std::llround(ms * 1e-3 * fs_hz));  // as src/dsp/dynamics.cpp
 }
 
 /// compressor_stage::prepare's constants (validates params by running it: throws lathe::error).

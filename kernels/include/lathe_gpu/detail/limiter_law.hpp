@@ -1,7 +1,7 @@
 #pragma once
-// The per-thread bodies of the GPU limiter's gain-law kernels (kernels/limiter.cu), written once
+// The per-thread bodies of the GPU limiter's gain-law kernels (kernels/dsp/limiter.cu), written once
 // as plain functions that compile for the device (under nvcc) and for the host (under g++), so a
-// CPU unit test (tests/gpu_limiter_host_test.cpp) runs exactly this code over the same chunk
+// CPU unit test (tests/dsp/gpu_limiter_host_test.cpp) runs exactly this code over the same chunk
 // and block decomposition and compares it with lathe::detail::limiter_gain_law. Host-compilable:
 // no CUDA headers; LATHE_GPU_HD expands to nothing outside nvcc.
 //

@@ -1,9 +1,9 @@
 #pragma once
-// Index math of the batched GPU reverb (kernels/reverb.cu), on the host: which frames the CPU
+// Index math of the batched GPU reverb (kernels/dsp/reverb.cu), on the host: which frames the CPU
 // chain's run_aligned(reverb_stage) processes (the stats count them), the padded wet lanes the
 // convolutions run on, the routing of IR channels to lanes, and the per-element pad, combine
 // and mix expressions (LATHE_GPU_HD: the kernels call these very functions, and
-// tests/gpu_reverb_layout_test.cpp runs them on the CPU against reverb_stage).
+// tests/dsp/gpu_reverb_layout_test.cpp runs them on the CPU against reverb_stage).
 //
 // Scheme, per track of N frames (lanes 2t, 2t+1), CPU latency L, pre-delay d:
 //   F = frames run_aligned pushes through the stage (N input + the zero flush), E = F - L:

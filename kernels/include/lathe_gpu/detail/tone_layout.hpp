@@ -1,7 +1,7 @@
 #pragma once
-// Index math and per-sample bodies of the GPU tone stages (kernels/stereo.cu,
-// kernels/saturation.cu), written once for the device (nvcc) and the host (g++), so the CPU test
-// tests/gpu_tone_layout_test.cpp runs exactly this code over the kernels' chunk decomposition
+// Index math and per-sample bodies of the GPU tone stages (kernels/dsp/stereo.cu,
+// kernels/dsp/saturation.cu), written once for the device (nvcc) and the host (g++), so the CPU test
+// tests/qc/gpu_tone_layout_test.cpp runs exactly this code over the kernels' chunk decomposition
 // and compares it with saturation_stage / stereo_stage through run_aligned. Host-compilable: no
 // CUDA headers; LATHE_GPU_HD expands to nothing outside nvcc.
 //

@@ -1,6 +1,6 @@
 #pragma once
-// Index math of the GPU Welch power spectrum (kernels/tonal.cu), compiled both for the device and
-// for the host so the CPU test tests/gpu_tonal_layout_test.cpp runs the very bodies the kernels
+// Index math of the GPU Welch power spectrum (kernels/qc/tonal.cu), compiled both for the device and
+// for the host so the CPU test tests/qc/gpu_tonal_layout_test.cpp runs the very bodies the kernels
 // run. Host-compilable.
 //
 // Decomposition: every analysis frame of every track of a batch is listed once, track-major and
@@ -27,7 +27,7 @@ namespace lathe::gpu::detail {
 
 /// Welch frames of a track of `samples` frames for an FFT of n: frames start at 0, hop, 2 hop,
 /// ... (hop = n / 2) until one reaches the end; only the last may be partial (zero padded). One
-/// frame for 1..n samples, none for 0. (src/tonal.cpp measure_welch_power.)
+/// frame for 1..n samples, none for 0. (src/qc/tonal.cpp measure_welch_power.)
 LATHE_GPU_HD inline std::uint64_t welch_frame_count(std::uint64_t samples, std::uint64_t n) {
   const std::uint64_t hop = n / 2;
   if (samples == 0) return 0;

@@ -1,4 +1,4 @@
-// CPU checks of the GPU Welch power decomposition (kernels/tonal.cu), runnable without a GPU: the
+// CPU checks of the GPU Welch power decomposition (kernels/qc/tonal.cu), runnable without a GPU: the
 // slice plan and the per-thread bodies of lathe_gpu/detail/welch_layout.hpp are driven exactly as
 // the kernels drive them (gather per slice into 2 x slice_capacity padded entries, one batched
 // float R2C, accumulate per segment in a shuffled thread order), with FFTW float standing in for
@@ -17,10 +17,10 @@
 #include <random>
 #include <vector>
 
-#include "../kernels/include/lathe_gpu/detail/welch_layout.hpp"
 #include "gpu/welch_support.hpp"
 #include "lathe/fft64.hpp"
 #include "lathe/tonal.hpp"
+#include "lathe_gpu/detail/welch_layout.hpp"
 
 namespace lathe {
 namespace {

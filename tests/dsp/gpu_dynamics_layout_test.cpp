@@ -1,5 +1,5 @@
 // CPU checks of the GPU dynamics kernels' decomposition, runnable without a GPU: the per-thread
-// bodies of kernels/dynamics.cu (kernels/include/lathe_gpu/detail/dynamics_law.hpp, compiled
+// bodies of kernels/dsp/dynamics.cu (kernels/include/lathe_gpu/detail/dynamics_law.hpp, compiled
 // here for the host) are driven over the same detector blocks and smoothing chunks as the
 // kernels, each launch's threads in a shuffled order, with the same fixed-point iteration of
 // chunk start states, and compared with lathe::compressor_stage, lathe::multiband_stage and
@@ -15,12 +15,12 @@
 #include <random>
 #include <vector>
 
-#include "../kernels/include/lathe_gpu/detail/dynamics_law.hpp"
 #include "lathe/audio_buffer.hpp"
 #include "lathe/biquad.hpp"
 #include "lathe/deesser.hpp"
 #include "lathe/dynamics.hpp"
 #include "lathe/multiband.hpp"
+#include "lathe_gpu/detail/dynamics_law.hpp"
 
 namespace lathe {
 namespace {
@@ -74,7 +74,7 @@ void for_shuffled(std::size_t n, std::mt19937& rng, F f) {
   for (std::size_t i : order) f(i);
 }
 
-// ---- emulation of the fixed-point smoothing driver (kernels/dynamics.cu: smooth_fixed_point) ----
+// ---- emulation of the fixed-point smoothing driver (kernels/dsp/dynamics.cu: smooth_fixed_point) ----
 
 struct fixed_point_result {
   int iterations = 0;
@@ -110,7 +110,7 @@ fixed_point_result emulate_fixed_point(const std::vector<gd::smooth_chunk>& chun
   return r;
 }
 
-// ---- compressor pass emulation (kernels/dynamics.cu: run_comp_pass) -----------------------------
+// ---- compressor pass emulation (kernels/dsp/dynamics.cu: run_comp_pass) -----------------------------
 
 struct pass_output {
   std::vector<dynamics_stats> stats;

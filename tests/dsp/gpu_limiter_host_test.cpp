@@ -1,6 +1,6 @@
 // CPU checks of the GPU limiter's and quantizer's device code, runnable without a GPU: the
 // per-thread bodies the kernels call (kernels/include/lathe_gpu/detail/*.hpp, compiled here for
-// the host) are driven over the same chunk and block decomposition as kernels/limiter.cu, in a
+// the host) are driven over the same chunk and block decomposition as kernels/dsp/limiter.cu, in a
 // shuffled order (GPU threads run in any order), and compared with the CPU reference:
 // lathe::detail::limiter_gain_law, lathe::offline_limiter, lathe::dither_uniform and
 // lathe::quantize.
@@ -13,11 +13,11 @@
 #include <random>
 #include <vector>
 
-#include "../kernels/include/lathe_gpu/detail/dither_hash.hpp"
-#include "../kernels/include/lathe_gpu/detail/limiter_law.hpp"
 #include "gpu/limiter_peaks.hpp"
 #include "lathe/dither.hpp"
 #include "lathe/limiter.hpp"
+#include "lathe_gpu/detail/dither_hash.hpp"
+#include "lathe_gpu/detail/limiter_law.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -37,7 +37,7 @@ constexpr double kStatsToleranceDb = 1e-4;
 // than the CPU's (when its ulp-level difference straddles 1 - 2^-32), once per release event.
 constexpr double kFramesLimitedRelTolerance = 1e-3;
 
-// ---- emulation of kernels/limiter.cu's launches -------------------------------------------------
+// ---- emulation of kernels/dsp/limiter.cu's launches -------------------------------------------------
 
 struct track_input {
   std::vector<float> peak0, peak1;  // per lane, T = frames + latency long

@@ -1,6 +1,6 @@
 // Rational polyphase resampling of a batch of lanes: device building block (one output's dot
 // product), tile (one block = one chunk of one lane's output, policy below), host dispatch and
-// facade (CUDA status -> cuda_error). See lathe_gpu/resample.hpp and src/polyphase.cpp.
+// facade (CUDA status -> cuda_error). See lathe_gpu/resample.hpp and src/dsp/polyphase.cpp.
 #include <cuda_runtime_api.h>
 
 #include <climits>

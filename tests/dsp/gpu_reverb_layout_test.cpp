@@ -11,9 +11,9 @@
 #include <random>
 #include <vector>
 
-#include "../kernels/include/lathe_gpu/detail/reverb_layout.hpp"
 #include "lathe/audio_buffer.hpp"
 #include "lathe/reverb.hpp"
+#include "lathe_gpu/detail/reverb_layout.hpp"
 #include "support/reverb_stats_checks.hpp"
 #include "support/signals.hpp"
 

@@ -13,9 +13,9 @@
 #include <set>
 #include <vector>
 
-#include "../kernels/include/lathe_gpu/convolution_layout.hpp"
 #include "lathe/audio_buffer.hpp"
 #include "lathe/eq.hpp"
+#include "lathe_gpu/convolution_layout.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // the window sums of lathe_gpu/detail/tone_layout.hpp, shared with the CPU emulation test),
 // tiles (one thread per frame for the elementwise passes, one block per meter window for the
 // reductions), host dispatch (tables, the side FIR on the shared convolver, meters) and facade
-// (CUDA status -> cuda_error). See lathe_gpu/stereo.hpp and src/stereo.cpp.
+// (CUDA status -> cuda_error). See lathe_gpu/stereo.hpp and src/dsp/stereo.cpp.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>

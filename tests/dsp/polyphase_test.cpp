@@ -41,7 +41,7 @@ constexpr double kSoxrRelativeError = 1e-5;
 constexpr double kSoxrFlatBand = 0.5;  // fraction of the lower Nyquist
 // Above that, up to 0.9 of the lower Nyquist, soxr VHQ itself rolls off by up to 0.01 dB (its
 // documented SOXR_ROLLOFF_SMALL before its 0.913 passband end; the -64 dB waveform error that
-// tests/resampler_test.cpp allows near the band edge) while this design is flat to 1e-7 dB
+// tests/dsp/resampler_test.cpp allows near the band edge) while this design is flat to 1e-7 dB
 // (checked against analytic sines above): a 0.01 dB gain difference is a relative error of
 // 1.2e-3 on a sine, so the bound there is soxr's rolloff, not ours.
 constexpr double kSoxrRelativeErrorBandEdge = 1.2e-3;

@@ -1,5 +1,5 @@
-// The GPU tone stages' decomposition, run on the CPU: the chunk pyramids of kernels/saturation.cu
-// and the mid/side passes and meter-window reductions of kernels/stereo.cu, emulated loop for
+// The GPU tone stages' decomposition, run on the CPU: the chunk pyramids of kernels/dsp/saturation.cu
+// and the mid/side passes and meter-window reductions of kernels/dsp/stereo.cu, emulated loop for
 // loop with the very per-sample bodies and index math the kernels call
 // (kernels/include/lathe_gpu/detail/tone_layout.hpp), against the CPU stages through
 // lathe::run_aligned (the chain's semantics). Runs without a GPU: until a device runs
@@ -13,12 +13,12 @@
 #include <random>
 #include <vector>
 
-#include "../kernels/include/lathe_gpu/detail/tone_layout.hpp"
-#include "../kernels/include/lathe_gpu/lanes.hpp"
 #include "demo_catalog.hpp"
 #include "lathe/eq.hpp"
 #include "lathe/saturation.hpp"
 #include "lathe/stereo.hpp"
+#include "lathe_gpu/detail/tone_layout.hpp"
+#include "lathe_gpu/lanes.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -64,7 +64,7 @@ gd::sat_taps_view view_of(const saturation_taps& t) {
   return {t.pos.data(), t.coeff.data(), static_cast<std::uint32_t>(t.size())};
 }
 
-// kernels/saturation.cu, one chunk at a time: sat_up_kernel for s = 0..S-1 (thread j writes
+// kernels/dsp/saturation.cu, one chunk at a time: sat_up_kernel for s = 0..S-1 (thread j writes
 // 2j and 2j + 1), then sat_down_kernel for s = S-1..0. The scratch is NaN outside what has been
 // written, so a read of a sample no thread computed poisons the output; every range is checked
 // against the plan's capacities and every read against the range it reads.
@@ -216,7 +216,7 @@ stereo_result cpu_stereo(const stereo_params& p, const audio_buffer& x) {
   return {std::move(b), st.stats()};
 }
 
-// kernels/stereo.cu for one track: stereo_side_kernel over the side lane (zero past the end),
+// kernels/dsp/stereo.cu for one track: stereo_side_kernel over the side lane (zero past the end),
 // the side FIR (the convolver's semantics: aligned, tail kept up to the side lane's length; here
 // a CPU linear_phase_eq_stage through run_aligned), stereo_join_kernel, then the window table
 // and stereo_window_kernel's reduction order, and the host's meter combination.

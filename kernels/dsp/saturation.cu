@@ -2,7 +2,7 @@
 // decimated sample: lathe_gpu/detail/tone_layout.hpp, shared with the CPU emulation test), tiles
 // (one thread per sample of one level of one chunk, policy below), host dispatch (chunk groups
 // within a scratch budget, 2 S launches per group) and facade (CUDA status -> cuda_error).
-// See lathe_gpu/saturation.hpp and src/saturation.cpp.
+// See lathe_gpu/saturation.hpp and src/dsp/saturation.cpp.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
