@@ -32,6 +32,7 @@
 #include "lathe/limiter.hpp"
 #include "lathe/loudness.hpp"
 #include "lathe/master.hpp"
+#include "lathe/polyphase.hpp"
 #include "lathe/profile.hpp"
 #include "lathe/resampler.hpp"
 #include "lathe/reverb.hpp"
@@ -316,6 +317,39 @@ BENCHMARK(BM_resample)
     ->Args({44'100, 48'000})
     ->Args({48'000, 44'100})
     ->Args({44'100, 96'000})
+    ->Args({96'000, 44'100})
+    ->Apply(timing);
+
+// The render's resampler (polyphase_stream, fed 8192-frame blocks as render_master feeds it),
+// beside libsoxr above on the same pairs; arg avx2 = 0 forces the portable path.
+void BM_polyphase_stream(benchmark::State& state) {
+  const auto in_hz = static_cast<double>(state.range(0));
+  const auto out_hz = static_cast<double>(state.range(1));
+  const bool avx2 = state.range(2) != 0;
+  if (avx2 && !polyphase_stream::avx2_available()) {
+    state.SkipWithError("this CPU has no AVX2 and FMA");
+    return;
+  }
+  polyphase_resampler design;
+  design.prepare(in_hz, out_hz);
+  time_on_song(state, in_hz, [&](const audio_buffer& x) {
+    polyphase_stream s(design, x.channels(), x.frames());
+    s.use_avx2(avx2);
+    float sum = 0.0f;
+    auto sink = [&](const_block_view v) { sum += v[0][0]; };
+    for (std::size_t pos = 0; pos < x.frames(); pos += 8192)
+      s.push(x.view(pos, std::min<std::size_t>(8192, x.frames() - pos)), sink);
+    s.finish(sink);
+    benchmark::DoNotOptimize(sum);
+  });
+}
+BENCHMARK(BM_polyphase_stream)
+    ->ArgNames({"in_hz", "out_hz", "avx2"})
+    ->Args({44'100, 48'000, 0})
+    ->Args({44'100, 48'000, 1})
+    ->Args({48'000, 44'100, 1})
+    ->Args({44'100, 96'000, 1})
+    ->Args({96'000, 44'100, 1})
     ->Apply(timing);
 
 void quantize_run(benchmark::State& state, noise_shaping shaping) {

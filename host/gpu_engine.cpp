@@ -382,6 +382,7 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
         n.limiter = stats[t];
         n.limited = stats[t].frames_limited > 0;
         n.limiter_ceiling_dbtp = p.ceiling_dbtp;
+        if (rate != source_rate_hz) m.resampler = "polyphase";
         output_measurement& o = m.measured;
         o.blocks = out_blocks[t];
         o.integrated_lufs = o.blocks.integrated_lufs();

@@ -13,6 +13,7 @@
 #include "lathe/limiter.hpp"
 #include "lathe/loudness.hpp"
 #include "lathe/multiband.hpp"
+#include "lathe/polyphase.hpp"
 #include "lathe/resampler.hpp"
 #include "lathe/reverb.hpp"
 #include "lathe/saturation.hpp"
@@ -319,9 +320,21 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
     if (resampled) resampled->append(v);
   };
   if (resampled && pre.frames() > 0) {
-    resample_stream rs(pre_rate_hz, rate, ch, pre.frames());
-    replay(pre, scratch, [&](const_block_view v) { rs.push(v, measure); });
-    rs.finish(measure);
+    auto run = [&](auto& stream) {
+      replay(pre, scratch, [&](const_block_view v) { stream.push(v, measure); });
+      stream.finish(measure);
+    };
+    if (polyphase_resampler::fits(pre_rate_hz, rate)) {
+      polyphase_resampler design;
+      design.prepare(pre_rate_hz, rate);
+      polyphase_stream stream(design, ch, pre.frames());
+      run(stream);
+      m.resampler = "polyphase";
+    } else {
+      resample_stream stream(pre_rate_hz, rate, ch, pre.frames());
+      run(stream);
+      m.resampler = "soxr";
+    }
   } else {
     replay(pre, scratch, measure);
   }

@@ -79,6 +79,10 @@ struct output_measurement {
 struct rendered_master {
   normalization_result normalization;
   output_measurement measured;
+  /// How the pre-chain output reached the output rate: empty (same rate), "polyphase"
+  /// (lathe::polyphase_stream, both backends) or "soxr" (libsoxr VHQ, for the rate pairs whose
+  /// polyphase table does not fit, see polyphase_resampler::fits).
+  std::string resampler;
   bool passed = false;
   std::vector<std::string> failures;  ///< why it failed the profile's checks, in words
   // The delivered samples: integer PCM (bit_depth 16/24) or float (32), interleaved.

@@ -1,5 +1,7 @@
 #pragma once
-// Sample-rate conversion with libsoxr at its very-high-quality setting.
+// Sample-rate conversion with libsoxr at its very-high-quality setting: the independent oracle of
+// lathe's polyphase resampler in the tests, and the render's resampler for the rate pairs whose
+// polyphase table does not fit (polyphase_resampler::fits).
 #include <cstddef>
 #include <memory>
 #include <vector>
