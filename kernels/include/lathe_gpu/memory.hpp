@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <span>
 #include <utility>
+#include <vector>
 
 namespace lathe::gpu {
 
@@ -79,6 +80,8 @@ class device_vector {
   void upload_async(std::span<const T> host, const stream& s) {
     detail::copy_async(data(), host.data(), host.size_bytes(), s.get());
   }
+  /// A temporary vector dies before the asynchronous copy reads it: refused at compile time.
+  void upload_async(std::vector<T>&& host, const stream& s) = delete;
   /// Asynchronous device->host copy into `host`; synchronize the stream before reading it.
   void download_async(std::span<T> host, const stream& s) const {
     detail::copy_async(host.data(), data(), host.size_bytes(), s.get());
