@@ -1,5 +1,6 @@
-// GPU polyphase resampling against its CPU reference (lathe::polyphase_resampler) and against
-// lathe::resample (libsoxr VHQ), on one batch of lanes of different lengths; bitwise repeatability.
+// GPU polyphase resampling against its CPU reference (lathe::polyphase_resampler), the CPU
+// render's polyphase_stream (bit for bit) and lathe::resample (libsoxr VHQ), on one batch of lanes of different
+// lengths; bitwise repeatability.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -99,6 +100,34 @@ TEST(GpuResample, MatchesCpuReferenceLaneByLane) {
         "%6.0f -> %6.0f  %zu lanes, %zu output samples: worst relative error %.2e, %zu samples not bitwise "
         "equal to the CPU\n",
         p.in_hz, p.out_hz, in.layout.lanes(), out.size(), worst, differing);
+  }
+}
+
+// The CPU render resamples with polyphase_stream (AVX2 where the CPU has it): the same dot
+// products as the kernel, so the two backends' resampled audio is the same bits.
+TEST(GpuResample, EqualsTheCpuRendersStreamBitForBit) {
+  LATHE_REQUIRE_GPU();
+  const gpu::stream s;
+  for (const auto& p : kPairs) {
+    if (p.in_hz == p.out_hz) continue;  // the render does not resample equal rates
+    polyphase_resampler design;
+    design.prepare(p.in_hz, p.out_hz);
+    const batch in = make_batch(p.in_hz);
+    const std::vector<float> out = gpu::resample(design, in.layout, in.data, s);
+    const gpu::lane_layout out_layout = gpu::resampled_layout(in.layout, design);
+    for (std::size_t l = 0; l < in.layout.lanes(); ++l) {
+      const std::size_t n = in.layout.frames[l];
+      audio_buffer lane(1, n);
+      std::copy_n(in.data.data() + in.layout.offset[l], n, lane.channel(0));
+      polyphase_stream stream(design, 1, n);
+      std::vector<float> cpu;
+      auto keep = [&](const_block_view v) { cpu.insert(cpu.end(), v[0], v[0] + v.frames); };
+      stream.push(lane.view(), keep);
+      stream.finish(keep);
+      ASSERT_EQ(cpu.size(), out_layout.frames[l]);
+      EXPECT_EQ(std::memcmp(cpu.data(), out.data() + out_layout.offset[l], cpu.size() * sizeof(float)), 0)
+          << p.in_hz << "->" << p.out_hz << " lane " << l << " (" << n << " frames, AVX2 " << stream.uses_avx2() << ")";
+    }
   }
 }
 
