@@ -241,9 +241,14 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
     const std::vector<loudness_blocks> pre_blocks = meter.measure(x, s);
     std::vector<double> pre_lufs(n_tracks), gain(n_tracks);
     std::vector<bool> on_gpu(n_tracks, p.normalization == normalization_mode::limit);
+    std::vector<std::string> why_cpu(
+        n_tracks, on_gpu.empty() || on_gpu[0] ? "" : "linear normalization is rendered by the CPU chain");
     for (std::size_t t = 0; t < n_tracks; ++t) {
       pre_lufs[t] = lufs_of(pre_blocks[t]);
-      if (!std::isfinite(pre_lufs[t])) on_gpu[t] = false;  // silence: the CPU chain reports it
+      if (!std::isfinite(pre_lufs[t])) {  // silence: the CPU chain reports it
+        on_gpu[t] = false;
+        why_cpu[t] = "silence is reported by the CPU chain";
+      }
       gain[t] = std::isfinite(pre_lufs[t]) ? tracks[t].targets_lufs[f] - pre_lufs[t] : 0.0;
     }
 
@@ -383,6 +388,7 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
         n.limited = stats[t].frames_limited > 0;
         n.limiter_ceiling_dbtp = p.ceiling_dbtp;
         if (rate != source_rate_hz) m.resampler = "polyphase";
+        m.backend = "gpu";
         output_measurement& o = m.measured;
         o.blocks = out_blocks[t];
         o.integrated_lufs = o.blocks.integrated_lufs();
@@ -405,9 +411,10 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
         m.int_samples = std::move(ints[t]);
         m.float_samples = std::move(floats[t]);
         // An overshoot after quantization would need another ceiling pass: the CPU chain has it.
-        if (o.true_peak_dbtp > p.ceiling_dbtp)
+        if (o.true_peak_dbtp > p.ceiling_dbtp) {
           on_gpu[t] = false;
-        else
+          why_cpu[t] = "true peak above the ceiling after quantization: the CPU chain makes the ceiling pass";
+        } else
           check_against_profile(m, p);
       }
     }
@@ -418,6 +425,7 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
       results[t].cpu_fallback[f] = true;
       results[t].masters[f] = render_master(apply_prechain(*tracks[t].audio, source_rate_hz, p), source_rate_hz, p,
                                             tracks[t].targets_lufs[f], fnv1a64(p.name, tracks[t].seed_base));
+      results[t].masters[f].backend_note = why_cpu[t];
     }
   }
   s.synchronize();

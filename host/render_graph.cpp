@@ -124,6 +124,7 @@ struct work_item {
   source_info info;
   std::map<std::string, audio_spill> pre;               // pre-chain key -> processed audio
   std::vector<std::optional<rendered_master>> masters;  // per format, rendered by the GPU engine
+  std::string gpu_failure;                              // why the GPU engine failed on this track
   std::string error;
 };
 using token = std::unique_ptr<work_item>;
@@ -405,6 +406,7 @@ struct render_graph::impl {
     } catch (const std::exception& e) {
       std::lock_guard lock(log_mutex);
       std::fprintf(stderr, "lathe: GPU failed on %s (%s); rendering it on the CPU\n", t.entry.path.c_str(), e.what());
+      w.gpu_failure = e.what();
       return false;
     }
   }
@@ -515,6 +517,8 @@ struct render_graph::impl {
             const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
             m = render_master(w->pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed, out,
                               w->spill_to_files ? spill_dir : std::filesystem::path());
+            if (!w->gpu_failure.empty())
+              m.backend_note = "the GPU failed (" + w->gpu_failure + "); rendered on the CPU";
             const master_writer::measured measured = out.commit(target);
             mt = measured.tonal;
             translation = measured.translation;

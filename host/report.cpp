@@ -101,6 +101,8 @@ json to_json(const rendered_master& m, const delivery_profile& p) {
                   {"frames_limited", n.limiter.frames_limited}}},
                 {"dither", p.bit_depth == 32 ? json("none (float output)")
                                              : json(fmt::format("TPDF, noise shaping {}", to_string(p.shaping)))}};
+  chain["backend"] = m.backend;
+  if (!m.backend_note.empty()) chain["backend_note"] = m.backend_note;
   if (!m.resampler.empty()) chain["resample"] = {{"to_hz", o.sample_rate_hz}, {"method", m.resampler}};
   json measured = {{"integrated_lufs", rounded(o.integrated_lufs, 2)},
                    {"true_peak_dbtp", rounded(o.true_peak_dbtp, 2)},

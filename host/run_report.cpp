@@ -160,6 +160,17 @@ master_summary write_run_report(const run_plan& plan, const std::vector<track_st
   sum.tracks = plan.tracks.size();
   sum.peak_reserved_bytes = facts.peak_reserved_bytes;
   const json tracks = track_entries(plan, state, sum);
+  // Masters by the backend that rendered them, and those a GPU run rendered on the CPU.
+  std::map<std::string, std::size_t> by_backend;
+  std::size_t cpu_in_gpu_run = 0;
+  for (const json& t : tracks) {
+    if (!t.contains("outputs")) continue;
+    for (const auto& [name, o] : t["outputs"].items()) {
+      if (!o.contains("chain") || !o["chain"].contains("backend")) continue;
+      ++by_backend[o["chain"]["backend"].get<std::string>()];
+      cpu_in_gpu_run += o["chain"].contains("backend_note");
+    }
+  }
   add_album_figures(plan, state, album_reports);
   write_mix_notes(plan, state, opt.out_dir, opt.report_name, album_reports);
   sum.wall_s = now_s() - facts.started_s;
@@ -181,7 +192,9 @@ master_summary write_run_report(const run_plan& plan, const std::vector<track_st
                          {"x_realtime", rounded(sum.wall_s > 0 ? sum.audio_s / sum.wall_s : 0.0, 1)},
                          {"threads", facts.threads},
                          {"max_memory_bytes", facts.max_memory_bytes},
-                         {"peak_reserved_bytes", sum.peak_reserved_bytes}}},
+                         {"peak_reserved_bytes", sum.peak_reserved_bytes},
+                         {"masters_by_backend", by_backend},
+                         {"masters_on_cpu_in_gpu_run", cpu_in_gpu_run}}},
                        {"albums", album_reports},
                        {"tracks", tracks}};
   write_text_atomic(opt.out_dir / opt.report_name, report.dump(2));

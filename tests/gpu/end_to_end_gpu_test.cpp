@@ -4,6 +4,7 @@
 #include <sndfile.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -87,10 +88,17 @@ TEST(GpuEndToEnd, GpuMastersMatchCpuMastersAndMeetTheirProfiles) {
       EXPECT_LE(rg.true_peak_dbtp, p.ceiling_dbtp);
       EXPECT_NEAR(rg.integrated_lufs, t["outputs"][p.name]["chain"]["normalization"]["target_lufs"].get<double>(),
                   loudness_tolerance_lu);
+      // A master the GPU run rendered on the CPU says why.
+      const json& chain = t["outputs"][p.name]["chain"];
+      if (chain["backend"] != "gpu") {
+        EXPECT_TRUE(chain.contains("backend_note")) << chain.dump(1);
+        std::printf("%s: rendered on the CPU (%s)\n", rel.c_str(), chain.value("backend_note", "").c_str());
+      }
       ++compared;
     }
   }
   EXPECT_EQ(compared, 7u * profiles.size());
+  std::printf("masters by backend: %s\n", report["summary"]["masters_by_backend"].dump().c_str());
   fs::remove_all(root);
 }
 

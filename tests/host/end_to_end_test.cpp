@@ -122,8 +122,17 @@ TEST_F(EndToEnd, TrackModeLandsOnEveryTargetUnderEveryCeiling) {
       // lathe's own meter agrees with the oracle, and the report says what was delivered.
       EXPECT_NEAR(o["measured"]["integrated_lufs"].get<double>(), r.integrated_lufs, 0.05);
       EXPECT_TRUE(o["pass"].get<bool>()) << o.dump(1);
+      // Which backend rendered it and, where the rate changes, with which resampler.
+      EXPECT_EQ(o["chain"]["backend"], "cpu");
+      EXPECT_FALSE(o["chain"].contains("backend_note"));
+      if (r.sample_rate_hz != source_rate)
+        EXPECT_EQ(o["chain"]["resample"]["method"], "polyphase");
+      else
+        EXPECT_FALSE(o["chain"].contains("resample"));
     }
   }
+  EXPECT_EQ(report["summary"]["masters_by_backend"], json({{"cpu", 7 * ps.size()}}));
+  EXPECT_EQ(report["summary"]["masters_on_cpu_in_gpu_run"], 0);
   fs::remove_all(out);
 }
 

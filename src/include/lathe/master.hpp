@@ -83,6 +83,11 @@ struct rendered_master {
   /// (lathe::polyphase_stream, both backends) or "soxr" (libsoxr VHQ, for the rate pairs whose
   /// polyphase table does not fit, see polyphase_resampler::fits).
   std::string resampler;
+  /// Which backend rendered the normalization loop and the delivery ("cpu" or "gpu") and, for a
+  /// CPU render in a GPU run, why the GPU did not (the GPU path does not cover the case, or it
+  /// failed and the error).
+  std::string backend = "cpu";
+  std::string backend_note;
   bool passed = false;
   std::vector<std::string> failures;  ///< why it failed the profile's checks, in words
   // The delivered samples: integer PCM (bit_depth 16/24) or float (32), interleaved.
