@@ -25,6 +25,23 @@ std::uint64_t integer_rate(double hz, const char* which) {
   return static_cast<std::uint64_t>(hz);
 }
 
+// One output as the reference computes it: four float64 partial sums over t mod 4, combined as
+// (s0 + s1) + (s2 + s3). C and W are float (the reference) or double holding float values (the
+// stream): the products are the same exact float64 values either way.
+template <class C, class W>
+float dot_portable(const C* c, const W* w, std::size_t taps) noexcept {
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  std::size_t t = 0;
+  for (; t + 4 <= taps; t += 4) {
+    s[0] += static_cast<double>(c[t]) * static_cast<double>(w[t]);
+    s[1] += static_cast<double>(c[t + 1]) * static_cast<double>(w[t + 1]);
+    s[2] += static_cast<double>(c[t + 2]) * static_cast<double>(w[t + 2]);
+    s[3] += static_cast<double>(c[t + 3]) * static_cast<double>(w[t + 3]);
+  }
+  for (; t < taps; ++t) s[t & 3] += static_cast<double>(c[t]) * static_cast<double>(w[t]);
+  return static_cast<float>((s[0] + s[1]) + (s[2] + s[3]));
+}
+
 // L, M and the half length K of a design, without designing.
 struct table_shape {
   std::uint64_t up, down, half_taps;
@@ -147,18 +164,10 @@ void polyphase_resampler::process(std::span<const float> in, std::size_t first_o
   for (std::size_t j = 0; j < out.size(); ++j) {
     const float* c = coeffs_.data() + r * taps;
     const std::int64_t start = static_cast<std::int64_t>(q) - static_cast<std::int64_t>(half_taps_);
-    double s[4] = {0.0, 0.0, 0.0, 0.0};
     if (start >= 0 && start + static_cast<std::int64_t>(taps) <= n_in) {
-      const float* w = x + start;
-      std::size_t t = 0;
-      for (; t + 4 <= taps; t += 4) {
-        s[0] += static_cast<double>(c[t]) * static_cast<double>(w[t]);
-        s[1] += static_cast<double>(c[t + 1]) * static_cast<double>(w[t + 1]);
-        s[2] += static_cast<double>(c[t + 2]) * static_cast<double>(w[t + 2]);
-        s[3] += static_cast<double>(c[t + 3]) * static_cast<double>(w[t + 3]);
-      }
-      for (; t < taps; ++t) s[t & 3] += static_cast<double>(c[t]) * static_cast<double>(w[t]);
+      out[j] = dot_portable(c, x + start, taps);
     } else {
+      double s[4] = {0.0, 0.0, 0.0, 0.0};
       // Near the lane's ends: the input is zero outside it (same operations as above, the
       // missing samples read as 0, so the result is the same as a zero-padded lane's).
       for (std::size_t t = 0; t < taps; ++t) {
@@ -166,8 +175,8 @@ void polyphase_resampler::process(std::span<const float> in, std::size_t first_o
         const float v = (i >= 0 && i < n_in) ? x[i] : 0.0f;
         s[t & 3] += static_cast<double>(c[t]) * static_cast<double>(v);
       }
+      out[j] = static_cast<float>((s[0] + s[1]) + (s[2] + s[3]));
     }
-    out[j] = static_cast<float>((s[0] + s[1]) + (s[2] + s[3]));
     q += q_step;
     r += r_step;
     if (r >= up_) {
@@ -203,21 +212,23 @@ double polyphase_resampler::magnitude(double freq_hz) const {
 
 namespace {
 
-// One dot product as the reference computes it: four float64 partial sums over t mod 4.
-inline float dot_portable(const double* c, const double* w, std::size_t taps) noexcept {
-  double s[4] = {0.0, 0.0, 0.0, 0.0};
-  std::size_t t = 0;
-  for (; t + 4 <= taps; t += 4) {
-    s[0] += c[t] * w[t];
-    s[1] += c[t + 1] * w[t + 1];
-    s[2] += c[t + 2] * w[t + 2];
-    s[3] += c[t + 3] * w[t + 3];
+#if defined(__x86_64__)
+// The taps from t on (fewer than four) and the reference's final sum, for four accumulators
+// whose lane k holds partial sum s[k].
+__attribute__((target("avx2,fma"))) inline void finish4(__m256d a0, __m256d a1, __m256d a2, __m256d a3,
+                                                        const double* const c[4], const double* const w[4],
+                                                        std::size_t t, std::size_t taps, float out[4]) noexcept {
+  alignas(32) double s[4][4];
+  _mm256_store_pd(s[0], a0);
+  _mm256_store_pd(s[1], a1);
+  _mm256_store_pd(s[2], a2);
+  _mm256_store_pd(s[3], a3);
+  for (int k = 0; k < 4; ++k) {
+    for (std::size_t u = t; u < taps; ++u) s[k][u & 3] += c[k][u] * w[k][u];
+    out[k] = static_cast<float>((s[k][0] + s[k][1]) + (s[k][2] + s[k][3]));
   }
-  for (; t < taps; ++t) s[t & 3] += c[t] * w[t];
-  return static_cast<float>((s[0] + s[1]) + (s[2] + s[3]));
 }
 
-#if defined(__x86_64__)
 // Four independent dot products at once (four dependency chains hide the add latency); each
 // vector lane k of accumulator a holds the reference's partial sum s[k]. c[i] * w[i] is exact
 // in float64 (both hold float32 values), so fmadd rounds as the reference's add.
@@ -231,15 +242,7 @@ __attribute__((target("avx2,fma"))) void dot4_avx2(const double* const c[4], con
     a2 = _mm256_fmadd_pd(_mm256_loadu_pd(c[2] + t), _mm256_loadu_pd(w[2] + t), a2);
     a3 = _mm256_fmadd_pd(_mm256_loadu_pd(c[3] + t), _mm256_loadu_pd(w[3] + t), a3);
   }
-  alignas(32) double s[4][4];
-  _mm256_store_pd(s[0], a0);
-  _mm256_store_pd(s[1], a1);
-  _mm256_store_pd(s[2], a2);
-  _mm256_store_pd(s[3], a3);
-  for (int k = 0; k < 4; ++k) {
-    for (std::size_t u = t; u < taps; ++u) s[k][u & 3] += c[k][u] * w[k][u];
-    out[k] = static_cast<float>((s[k][0] + s[k][1]) + (s[k][2] + s[k][3]));
-  }
+  finish4(a0, a1, a2, a3, c, w, t, taps, out);
 }
 
 // The same for two outputs of a stereo pair: jobs 0 and 1 share the coefficient row c01, jobs
@@ -255,16 +258,8 @@ __attribute__((target("avx2,fma"))) void dot2x2_avx2(const double* c01, const do
     a2 = _mm256_fmadd_pd(y, _mm256_loadu_pd(w[2] + t), a2);
     a3 = _mm256_fmadd_pd(y, _mm256_loadu_pd(w[3] + t), a3);
   }
-  alignas(32) double s[4][4];
-  _mm256_store_pd(s[0], a0);
-  _mm256_store_pd(s[1], a1);
-  _mm256_store_pd(s[2], a2);
-  _mm256_store_pd(s[3], a3);
-  const double* c[4] = {c01, c01, c23, c23};
-  for (int k = 0; k < 4; ++k) {
-    for (std::size_t u = t; u < taps; ++u) s[k][u & 3] += c[k][u] * w[k][u];
-    out[k] = static_cast<float>((s[k][0] + s[k][1]) + (s[k][2] + s[k][3]));
-  }
+  const double* const c[4] = {c01, c01, c23, c23};
+  finish4(a0, a1, a2, a3, c, w, t, taps, out);
 }
 #endif
 
@@ -347,12 +342,11 @@ void polyphase_stream::emit_ready(const frame_sink& out) {
     const double* cj[group];
     const double* wj[group];
     float* yj[group];
-    float scratch[group];
     std::size_t queued = 0;
     auto flush = [&](std::size_t count) {
 #if defined(__x86_64__)
       if (avx2_) {
-        for (std::size_t k = count; k < group; ++k) cj[k] = cj[0], wj[k] = wj[0], yj[k] = scratch + k;
+        for (std::size_t k = count; k < group; ++k) cj[k] = cj[0], wj[k] = wj[0];  // results dropped
         float y[group];
         if (cj[0] == cj[1] && cj[2] == cj[3])
           dot2x2_avx2(cj[0], cj[2], wj, taps_, y);
