@@ -11,8 +11,10 @@
 
 #include "lathe/dither.hpp"
 #include "lathe/eq.hpp"
+#include "lathe/gain_search.hpp"
 #include "lathe/polyphase.hpp"
 #include "lathe/reverb.hpp"
+#include "lathe/stage_module.hpp"
 #include "lathe_gpu/chain_resources.hpp"
 #include "lathe_gpu/convolution.hpp"
 #include "lathe_gpu/device.hpp"
@@ -35,10 +37,6 @@ namespace lathe {
 
 namespace {
 
-// The same loop constants as the CPU chain (src/chain/master.cpp): converge well inside +-0.1 LU.
-constexpr double converged_lu = 0.02;
-constexpr int max_iterations = 12;
-
 double lufs_of(const loudness_blocks& b) {
   return b.integrated_lufs();
 }
@@ -59,71 +57,96 @@ struct gpu_engine::impl {
   }
 };
 
-// The chain before normalization (p.chain_order) over the whole batch, each stage on the device,
-// latency compensated, as apply_prechain does on the CPU; appends each stage's report per track.
+namespace {
+
+// Each stage module on the device: the whole batch from `cur` into `next`, latency compensated
+// as prechain_stream does it on the CPU, and the statistics of every track (one per stereo
+// lane pair), which the module's report() turns into the same entries as the CPU's.
+struct device_stages {
+  const gpu::lane_layout& layout;
+  double rate;
+  gpu::stage_resources res;
+  const gpu::stream& s;
+  const impulse_response* reverb_ir;  // the reverb's, when the chain has one
+  std::size_t n_tracks;
+
+  template <class Stats>
+  std::vector<Stats> same_for_all(Stats v = {}) const {
+    return std::vector<Stats>(n_tracks, v);
+  }
+
+  std::vector<no_stats> run(stage_module<chain_stage::highpass>, const highpass_params& p,
+                            const gpu::device_vector<float>& cur, gpu::device_vector<float>& next) {
+    gpu::iir_plan highpass(gpu::highpass_sections(p, rate), layout, s);
+    highpass.process_async(cur.data(), next.data(), s);
+    return same_for_all<no_stats>();
+  }
+
+  std::vector<eq_stats> run(stage_module<chain_stage::eq>, const eq_params& p, const gpu::device_vector<float>& cur,
+                            gpu::device_vector<float>& next) {
+    const eq_params eq = eq_at_rate(p, rate);
+    if (eq.bands.empty() && eq.curve.empty()) {
+      gpu::detail::copy_async(next.data(), cur.data(), layout.total_frames * sizeof(float), s.get());
+      return same_for_all<eq_stats>();
+    }
+    const std::size_t taps = eq.fir_taps > 0 ? eq.fir_taps : eq_auto_taps(eq.bands, eq.curve, rate);
+    const std::vector<double> h64 = design_linear_phase_fir(eq.bands, eq.curve, rate, taps);
+    const std::vector<float> h(h64.begin(), h64.end());
+    const gpu::gpu_fir_filter filter(h, gpu::conv_auto_block_frames(taps), s);
+    res.convolver.convolve_async(filter, layout, cur, next, gpu::linear_phase_delay_frames(taps), res.plans, s);
+    s.synchronize();  // the filter's spectra die at the end of this scope
+    return same_for_all(eq_stats{eq.bands.size(), taps});
+  }
+
+  std::vector<deesser_stats> run(stage_module<chain_stage::deesser>, const deesser_params& p,
+                                 const gpu::device_vector<float>& cur, gpu::device_vector<float>& next) {
+    return gpu::deesser_batch(p, rate, layout, cur, next, res, s);
+  }
+
+  std::vector<std::vector<dynamics_stats>> run(stage_module<chain_stage::multiband>, const multiband_params& p,
+                                               const gpu::device_vector<float>& cur, gpu::device_vector<float>& next) {
+    return gpu::multiband_batch(p, rate, layout, cur, next, res, s);
+  }
+
+  std::vector<stereo_stats> run(stage_module<chain_stage::stereo>, const stereo_params& p,
+                                const gpu::device_vector<float>& cur, gpu::device_vector<float>& next) {
+    return gpu::stereo_batch(p, rate, layout, cur, next, res, s);
+  }
+
+  std::vector<no_stats> run(stage_module<chain_stage::saturation>, const saturation_params& p,
+                            const gpu::device_vector<float>& cur, gpu::device_vector<float>& next) {
+    gpu::saturation_batch(p, rate, layout, cur, next, res, s);
+    return same_for_all<no_stats>();
+  }
+
+  std::vector<reverb_stats> run(stage_module<chain_stage::reverb>, const reverb_params& p,
+                                const gpu::device_vector<float>& cur, gpu::device_vector<float>& next) {
+    return gpu::reverb_batch(p, *reverb_ir, rate, layout, cur, next, res, s);
+  }
+};
+
+}  // namespace
+
+// The chain before normalization (p.chain_order) over the whole batch, each stage on the device;
+// appends each stage's report per track.
 gpu::device_vector<float> gpu_engine::run_prechain(const gpu::device_vector<float>& d_in,
                                                    const gpu::lane_layout& layout, double rate,
                                                    const delivery_profile& p, std::vector<nlohmann::json>& reports) {
   const gpu::stream& s = impl_->stream;
-  gpu::stage_resources res{impl_->plans, impl_->convolver};
+  const bool reverb = std::find(p.chain_order.begin(), p.chain_order.end(), chain_stage::reverb) != p.chain_order.end();
+  device_stages stages{layout,
+                       rate,
+                       gpu::stage_resources{impl_->plans, impl_->convolver},
+                       s,
+                       reverb ? &impl_->ir(p.reverb.ir_path) : nullptr,
+                       layout.lanes() / 2};
   gpu::device_vector<float> cur(d_in.size()), next(d_in.size());
   gpu::detail::copy_async(cur.data(), d_in.data(), layout.total_frames * sizeof(float), s.get());
-  const std::size_t n_tracks = layout.lanes() / 2;
-  auto each = [&](auto&& report_of) {
-    for (std::size_t t = 0; t < n_tracks; ++t) reports[t].push_back(report_of(t));
-  };
   for (const chain_stage st : p.chain_order) {
-    switch (st) {
-      case chain_stage::highpass: {
-        gpu::iir_plan highpass(gpu::highpass_sections(p.highpass, rate), layout, s);
-        highpass.process_async(cur.data(), next.data(), s);
-        each([&](std::size_t) { return stage_report::highpass(p.highpass); });
-        break;
-      }
-      case chain_stage::eq: {
-        const eq_params eq = eq_at_rate(p.eq, rate);
-        std::size_t taps = 0;
-        if (eq.bands.empty() && eq.curve.empty()) {
-          gpu::detail::copy_async(next.data(), cur.data(), layout.total_frames * sizeof(float), s.get());
-        } else {
-          taps = eq.fir_taps > 0 ? eq.fir_taps : eq_auto_taps(eq.bands, eq.curve, rate);
-          const std::vector<double> h64 = design_linear_phase_fir(eq.bands, eq.curve, rate, taps);
-          const std::vector<float> h(h64.begin(), h64.end());
-          const gpu::gpu_fir_filter filter(h, gpu::conv_auto_block_frames(taps), s);
-          impl_->convolver.convolve_async(filter, layout, cur, next, gpu::linear_phase_delay_frames(taps), impl_->plans,
-                                          s);
-          s.synchronize();  // the filter's spectra die at the end of this scope
-        }
-        each([&](std::size_t) { return stage_report::eq(eq.bands.size(), taps); });
-        break;
-      }
-      case chain_stage::deesser: {
-        const std::vector<deesser_stats> d = gpu::deesser_batch(p.deesser, rate, layout, cur, next, res, s);
-        each([&](std::size_t t) { return stage_report::deesser(d[t]); });
-        break;
-      }
-      case chain_stage::multiband: {
-        const std::vector<std::vector<dynamics_stats>> b =
-            gpu::multiband_batch(p.multiband, rate, layout, cur, next, res, s);
-        each([&](std::size_t t) { return stage_report::multiband(p.multiband, b[t]); });
-        break;
-      }
-      case chain_stage::stereo: {
-        const std::vector<stereo_stats> st_stats = gpu::stereo_batch(p.stereo, rate, layout, cur, next, res, s);
-        each([&](std::size_t t) { return stage_report::stereo(st_stats[t]); });
-        break;
-      }
-      case chain_stage::saturation:
-        gpu::saturation_batch(p.saturation, rate, layout, cur, next, res, s);
-        each([&](std::size_t) { return stage_report::saturation(p.saturation); });
-        break;
-      case chain_stage::reverb: {
-        const std::vector<reverb_stats> rv =
-            gpu::reverb_batch(p.reverb, impl_->ir(p.reverb.ir_path), rate, layout, cur, next, res, s);
-        each([&](std::size_t t) { return stage_report::reverb(p.reverb, rv[t]); });
-        break;
-      }
-    }
+    visit_stage(st, [&]<class M>(M m) {
+      const auto stats = stages.run(m, M::of(p), cur, next);
+      for (std::size_t t = 0; t < stages.n_tracks; ++t) reports[t].push_back(M::report(M::of(p), stats[t]));
+    });
     std::swap(cur, next);
   }
   s.synchronize();
@@ -268,39 +291,28 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
       meter_plan.run_async(x, d_meter.data(), s);
       gpu::max_into_async(d_peaks.data(), d_meter.data(), peak_frames, s);
 
-      // 4. normalization: secant iteration per track on loudness(gain); audio stays on the device.
+      // 4. normalization: one gain_search per track, as on the CPU; audio stays on the device.
       gpu::device_vector<float> d_out(std::max<std::size_t>(layout.total_frames, 1));
-      std::vector<double> g_prev(n_tracks, 0.0), l_prev(n_tracks, 0.0);
-      std::vector<bool> done(n_tracks, false);
+      std::vector<gain_search> search;
+      search.reserve(n_tracks);
+      for (std::size_t t = 0; t < n_tracks; ++t) search.emplace_back(tracks[t].targets_lufs[f], gain[t]);
       std::vector<limiter_stats> stats;
-      std::vector<int> iterations(n_tracks, 0);
-      bool gains_changed = true;  // since the last render
-      for (int it = 0; it < max_iterations; ++it) {
+      bool moved = true;  // a gain changed since the last render
+      for (bool all_done = false; !all_done;) {
         stats = limiter.render(d_peaks.data(), x, d_out.data(), gain, s);
-        gains_changed = false;
+        moved = false;
         const std::vector<loudness_blocks> blocks = meter.measure(d_out.data(), s);
-        bool all = true;
+        all_done = true;
         for (std::size_t t = 0; t < n_tracks; ++t) {
-          if (!on_gpu[t] || done[t]) continue;
-          ++iterations[t];
-          const double l = lufs_of(blocks[t]);
-          const double err = tracks[t].targets_lufs[f] - l;
-          if (std::abs(err) <= converged_lu || !std::isfinite(l)) {
-            done[t] = true;
-            continue;
-          }
-          double slope = 1.0;
-          if (it > 0 && gain[t] != g_prev[t]) slope = std::clamp((l - l_prev[t]) / (gain[t] - g_prev[t]), 0.05, 1.0);
-          g_prev[t] = gain[t];
-          l_prev[t] = l;
-          gain[t] += err / slope;
-          gains_changed = true;
-          all = false;
+          if (!on_gpu[t] || search[t].done()) continue;
+          search[t].observe(lufs_of(blocks[t]));
+          gain[t] = search[t].gain_db();
+          moved = moved || search[t].moved();
+          all_done = all_done && search[t].done();
         }
-        if (all) break;
       }
-      // The loop may end on an updated gain: render once more with the final gains.
-      if (gains_changed) stats = limiter.render(d_peaks.data(), x, d_out.data(), gain, s);
+      // The search may end on a moved gain: render once more with the final gains.
+      if (moved) stats = limiter.render(d_peaks.data(), x, d_out.data(), gain, s);
 
       // 5b. quantization, and the delivered samples measured on the device
       const std::vector<std::size_t> offsets = gpu::quantize_output_offsets(layout);
@@ -382,7 +394,7 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
         n.pre_loudness_lufs = pre_lufs[t];
         n.target_lufs = tracks[t].targets_lufs[f];
         n.gain_db = gain[t];
-        n.iterations = iterations[t] + 1;
+        n.iterations = search[t].iterations() + 1;
         n.passes = n.iterations + 1;  // over the device copy: resampling and detection, then each render
         n.limiter = stats[t];
         n.limited = stats[t].frames_limited > 0;

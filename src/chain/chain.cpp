@@ -5,6 +5,7 @@
 
 #include "lathe/error.hpp"
 #include "lathe/master.hpp"
+#include "lathe/stage_module.hpp"
 
 namespace lathe {
 
@@ -18,41 +19,16 @@ prechain_stream::prechain_stream(const delivery_profile& p, double sample_rate_h
   spec.max_block_frames = block_frames;
   // Reserved, so no node moves once prepared.
   nodes_.reserve(p.chain_order.size());
-  for (const chain_stage st : p.chain_order) {
-    entry e{st, npos};
-    switch (st) {
-      case chain_stage::highpass:
-        add(stage(std::in_place_type<highpass_stage>, p.highpass), spec);
-        break;
-      case chain_stage::eq: {
-        eq_params eq = eq_at_rate(p.eq, sample_rate_hz);
-        e.eq_bands = eq.bands.size();
-        if (eq.bands.empty() && eq.curve.empty()) {
-          entries_.push_back(e);
-          continue;
-        }
-        add(stage(std::in_place_type<linear_phase_eq_stage>, std::move(eq)), spec);
-        break;
+  for (const chain_stage st : p.chain_order)
+    visit_stage(st, [&]<class M>(M) {
+      std::optional<typename M::dsp> dsp = M::build(M::of(p), sample_rate_hz);
+      if (!dsp) {
+        entries_.push_back({st, npos});
+        return;
       }
-      case chain_stage::deesser:
-        add(stage(std::in_place_type<deesser_stage>, p.deesser), spec);
-        break;
-      case chain_stage::multiband:
-        add(stage(std::in_place_type<multiband_stage>, p.multiband), spec);
-        break;
-      case chain_stage::stereo:
-        add(stage(std::in_place_type<stereo_stage>, p.stereo), spec);
-        break;
-      case chain_stage::saturation:
-        add(stage(std::in_place_type<saturation_stage>, p.saturation), spec);
-        break;
-      case chain_stage::reverb:
-        add(stage(std::in_place_type<reverb_stage>, p.reverb), spec);
-        break;
-    }
-    e.node_index = nodes_.size() - 1;
-    entries_.push_back(e);
-  }
+      add(stage(std::in_place_type<typename M::dsp>, std::move(*dsp)), spec);
+      entries_.push_back({st, nodes_.size() - 1});
+    });
   zeros_.resize(channels, nodes_.empty() ? 0 : block_frames);
 }
 
@@ -129,36 +105,12 @@ void prechain_stream::run_block(std::size_t k, const_block_view in, const frame_
 
 nlohmann::json prechain_stream::report() const {
   nlohmann::json stages = nlohmann::json::array();
-  for (const entry& e : entries_) {
-    const stage* s = e.node_index == npos ? nullptr : &nodes_[e.node_index].dsp;
-    switch (e.kind) {
-      case chain_stage::highpass:
-        stages.push_back(stage_report::highpass(profile_.highpass));
-        break;
-      case chain_stage::eq:
-        stages.push_back(stage_report::eq(e.eq_bands, s ? std::get<linear_phase_eq_stage>(*s).taps() : 0));
-        break;
-      case chain_stage::deesser:
-        stages.push_back(stage_report::deesser(std::get<deesser_stage>(*s).stats()));
-        break;
-      case chain_stage::multiband: {
-        const multiband_stage& mb = std::get<multiband_stage>(*s);
-        std::vector<dynamics_stats> bands;
-        for (int b = 0; b < mb.band_count(); ++b) bands.push_back(mb.band_stats(b));
-        stages.push_back(stage_report::multiband(profile_.multiband, bands));
-        break;
-      }
-      case chain_stage::stereo:
-        stages.push_back(stage_report::stereo(std::get<stereo_stage>(*s).stats()));
-        break;
-      case chain_stage::saturation:
-        stages.push_back(stage_report::saturation(profile_.saturation));
-        break;
-      case chain_stage::reverb:
-        stages.push_back(stage_report::reverb(profile_.reverb, std::get<reverb_stage>(*s).stats()));
-        break;
-    }
-  }
+  for (const entry& e : entries_)
+    visit_stage(e.kind, [&]<class M>(M) {
+      const typename M::stats s =
+          e.node_index == npos ? typename M::stats{} : M::stats_of(std::get<typename M::dsp>(nodes_[e.node_index].dsp));
+      stages.push_back(M::report(M::of(profile_), s));
+    });
   return stages;
 }
 

@@ -9,6 +9,7 @@
 #include "lathe/chain.hpp"
 #include "lathe/deesser.hpp"
 #include "lathe/eq.hpp"
+#include "lathe/gain_search.hpp"
 #include "lathe/highpass.hpp"
 #include "lathe/limiter.hpp"
 #include "lathe/loudness.hpp"
@@ -24,10 +25,6 @@
 namespace lathe {
 namespace {
 
-// The normalization loop stops once the master is this close to its target; well inside the
-// +-0.1 LU delivery tolerance so that dither and resampling cannot push it out.
-constexpr double converged_lu = 0.02;
-constexpr int max_iterations = 12;
 // Attempts at the limiter ceiling: the first at the profile's ceiling, later ones lowered by the
 // overshoot the final meter found (inter-sample peaks from gain modulation or dither).
 constexpr int max_ceiling_attempts = 4;
@@ -101,29 +98,20 @@ void deliver(Produce&& produce, int channels, std::size_t frames, double rate_hz
   ++m.normalization.passes;
 }
 
-// Gain that brings `src` to the target through the limiter: secant iteration on
-// loudness(gain), which is monotone and has slope 1 until the limiter engages, less after.
-// Each iteration is one streaming pass that only meters the limiter's output.
+// Gain that brings `src` to the target through the limiter (gain_search); each iteration is
+// one streaming pass that only meters the limiter's output.
 double converge_gain(const offline_limiter& limiter, const audio_spill& src, double rate_hz, double target_lufs,
                      double first_gain_db, normalization_result& n) {
-  double g = first_gain_db;
-  double g_prev = 0.0, l_prev = 0.0;
+  gain_search search(target_lufs, first_gain_db);
   loudness_meter meter;
-  for (int it = 0; it < max_iterations; ++it) {
+  while (!search.done()) {
     meter.prepare(rate_hz, src.channels());
-    n.limiter = limiter.render(src, g, [&](const_block_view v) { meter.process(v); });
+    n.limiter = limiter.render(src, search.gain_db(), [&](const_block_view v) { meter.process(v); });
     ++n.iterations;
     ++n.passes;
-    const double l = meter.integrated_lufs();
-    const double err = target_lufs - l;
-    if (std::abs(err) <= converged_lu || !std::isfinite(l)) return g;
-    double slope = 1.0;
-    if (it > 0 && g != g_prev) slope = std::clamp((l - l_prev) / (g - g_prev), 0.05, 1.0);
-    g_prev = g;
-    l_prev = l;
-    g += err / slope;
+    search.observe(meter.integrated_lufs());
   }
-  return g;
+  return search.gain_db();
 }
 
 // Collects the delivered master in memory (the whole-buffer render_master).
@@ -179,69 +167,6 @@ std::uint64_t fnv1a64(std::string_view text, std::uint64_t h) noexcept {
 
 std::string prechain_key(const delivery_profile& p) {
   return chain_fingerprint(p);
-}
-
-namespace {
-
-nlohmann::json rounded_db(double v) {
-  if (!std::isfinite(v)) return nullptr;
-  return std::round(v * 100.0) / 100.0;
-}
-
-}  // namespace
-
-namespace stage_report {
-
-nlohmann::json highpass(const highpass_params& p) {
-  return {{"stage", to_string(chain_stage::highpass)}, {"cutoff_hz", p.cutoff_hz}, {"order", p.order}};
-}
-
-nlohmann::json eq(std::size_t bands, std::size_t taps) {
-  nlohmann::json r = {{"stage", to_string(chain_stage::eq)}, {"bands", bands}};
-  if (bands > 0) r["taps"] = taps;
-  return r;
-}
-
-nlohmann::json deesser(const deesser_stats& d) {
-  return {{"stage", to_string(chain_stage::deesser)},
-          {"max_reduction_db", rounded_db(d.max_reduction_db)},
-          {"mean_reduction_db", rounded_db(d.mean_reduction_db())},
-          {"active_fraction", d.frames ? static_cast<double>(d.active_frames) / static_cast<double>(d.frames) : 0.0}};
-}
-
-nlohmann::json multiband(const multiband_params& p, std::span<const dynamics_stats> bands) {
-  nlohmann::json b = nlohmann::json::array();
-  for (const dynamics_stats& s : bands)
-    b.push_back({{"max_gain_reduction_db", rounded_db(s.max_gain_reduction_db)},
-                 {"mean_gain_reduction_db", rounded_db(s.mean_gain_reduction_db)}});
-  return {{"stage", to_string(chain_stage::multiband)}, {"crossovers_hz", p.crossover.crossover_hz}, {"bands", b}};
-}
-
-nlohmann::json stereo(const stereo_stats& s) {
-  return {{"stage", to_string(chain_stage::stereo)},
-          {"correlation_before", rounded_db(s.correlation_before)},
-          {"correlation_after", rounded_db(s.correlation_after)},
-          {"width_change_db", rounded_db(s.width_change_db())}};
-}
-
-nlohmann::json saturation(const saturation_params& p) {
-  return {{"stage", to_string(chain_stage::saturation)}, {"drive_db", p.drive_db}, {"mix", p.mix}};
-}
-
-nlohmann::json reverb(const reverb_params& p, const reverb_stats& s) {
-  return {{"stage", to_string(chain_stage::reverb)},
-          {"ir", p.ir_path.string()},
-          {"wet_level_db", rounded_db(s.wet_relative_db)}};
-}
-
-}  // namespace stage_report
-
-eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz) {
-  // A band at or above Nyquist cannot act at this rate (an air band of a 96 kHz profile on an
-  // 8 kHz source): it is left out rather than failing the track.
-  eq_params out = eq;
-  std::erase_if(out.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * sample_rate_hz; });
-  return out;
 }
 
 audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p,

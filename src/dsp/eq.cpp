@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "lathe/error.hpp"
 #include "lathe/fft64.hpp"
@@ -263,6 +264,14 @@ void linear_phase_eq_stage::process(const_block_view in, block_view out) noexcep
 
 std::size_t linear_phase_eq_stage::latency_frames() const noexcept {
   return conv_.empty() ? 0 : (taps_ - 1) / 2 + conv_.front().latency_frames();
+}
+
+eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz) {
+  // A band at or above Nyquist cannot act at this rate (an air band of a 96 kHz profile on an
+  // 8 kHz source): it is left out rather than failing the track.
+  eq_params out = eq;
+  std::erase_if(out.bands, [&](const eq_band& b) { return b.freq_hz >= 0.49 * sample_rate_hz; });
+  return out;
 }
 
 }  // namespace lathe

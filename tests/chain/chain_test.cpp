@@ -20,6 +20,7 @@
 
 #include "lathe/chain.hpp"
 #include "lathe/master.hpp"
+#include "lathe/stage_module.hpp"
 #include "support/signals.hpp"
 
 namespace lathe {
@@ -51,35 +52,38 @@ audio_buffer reference_prechain(const audio_buffer& in, double fs_hz, const deli
         highpass_stage hp(p.highpass);
         hp.prepare(spec);
         hp.process(out.view(), out.view());
-        report.push_back(stage_report::highpass(p.highpass));
+        report.push_back(stage_module<chain_stage::highpass>::report(p.highpass, {}));
         break;
       }
       case chain_stage::eq: {
         const eq_params eq = eq_at_rate(p.eq, fs_hz);
         const std::size_t taps =
             eq.bands.empty() && eq.curve.empty() ? 0 : run_whole(linear_phase_eq_stage(eq), spec, out).taps();
-        report.push_back(stage_report::eq(eq.bands.size(), taps));
+        report.push_back(stage_module<chain_stage::eq>::report(p.eq, {eq.bands.size(), taps}));
         break;
       }
       case chain_stage::deesser:
-        report.push_back(stage_report::deesser(run_whole(deesser_stage(p.deesser), spec, out).stats()));
+        report.push_back(stage_module<chain_stage::deesser>::report(
+            p.deesser, run_whole(deesser_stage(p.deesser), spec, out).stats()));
         break;
       case chain_stage::multiband: {
         const multiband_stage mb = run_whole(multiband_stage(p.multiband), spec, out);
         std::vector<dynamics_stats> bands;
         for (int k = 0; k < mb.band_count(); ++k) bands.push_back(mb.band_stats(k));
-        report.push_back(stage_report::multiband(p.multiband, bands));
+        report.push_back(stage_module<chain_stage::multiband>::report(p.multiband, bands));
         break;
       }
       case chain_stage::stereo:
-        report.push_back(stage_report::stereo(run_whole(stereo_stage(p.stereo), spec, out).stats()));
+        report.push_back(
+            stage_module<chain_stage::stereo>::report(p.stereo, run_whole(stereo_stage(p.stereo), spec, out).stats()));
         break;
       case chain_stage::saturation:
         run_whole(saturation_stage(p.saturation), spec, out);
-        report.push_back(stage_report::saturation(p.saturation));
+        report.push_back(stage_module<chain_stage::saturation>::report(p.saturation, {}));
         break;
       case chain_stage::reverb:
-        report.push_back(stage_report::reverb(p.reverb, run_whole(reverb_stage(p.reverb), spec, out).stats()));
+        report.push_back(
+            stage_module<chain_stage::reverb>::report(p.reverb, run_whole(reverb_stage(p.reverb), spec, out).stats()));
         break;
     }
   }

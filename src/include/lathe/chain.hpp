@@ -14,6 +14,7 @@
 
 #include "lathe/audio_buffer.hpp"
 #include "lathe/profile.hpp"
+#include "lathe/stage_module.hpp"
 
 namespace lathe {
 
@@ -71,8 +72,7 @@ class prechain_stream {
   std::size_t buffer_bytes() const noexcept;
 
  private:
-  using stage = std::variant<highpass_stage, linear_phase_eq_stage, deesser_stage, multiband_stage, stereo_stage,
-                             saturation_stage, reverb_stage>;
+  using stage = any_stage;
   struct node {
     explicit node(stage s) : dsp(std::move(s)) {}
     stage dsp;
@@ -83,11 +83,11 @@ class prechain_stream {
     audio_buffer queue;        // channels x block_frames: input gathered into one block
     audio_buffer block;        // channels x block_frames: process() output
   };
-  // What report() writes for one chain_order entry: `node_index` is npos for a bypassed EQ.
+  // What report() writes for one chain_order entry: `node_index` is npos for a stage that
+  // does nothing at this rate (an EQ without bands), which reports its empty statistics.
   struct entry {
     chain_stage kind;
     std::size_t node_index;
-    std::size_t eq_bands = 0;
   };
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 

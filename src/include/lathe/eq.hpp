@@ -67,6 +67,9 @@ std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, d
 std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, const std::vector<eq_curve_point>& curve,
                                             double fs_hz, std::size_t taps);
 
+/// The EQ a profile applies at a source rate: bands at or above 0.49 fs are left out.
+eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz);
+
 /// Latency: (taps - 1) / 2 + partition_frames (0 when bypassed).
 class linear_phase_eq_stage {
  public:
@@ -77,6 +80,7 @@ class linear_phase_eq_stage {
   std::size_t latency_frames() const noexcept;
   bool bypassed() const noexcept { return params_.bands.empty() && params_.curve.empty(); }
   std::size_t taps() const noexcept { return taps_; }
+  std::size_t bands() const noexcept { return params_.bands.size(); }
 
  private:
   eq_params params_;

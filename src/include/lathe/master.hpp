@@ -32,20 +32,6 @@ std::string prechain_key(const delivery_profile& p);
 audio_buffer apply_prechain(const audio_buffer& in, double sample_rate_hz, const delivery_profile& p,
                             nlohmann::json* report = nullptr);
 
-/// The EQ a profile applies at a source rate: bands at or above 0.49 fs are left out.
-eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz);
-
-/// The JSON object apply_prechain writes for each stage (both backends write the same ones).
-namespace stage_report {
-nlohmann::json highpass(const highpass_params& p);
-nlohmann::json eq(std::size_t bands, std::size_t taps);
-nlohmann::json deesser(const deesser_stats& d);
-nlohmann::json multiband(const multiband_params& p, std::span<const dynamics_stats> bands);
-nlohmann::json stereo(const stereo_stats& s);
-nlohmann::json saturation(const saturation_params& p);
-nlohmann::json reverb(const reverb_params& p, const reverb_stats& s);
-}  // namespace stage_report
-
 /// Integrated loudness (LUFS) of a whole buffer.
 double integrated_loudness(const audio_buffer& audio, double sample_rate_hz);
 
