@@ -85,13 +85,12 @@ struct device_stages {
   std::vector<eq_stats> run(stage_module<chain_stage::eq>, const eq_params& p, const gpu::device_vector<float>& cur,
                             gpu::device_vector<float>& next) {
     const eq_params eq = eq_at_rate(p, rate);
-    if (eq.bands.empty() && eq.curve.empty()) {
+    if (eq.bypassed()) {
       gpu::detail::copy_async(next.data(), cur.data(), layout.total_frames * sizeof(float), s.get());
       return same_for_all<eq_stats>();
     }
-    const std::size_t taps = eq.fir_taps > 0 ? eq.fir_taps : eq_auto_taps(eq.bands, eq.curve, rate);
-    const std::vector<double> h64 = design_linear_phase_fir(eq.bands, eq.curve, rate, taps);
-    const std::vector<float> h(h64.begin(), h64.end());
+    const std::vector<float> h = eq_fir(eq, rate);
+    const std::size_t taps = h.size();
     const gpu::gpu_fir_filter filter(h, gpu::conv_auto_block_frames(taps), s);
     res.convolver.convolve_async(filter, layout, cur, next, gpu::linear_phase_delay_frames(taps), res.plans, s);
     s.synchronize();  // the filter's spectra die at the end of this scope

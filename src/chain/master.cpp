@@ -7,19 +7,12 @@
 #include <fmt/format.h>
 
 #include "lathe/chain.hpp"
-#include "lathe/deesser.hpp"
-#include "lathe/eq.hpp"
 #include "lathe/gain_search.hpp"
-#include "lathe/highpass.hpp"
 #include "lathe/limiter.hpp"
 #include "lathe/loudness.hpp"
-#include "lathe/multiband.hpp"
 #include "lathe/polyphase.hpp"
 #include "lathe/resampler.hpp"
-#include "lathe/reverb.hpp"
-#include "lathe/saturation.hpp"
 #include "lathe/spill.hpp"
-#include "lathe/stereo.hpp"
 #include "lathe/true_peak.hpp"
 
 namespace lathe {

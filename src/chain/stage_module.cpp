@@ -146,7 +146,7 @@ void stage_module<chain_stage::eq>::fingerprint(fingerprint_text& f, const param
 
 std::optional<linear_phase_eq_stage> stage_module<chain_stage::eq>::build(const params& p, double sample_rate_hz) {
   eq_params at_rate = eq_at_rate(p, sample_rate_hz);
-  if (at_rate.bands.empty() && at_rate.curve.empty()) return std::nullopt;
+  if (at_rate.bypassed()) return std::nullopt;
   return linear_phase_eq_stage(std::move(at_rate));
 }
 

@@ -240,9 +240,8 @@ void linear_phase_eq_stage::prepare(const stream_spec& spec) {
   if (bypassed()) return;
   const std::size_t b = params_.partition_frames;
   LATHE_EXPECTS(b >= 64 && (b & (b - 1)) == 0, "EQ partition_frames must be a power of two >= 64");
-  taps_ = params_.fir_taps != 0 ? params_.fir_taps : eq_auto_taps(params_.bands, params_.curve, spec.sample_rate_hz);
-  const std::vector<double> h = design_linear_phase_fir(params_.bands, params_.curve, spec.sample_rate_hz, taps_);
-  const std::vector<float> hf(h.begin(), h.end());
+  const std::vector<float> hf = eq_fir(params_, spec.sample_rate_hz);
+  taps_ = hf.size();
   filter_ = std::make_shared<const partitioned_filter>(hf, b);
   conv_.reserve(static_cast<std::size_t>(spec.channels));
   for (int c = 0; c < spec.channels; ++c) conv_.emplace_back(filter_);
@@ -264,6 +263,12 @@ void linear_phase_eq_stage::process(const_block_view in, block_view out) noexcep
 
 std::size_t linear_phase_eq_stage::latency_frames() const noexcept {
   return conv_.empty() ? 0 : (taps_ - 1) / 2 + conv_.front().latency_frames();
+}
+
+std::vector<float> eq_fir(const eq_params& p, double fs_hz) {
+  const std::size_t taps = p.fir_taps != 0 ? p.fir_taps : eq_auto_taps(p.bands, p.curve, fs_hz);
+  const std::vector<double> h = design_linear_phase_fir(p.bands, p.curve, fs_hz, taps);
+  return {h.begin(), h.end()};
 }
 
 eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz) {

@@ -37,6 +37,9 @@ struct eq_params {
   /// A free curve multiplied into the bands' magnitude (see eq_curve_gain_db); points in
   /// strictly ascending frequency. Last, so positional initializers of the fields above still work.
   std::vector<eq_curve_point> curve;
+
+  /// No bands and no curve: the EQ does nothing and builds no filter.
+  bool bypassed() const noexcept { return bands.empty() && curve.empty(); }
 };
 
 /// Gain (dB) of `curve` at f_hz: linear in log frequency between points, constant beyond the
@@ -70,6 +73,10 @@ std::vector<double> design_linear_phase_fir(const std::vector<eq_band>& bands, c
 /// The EQ a profile applies at a source rate: bands at or above 0.49 fs are left out.
 eq_params eq_at_rate(const eq_params& eq, double sample_rate_hz);
 
+/// The float FIR a (not bypassed) EQ convolves with on either backend: fir_taps long, or
+/// eq_auto_taps when fir_taps is 0, designed by design_linear_phase_fir.
+std::vector<float> eq_fir(const eq_params& p, double fs_hz);
+
 /// Latency: (taps - 1) / 2 + partition_frames (0 when bypassed).
 class linear_phase_eq_stage {
  public:
@@ -78,7 +85,7 @@ class linear_phase_eq_stage {
   void reset() noexcept;
   void process(const_block_view in, block_view out) noexcept;
   std::size_t latency_frames() const noexcept;
-  bool bypassed() const noexcept { return params_.bands.empty() && params_.curve.empty(); }
+  bool bypassed() const noexcept { return params_.bypassed(); }
   std::size_t taps() const noexcept { return taps_; }
   std::size_t bands() const noexcept { return params_.bands.size(); }
 
