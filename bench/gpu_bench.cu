@@ -287,6 +287,15 @@ std::vector<lathe::eq_band> bench_eq_bands() {
 /// The resident stages. Each stage builds its plan and is timed inside stage(): a stage that
 /// throws is recorded (doc["errors"] and its entry) and the next stage still runs; the chain
 /// sequence runs only when every stage it needs was built.
+void write_json(const options& o, const json& doc);
+
+/// One measured record as a line of JSON on stdout (line-buffered), as soon as it is measured.
+void print_record(const char* kind, const json& record) {
+  json line = record;
+  line["record"] = kind;
+  std::printf("%s\n", line.dump().c_str());
+}
+
 class resident_bench {
  public:
   resident_bench(const options& o, const std::vector<lathe::audio_buffer>& songs, json& doc)
@@ -331,6 +340,8 @@ void resident_bench::stage(const std::string& name, double min_bytes, const std:
     doc_["errors"].push_back({{"part", "stage " + name}, {"error", e.what()}});
   }
   doc_["stages"].push_back(entry);
+  print_record("stage", entry);
+  write_json(o_, doc_);
 }
 
 void resident_bench::run() {
@@ -713,7 +724,7 @@ void render_bench(const options& o, const std::vector<lathe::audio_buffer>& song
       profiles.push_back(all[i]);
       names += (names.empty() ? "" : ",") + all[i].name;
     }
-    std::vector<lathe::gpu_track> tracks(static_cast<std::size_t>(o.render_tracks));
+    std::vector<lathe::engine_track> tracks(static_cast<std::size_t>(o.render_tracks));
     for (std::size_t t = 0; t < tracks.size(); ++t) {
       tracks[t].audio = &songs[t % songs.size()];
       for (const lathe::delivery_profile& p : profiles) tracks[t].targets_lufs.push_back(p.target_lufs);
@@ -749,6 +760,7 @@ void render_bench(const options& o, const std::vector<lathe::audio_buffer>& song
                              {"failed_profile_checks", failed_checks}});
     std::printf("  render %-16s %9.3f s   %12.0fx realtime  (%zu of %zu masters by the CPU fallback)\n", names.c_str(),
                 t.median() * 1e-3, x_realtime(audio_s, t.median()), fallbacks, masters);
+    print_record("render", doc["render"].back());
     write_json(o, doc);
   }
 }
@@ -772,7 +784,7 @@ std::vector<lathe::audio_buffer> synthesize(const options& o) {
 }
 
 void write_json(const options& o, const json& doc) {
-  if (o.out.empty()) return;
+  if (o.out.empty()) return;  // rewritten whole after each record: a cut run keeps what it measured
   std::ofstream f(o.out);
   f << doc.dump(2) << "\n";
   if (!f) std::fprintf(stderr, "lathe_gpu_bench: could not write %s\n", o.out.c_str());
@@ -791,6 +803,7 @@ void part(json& doc, const char* name, const std::function<void()>& fn) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each line out as it is printed, even into a file
   options o;
   if (!parse(argc, argv, o)) {
     usage(argv[0]);

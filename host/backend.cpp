@@ -38,7 +38,8 @@ backend_choice choose_backend(backend_kind requested) {
   if (why.empty()) {
 #ifdef LATHE_HAVE_CUDA
     const auto devs = gpu::devices();
-    return {backend_kind::gpu, "GPU engine on " + std::to_string(devs.size()) + " device(s): " + devs.front().name};
+    return {backend_kind::gpu, "GPU engine on " + std::to_string(devs.size()) + " device(s): " + devs.front().name,
+            requested == backend_kind::gpu};
 #endif
   }
   if (requested == backend_kind::gpu) throw config_error("--backend gpu: " + why + "; use --backend cpu or auto");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "lathe/dither.hpp"
@@ -17,6 +18,7 @@
 #include "lathe/stage_module.hpp"
 #include "lathe_gpu/chain_resources.hpp"
 #include "lathe_gpu/convolution.hpp"
+#include "lathe_gpu/cuda_error.hpp"
 #include "lathe_gpu/device.hpp"
 #include "lathe_gpu/dither.hpp"
 #include "lathe_gpu/dynamics.hpp"
@@ -44,7 +46,11 @@ double lufs_of(const loudness_blocks& b) {
 }  // namespace
 
 struct gpu_engine::impl {
-  gpu::stream stream;
+  gpu::stream stream;           // first: destroyed last, after every buffer freed on it
+  bool stream_ordered = false;  // device buffers come from the device's pool on `stream`
+  // Page-locked staging, kept between calls: uploads, float and integer downloads.
+  gpu::pinned_vector<float> upload, download_f;
+  gpu::pinned_vector<std::int32_t> download_i;
   gpu::cufft_plan_cache plans;
   gpu::gpu_convolver convolver;
   std::map<std::filesystem::path, std::shared_ptr<const impulse_response>> irs;  // decoded once per engine
@@ -152,36 +158,73 @@ gpu::device_vector<float> gpu_engine::run_prechain(const gpu::device_vector<floa
   return cur;
 }
 
-gpu_engine::gpu_engine(int device) : device_(device) {
-  gpu::set_current_device(device);
+gpu_engine::gpu_engine(int device, int engines_on_device) : device_(device) {
+  // Kept back from the calls: cuFFT plans, the chain's filters and the runtime's own needs.
+  constexpr double reserve = 0.2;
+  const std::size_t free = gpu::free_memory_bytes(device);
+  const double usable = (1.0 - reserve) * static_cast<double>(free);
+  call_budget_bytes_ = static_cast<std::size_t>(usable / std::max(1, engines_on_device));
   impl_ = std::make_unique<impl>();
+  impl_->stream_ordered = gpu::keep_pool_memory(device, static_cast<std::size_t>(usable));
 }
 
-gpu_engine::~gpu_engine() = default;
+gpu_engine::~gpu_engine() {
+  // The buffers are freed on this engine's stream, on its device.
+  try {
+    gpu::set_current_device(device_);
+  } catch (...) {  // a lost device: the frees fail quietly
+  }
+}
+
+namespace {
+
+// Runs `f` with the engine's device current and its buffers stream-ordered (when the device
+// has pools). A sticky CUDA error leaves the device unusable for the rest of the process:
+// engine_lost.
+template <class F>
+auto on_engine_stream(int device, const gpu::stream& s, bool stream_ordered, F f) {
+  try {
+    gpu::set_current_device(device);
+    std::optional<gpu::stream_ordered_allocation> scope;
+    if (stream_ordered) scope.emplace(s);
+    return f();
+  } catch (const gpu::cuda_error& e) {
+    if (e.sticky()) throw engine_lost(e.what());
+    throw;
+  }
+}
+
+}  // namespace
 
 tonal_analysis gpu_engine::tonal(const audio_buffer& stereo, double sample_rate_hz) {
-  LATHE_EXPECTS(stereo.channels() == 2, "the GPU tonal analysis takes stereo tracks");
-  gpu::set_current_device(device_);
-  const gpu::stream& s = impl_->stream;
-  gpu::lane_layout layout;
-  layout.add(stereo.frames());
-  layout.add(stereo.frames());
-  gpu::pinned_vector<float> staging(std::max<std::size_t>(layout.total_frames, 1));
-  float peak = 0.0f;
-  for (int c = 0; c < 2; ++c) {
-    const float* x = stereo.channel(c);
-    std::copy_n(x, stereo.frames(), staging.data() + layout.offset[static_cast<std::size_t>(c)]);
-    for (std::size_t i = 0; i < stereo.frames(); ++i) peak = std::max(peak, std::abs(x[i]));
-  }
-  gpu::device_vector<float> d(std::max<std::size_t>(layout.total_frames, 1));
-  d.upload_async({staging.data(), layout.total_frames}, s);
-  const std::vector<welch_power> power = gpu::welch_power_batch(layout, sample_rate_hz, d, impl_->plans, s);
-  return summarize(power.at(0), peak);
+  return on_engine_stream(device_, impl_->stream, impl_->stream_ordered, [&] {
+    LATHE_EXPECTS(stereo.channels() == 2, "the GPU tonal analysis takes stereo tracks");
+    const gpu::stream& s = impl_->stream;
+    gpu::lane_layout layout;
+    layout.add(stereo.frames());
+    layout.add(stereo.frames());
+    float* staging = gpu::reserve_pinned(impl_->upload, std::max<std::size_t>(layout.total_frames, 1));
+    float peak = 0.0f;
+    for (int c = 0; c < 2; ++c) {
+      const float* x = stereo.channel(c);
+      std::copy_n(x, stereo.frames(), staging + layout.offset[static_cast<std::size_t>(c)]);
+      for (std::size_t i = 0; i < stereo.frames(); ++i) peak = std::max(peak, std::abs(x[i]));
+    }
+    gpu::device_vector<float> d(std::max<std::size_t>(layout.total_frames, 1));
+    d.upload_async({staging, layout.total_frames}, s);
+    const std::vector<welch_power> power = gpu::welch_power_batch(layout, sample_rate_hz, d, impl_->plans, s);
+    return summarize(power.at(0), peak);
+  });
 }
 
-std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tracks, double source_rate_hz,
+std::vector<gpu_engine::result> gpu_engine::render(std::span<const engine_track> tracks, double source_rate_hz,
                                                    std::span<const delivery_profile> profiles) {
-  gpu::set_current_device(device_);
+  return on_engine_stream(device_, impl_->stream, impl_->stream_ordered,
+                          [&] { return render_batch(tracks, source_rate_hz, profiles); });
+}
+
+std::vector<gpu_engine::result> gpu_engine::render_batch(std::span<const engine_track> tracks, double source_rate_hz,
+                                                         std::span<const delivery_profile> profiles) {
   const gpu::stream& s = impl_->stream;
   const std::size_t n_tracks = tracks.size();
   std::vector<result> results(n_tracks);
@@ -194,18 +237,18 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
 
   // ---- upload: lanes 2t and 2t+1 are track t's channels ------------------------------------
   gpu::lane_layout in_layout;
-  for (const gpu_track& t : tracks) {
+  for (const engine_track& t : tracks) {
     LATHE_EXPECTS(t.audio != nullptr && t.audio->channels() == 2, "the GPU engine takes stereo tracks");
     in_layout.add(t.audio->frames());
     in_layout.add(t.audio->frames());
   }
-  gpu::pinned_vector<float> staging(std::max<std::size_t>(in_layout.total_frames, 1));
+  float* staging = gpu::reserve_pinned(impl_->upload, std::max<std::size_t>(in_layout.total_frames, 1));
   for (std::size_t t = 0; t < n_tracks; ++t)
     for (int c = 0; c < 2; ++c)
       std::copy_n(tracks[t].audio->channel(c), tracks[t].audio->frames(),
-                  staging.data() + in_layout.offset[2 * t + static_cast<std::size_t>(c)]);
+                  staging + in_layout.offset[2 * t + static_cast<std::size_t>(c)]);
   gpu::device_vector<float> d_in(std::max<std::size_t>(in_layout.total_frames, 1));
-  d_in.upload_async({staging.data(), in_layout.total_frames}, s);
+  d_in.upload_async({staging, in_layout.total_frames}, s);
 
   // ---- input loudness and true peak, for the QC report (the CPU scans the rest) ------------
   {
@@ -324,21 +367,21 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
       std::vector<std::vector<float>> floats(n_tracks);
       std::vector<std::size_t> clamped(n_tracks, 0);
       if (p.bit_depth == 32) {
-        gpu::pinned_vector<float> host(std::max<std::size_t>(layout.total_frames, 1));
-        d_out.download_async({host.data(), layout.total_frames}, s);
+        float* host = gpu::reserve_pinned(impl_->download_f, std::max<std::size_t>(layout.total_frames, 1));
+        d_out.download_async({host, layout.total_frames}, s);
         s.synchronize();
         for (std::size_t t = 0; t < n_tracks; ++t) {
           const std::size_t n = layout.frames[2 * t];
           floats[t].resize(2 * n);
           for (std::size_t i = 0; i < n; ++i) {
-            floats[t][2 * i] = host.data()[layout.offset[2 * t] + i];
-            floats[t][2 * i + 1] = host.data()[layout.offset[2 * t + 1] + i];
+            floats[t][2 * i] = host[layout.offset[2 * t] + i];
+            floats[t][2 * i + 1] = host[layout.offset[2 * t + 1] + i];
           }
         }
         d_delivered = std::move(d_out);
       } else {
         gpu::device_vector<std::int32_t> d_q(std::max<std::size_t>(interleaved, 1));
-        gpu::pinned_vector<std::int32_t> host(std::max<std::size_t>(interleaved, 1));
+        std::int32_t* host = gpu::reserve_pinned(impl_->download_i, std::max<std::size_t>(interleaved, 1));
         quantize_params q;
         q.bit_depth = p.bit_depth;
         q.shaping = p.shaping;
@@ -348,26 +391,26 @@ std::vector<gpu_engine::result> gpu_engine::render(std::span<const gpu_track> tr
           quantizer.prepare(layout, s);
           const std::vector<quantize_stats> qs = quantizer.quantize(d_out.data(), d_q.data(), q, seeds, s);
           for (std::size_t t = 0; t < n_tracks; ++t) clamped[t] = qs[t].clipped_samples;
-          d_q.download_async({host.data(), interleaved}, s);
+          d_q.download_async({host, interleaved}, s);
           s.synchronize();
         } else {
           // Error-feedback shaping is serial through its rounding: the host quantizes.
-          gpu::pinned_vector<float> planar(std::max<std::size_t>(layout.total_frames, 1));
-          d_out.download_async({planar.data(), layout.total_frames}, s);
+          const float* planar = gpu::reserve_pinned(impl_->download_f, std::max<std::size_t>(layout.total_frames, 1));
+          d_out.download_async({impl_->download_f.data(), layout.total_frames}, s);
           s.synchronize();
           for (std::size_t t = 0; t < n_tracks; ++t) {
             audio_buffer a(2, layout.frames[2 * t]);
             for (int c = 0; c < 2; ++c)
-              std::copy_n(planar.data() + layout.offset[2 * t + static_cast<std::size_t>(c)], a.frames(), a.channel(c));
+              std::copy_n(planar + layout.offset[2 * t + static_cast<std::size_t>(c)], a.frames(), a.channel(c));
             q.seed = seeds[t];
             std::vector<std::int32_t> out;
             clamped[t] = quantize(a, q, out).clipped_samples;
-            std::copy(out.begin(), out.end(), host.data() + offsets[t]);
+            std::copy(out.begin(), out.end(), host + offsets[t]);
           }
-          d_q.upload_async({host.data(), interleaved}, s);
+          d_q.upload_async({host, interleaved}, s);
         }
         for (std::size_t t = 0; t < n_tracks; ++t)
-          ints[t].assign(host.data() + offsets[t], host.data() + offsets[t] + 2 * layout.frames[2 * t]);
+          ints[t].assign(host + offsets[t], host + offsets[t] + 2 * layout.frames[2 * t]);
         std::vector<std::uint64_t> off64(offsets.begin(), offsets.end());
         gpu::device_vector<std::uint64_t> d_off(off64.size()), d_lane_off(layout.lanes()),
             d_lane_frames(layout.lanes());

@@ -16,15 +16,9 @@
 #include "lathe/tonal.hpp"
 #include "lathe_gpu/lanes.hpp"
 #include "lathe_gpu/memory.hpp"
+#include "render_engine.hpp"
 
 namespace lathe {
-
-/// One track of a batch: decoded stereo audio at the batch's source rate.
-struct gpu_track {
-  const audio_buffer* audio = nullptr;
-  std::vector<double> targets_lufs;  ///< per profile (album mode shifts them)
-  std::uint64_t seed_base = 0;       ///< the dither seed of format p is fnv1a64(p.name, seed_base), as on the CPU
-};
 
 /// Renders every profile's master of a batch on one GPU:
 ///   upload -> input loudness and true peak (for the QC report) -> the pre-chain in the profile's order (high-pass:
@@ -37,39 +31,40 @@ struct gpu_track {
 /// Masters the GPU path does not cover (normalization = "linear", silence, a true peak found over
 /// the ceiling after quantization) are rendered by the CPU chain (render_master) instead, and
 /// say so in `cpu_fallback`. Not thread-safe: one engine per host thread; each owns its stream,
-/// cuFFT plans and work buffers. Every method synchronizes its stream before returning.
-class gpu_engine {
+/// cuFFT plans and work buffers. Every method synchronizes its stream before returning. A
+/// sticky CUDA error comes out as engine_lost.
+class gpu_engine final : public render_engine {
  public:
-  /// Binds the calling thread to `device` and creates the stream. Throws gpu::cuda_error.
-  explicit gpu_engine(int device);
-  ~gpu_engine();
+  /// Binds the calling thread to `device` and creates the stream. `engines_on_device` engines
+  /// share the device: each call may hold that share of the memory free now (less a reserve for
+  /// cuFFT plans and the CUDA runtime). Throws gpu::cuda_error.
+  explicit gpu_engine(int device, int engines_on_device = 1);
+  ~gpu_engine() override;
   gpu_engine(const gpu_engine&) = delete;
   gpu_engine& operator=(const gpu_engine&) = delete;
 
-  struct result {
-    std::vector<rendered_master> masters;       ///< per profile
-    std::vector<bool> cpu_fallback;             ///< per profile: rendered by the CPU chain
-    loudness_blocks input_blocks;               ///< the input's loudness, for complete_analysis()
-    float input_true_peak = 0.0f;               ///< the input's true peak (linear)
-    std::vector<nlohmann::json> chain_reports;  ///< per profile: what each pre-chain stage did
-  };
+  using result = engine_result;
 
   /// All tracks share `source_rate_hz`. Returns one result per track, in order.
-  std::vector<result> render(std::span<const gpu_track> tracks, double source_rate_hz,
-                             std::span<const delivery_profile> profiles);
+  std::vector<result> render(std::span<const engine_track> tracks, double source_rate_hz,
+                             std::span<const delivery_profile> profiles) override;
 
   /// The tonal analysis of one stereo track: its Welch spectrum on the device
   /// (lathe_gpu/tonal.hpp), then lathe::summarize on the host, as analyze_tonal does on the CPU.
-  tonal_analysis tonal(const audio_buffer& stereo, double sample_rate_hz);
+  tonal_analysis tonal(const audio_buffer& stereo, double sample_rate_hz) override;
 
-  int device() const noexcept { return device_; }
+  std::size_t call_budget_bytes() const override { return call_budget_bytes_; }
+  int device() const noexcept override { return device_; }
 
  private:
   struct impl;
+  std::vector<result> render_batch(std::span<const engine_track> tracks, double source_rate_hz,
+                                   std::span<const delivery_profile> profiles);
   gpu::device_vector<float> run_prechain(const gpu::device_vector<float>& d_in, const gpu::lane_layout& layout,
                                          double rate, const delivery_profile& p, std::vector<nlohmann::json>& reports);
 
   int device_ = 0;
+  std::size_t call_budget_bytes_ = 0;
   std::unique_ptr<impl> impl_;
 };
 

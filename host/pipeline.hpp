@@ -8,6 +8,7 @@
 
 #include "backend.hpp"
 #include "plan.hpp"
+#include "render_engine.hpp"
 
 namespace lathe {
 
@@ -20,7 +21,10 @@ struct master_options {
   log_format log = log_format::text;
   bool progress_on_terminal = false;  ///< one updating status line on stderr
   backend_choice backend;
-  int gpus = 0;         ///< GPUs to use with the GPU backend (one engine per worker thread); 0 = all
+  int gpus = 0;  ///< GPUs to use with the GPU backend (one engine per worker thread); 0 = all
+  /// Makes the batch engine of a worker thread for the GPU backend; empty: the CUDA engine
+  /// (host/gpu_engine.hpp). Tests put an emulation here to run the GPU backend's host side.
+  engine_factory make_engine;
   std::string catalog;  ///< what the user pointed at, for the report
   /// --reference: a reference master whose balance is every track's target (album references
   /// from the manifest take precedence for their album).

@@ -11,6 +11,8 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/parallel_for_each.h>
 #include <oneapi/tbb/parallel_pipeline.h>
 #include <nlohmann/json.hpp>
 
@@ -23,11 +25,10 @@
 #include "lathe/tonal.hpp"
 #include "lathe/true_peak.hpp"
 #include "master_writer.hpp"
+#include "render_engine.hpp"
 #include "report.hpp"
 #include "track_record.hpp"
 #ifdef LATHE_HAVE_CUDA
-#include <oneapi/tbb/enumerable_thread_specific.h>
-
 #include "gpu_engine.hpp"
 #include "lathe_gpu/device.hpp"
 #endif
@@ -114,20 +115,38 @@ class progress_reporter {
   double total_audio_s_, audio_done_s_ = 0.0, start_;
 };
 
-// A track in flight: move-only, so each stage owns it in turn.
+// A track in flight.
 struct work_item {
   std::size_t index = 0;
-  std::size_t reserved_bytes = 0;
   bool spill_to_files = false;           // spills in files (bounded memory) or in memory
-  std::optional<decoded_track> decoded;  // the whole track, for the GPU engine
+  bool on_engine = false;                // rendered by the batch engine (GPU backend)
+  std::optional<decoded_track> decoded;  // the whole track, for the engine
   std::optional<audio_spill> source;     // the decoded track (borrowing `decoded` when it exists)
   source_info info;
   std::map<std::string, audio_spill> pre;               // pre-chain key -> processed audio
-  std::vector<std::optional<rendered_master>> masters;  // per format, rendered by the GPU engine
-  std::string gpu_failure;                              // why the GPU engine failed on this track
+  std::vector<std::optional<rendered_master>> masters;  // per format, rendered by the engine
+  std::string cpu_note;                                 // GPU run: why this track renders on the CPU
   std::string error;
 };
-using token = std::unique_ptr<work_item>;
+
+// The tracks of one engine call (one track with the CPU backend), admitted together by the
+// memory gate. Move-only, so each stage owns it in turn.
+struct work_batch {
+  std::vector<work_item> items;
+  std::size_t reserved_bytes = 0;
+};
+using token = std::unique_ptr<work_batch>;
+
+// How a track is admitted: what the gate reserves, where its spills live, which engine renders.
+struct admission {
+  std::size_t host_bytes = 0;
+  std::size_t in_memory_bytes = 0;  // what it would hold with its spills in memory
+  bool spill_to_files = false;
+  bool on_engine = false;
+};
+
+// Tracks per engine call, at most: enough to fill the device with short tracks.
+constexpr std::size_t max_tracks_per_call = 16;
 
 std::string track_error_text(const std::exception& e) {
   if (const auto* ie = dynamic_cast<const input_error*>(&e)) return ie->reason();
@@ -157,11 +176,15 @@ struct render_graph::impl {
                                              }));
             })),
         spill_dir(o.out_dir / ".lathe" / "spill"),
-        gate(memory_budget) {
+        gate(memory_budget),
+        threads(threads) {
+    int gpu_count = 0;
 #ifdef LATHE_HAVE_CUDA
-    const int gpu_count = use_gpu ? static_cast<int>(gpu::devices().size()) : 0;
-    gpus_used = opt.gpus > 0 ? std::min(opt.gpus, gpu_count) : gpu_count;
+    if (use_gpu && !opt.make_engine) gpu_count = static_cast<int>(gpu::devices().size());
 #endif
+    if (use_gpu && opt.make_engine) gpu_count = std::max(1, opt.gpus);
+    gpus_used = opt.gpus > 0 ? std::min(opt.gpus, gpu_count) : gpu_count;
+    device_lost.resize(static_cast<std::size_t>(std::max(gpus_used, 0)));
   }
 
   const run_plan& plan;
@@ -180,51 +203,134 @@ struct render_graph::impl {
   std::size_t next = 0;  // the serial filter's cursor (TBB filter bodies are const)
   std::optional<progress_reporter> progress;
   std::vector<char> reported;  // per track: its progress line is out
-#ifdef LATHE_HAVE_CUDA
-  // The GPU engine, one per worker thread (each with its own stream, so tracks in flight
-  // overlap on the device), spread over the GPUs.
+  const int threads;
+  // The batch engine, one per worker thread (each with its own stream, so calls in flight
+  // overlap on the device), spread over the GPUs. A device lost to a sticky error takes no more
+  // work; the run says so once.
   int gpus_used = 0;
   std::atomic<int> next_device{0};
-  tbb::enumerable_thread_specific<std::unique_ptr<gpu_engine>> engines;
+  tbb::enumerable_thread_specific<std::unique_ptr<render_engine>> engines;
   std::mutex log_mutex;
-  gpu_engine* engine_here() {
-    std::unique_ptr<gpu_engine>& engine = engines.local();
-    if (!engine) engine = std::make_unique<gpu_engine>(next_device++ % std::max(1, gpus_used));
+  std::mutex device_mutex;
+  std::vector<std::string> device_lost;  // per device: why it was lost, "" while usable
+
+  std::string lost_reason(int device) {
+    std::lock_guard lock(device_mutex);
+    return device_lost.at(static_cast<std::size_t>(device));
+  }
+
+  void lose_device(int device, const std::string& why) {
+    {
+      std::lock_guard lock(device_mutex);
+      std::string& lost = device_lost.at(static_cast<std::size_t>(device));
+      if (!lost.empty()) return;
+      lost = why;
+    }
+    std::lock_guard lock(log_mutex);
+    std::fprintf(stderr, "lathe: GPU %d is lost (%s); %s\n", device, why.c_str(),
+                 opt.backend.strict ? "the tracks it would have rendered fail (--backend gpu)"
+                                    : "the tracks it would have rendered are rendered on the CPU");
+  }
+
+  std::unique_ptr<render_engine> make_engine(int device) const {
+    if (opt.make_engine) return opt.make_engine(device);
+#ifdef LATHE_HAVE_CUDA
+    const int per_device = (threads + gpus_used - 1) / std::max(1, gpus_used);
+    return std::make_unique<gpu_engine>(device, per_device);
+#else
+    LATHE_FAIL("lathe was built without CUDA: no GPU engine");
+#endif
+  }
+
+  // This thread's engine, on a device still usable; nullptr when every device is lost.
+  render_engine* engine_here() {
+    std::unique_ptr<render_engine>& engine = engines.local();
+    if (engine && !lost_reason(engine->device()).empty()) engine.reset();
+    for (int k = 0; !engine && k < gpus_used; ++k) {
+      const int d = next_device++ % gpus_used;
+      if (lost_reason(d).empty()) engine = make_engine(d);
+    }
     return engine.get();
   }
-#endif
+
+  // Why the engine cannot take work any more, for the tracks that then render on the CPU.
+  std::string all_lost_note() {
+    std::lock_guard lock(device_mutex);
+    for (const std::string& why : device_lost)
+      if (!why.empty()) return "the GPU was lost earlier in the run (" + why + ")";
+    return "no GPU engine";
+  }
 
   audio_spill make_spill(const work_item& w, int channels) const {
     return w.spill_to_files ? audio_spill(channels, spill_dir) : audio_spill(channels);
   }
 
-  // Stage 1 of every pass: the tracks `wanted` in catalog order, admitted by the memory gate
-  // (decoding happens in the parallel stage after it).
-  template <class Wanted>
-  auto decoder(Wanted wanted) {
+  // A track whose audio fits its share of the budget keeps its spills in memory; any other
+  // streams through files with a fixed working set. Either way the masters are the same. The
+  // engine holds a whole track (its render pass with the GPU backend), so it takes the tracks
+  // that fit the whole budget; a longer one renders on the CPU, streamed.
+  admission admit(std::size_t i, bool render) const {
+    const std::size_t in_memory = estimate_track_bytes(plan.tracks[i], plan) + streaming_track_bytes;
+    if (render && use_gpu && in_memory <= budget) return {in_memory, in_memory, false, true};
+    if (in_memory <= budget / max_tokens) return {in_memory, in_memory, false, false};
+    return {streaming_track_bytes, in_memory, true, false};
+  }
+
+  // The render pass's calls: engine tracks packed by rate and by the host's and the device's
+  // share of memory (pack_batches); every track alone with the CPU backend.
+  std::vector<std::vector<std::size_t>> render_batches() {
+    std::vector<batch_candidate> candidates;
+    for (std::size_t i = 0; i < n_tracks; ++i) {
+      if (!state[i].needs_render || !state[i].error.empty()) continue;
+      const planned_track& t = plan.tracks[i];
+      const admission a = admit(i, true);
+      const std::size_t frames = t.info ? static_cast<std::size_t>(t.info->frames) : 0;
+      const double rate = t.info ? t.info->sample_rate_hz : 0.0;
+      candidates.push_back(
+          {i, rate, a.host_bytes, a.on_engine ? engine_track_bytes(frames, rate, plan.profiles) : 0, a.on_engine});
+    }
+    batch_limits limits;
+    limits.host_bytes = budget / max_tokens;
+    limits.tracks = 1;
+    if (use_gpu) {
+      try {
+        if (render_engine* e = engine_here()) {
+          limits.device_bytes = e->call_budget_bytes();
+          limits.tracks = max_tracks_per_call;
+        }
+      } catch (const std::exception&) {
+        // No engine now: each track tries on its own and reports why (render_on_engine).
+      }
+    }
+    return pack_batches(candidates, limits);
+  }
+
+  // Stage 1 of every pass: the batches in catalog order, admitted by the memory gate (decoding
+  // happens in the parallel stage after it). `render`: the render pass, else an album pass.
+  auto decoder(std::vector<std::vector<std::size_t>> batches, bool render) {
     next = 0;
-    return [this, wanted](tbb::flow_control& fc) -> token {
-      while (next < n_tracks && !wanted(next)) ++next;
-      if (next >= n_tracks) {
+    return [this, render, batches = std::move(batches)](tbb::flow_control& fc) -> token {
+      if (next >= batches.size()) {
         fc.stop();
         return nullptr;
       }
-      auto item = std::make_unique<work_item>();
-      item->index = next++;
-      const planned_track& t = plan.tracks[item->index];
-      // A track whose audio fits its share of the budget keeps its spills in memory; any other
-      // streams through files with a fixed working set. Either way the masters are the same.
-      const std::size_t whole = estimate_track_bytes(t, plan);
-      if (use_gpu) {
-        item->reserved_bytes = whole + streaming_track_bytes;
-      } else if (whole + streaming_track_bytes <= budget / max_tokens) {
-        item->reserved_bytes = whole + streaming_track_bytes;
-      } else {
-        item->reserved_bytes = streaming_track_bytes;
-        item->spill_to_files = true;
+      auto batch = std::make_unique<work_batch>();
+      for (const std::size_t i : batches[next]) {
+        const admission a = admit(i, render);
+        work_item& w = batch->items.emplace_back();
+        w.index = i;
+        w.spill_to_files = a.spill_to_files;
+        w.on_engine = a.on_engine;
+        if (render && use_gpu && !a.on_engine)
+          w.cpu_note = fmt::format(
+              "the GPU engine holds a whole track, and this one ({} MB in flight) is wider than --max-memory "
+              "({} MB); rendered on the CPU, streamed",
+              a.in_memory_bytes >> 20, budget >> 20);
+        batch->reserved_bytes += a.host_bytes;
       }
-      gate.acquire(item->reserved_bytes);
-      return item;
+      ++next;
+      gate.acquire(batch->reserved_bytes);
+      return batch;
     };
   }
 
@@ -287,19 +393,21 @@ struct render_graph::impl {
     }
   }
 
-  // Tonal balance of the input: on the device with the GPU backend (the CPU if it fails).
+  // Tonal balance of the input: on the engine's device for engine tracks (the CPU if it fails).
   tonal_analysis tonal_of(const decoded_track& d) {
-#ifdef LATHE_HAVE_CUDA
     if (use_gpu) {
+      render_engine* e = nullptr;
       try {
-        return engine_here()->tonal(d.audio, d.info.sample_rate_hz);
-      } catch (const std::exception& e) {
+        e = engine_here();
+        if (e != nullptr) return e->tonal(d.audio, d.info.sample_rate_hz);
+      } catch (const engine_lost& x) {
+        if (e != nullptr) lose_device(e->device(), x.what());
+      } catch (const std::exception& x) {
         std::lock_guard lock(log_mutex);
         std::fprintf(stderr, "lathe: GPU tonal analysis failed on %s (%s); measuring it on the CPU\n",
-                     d.info.path.c_str(), e.what());
+                     d.info.path.c_str(), x.what());
       }
     }
-#endif
     return analyze_tonal(d.audio, d.info.sample_rate_hz);
   }
 
@@ -343,14 +451,14 @@ struct render_graph::impl {
     if (tonal) s.tonal = tonal->finish();
   }
 
-  // Input analysis, then the pre-chains (which the GPU engine runs itself when rendering).
-  // In GPU rendering only the one-pass sample scan runs here; the engine meters the input on the
-  // device and complete_analysis() finishes it (render_on_gpu).
+  // Input analysis, then the pre-chains (which the engine runs itself for its tracks). For an
+  // engine track only the one-pass sample scan runs here; the engine meters the input on the
+  // device and complete_analysis() finishes it (render_on_engine).
   void prepare(work_item& w, bool keep_audio) {
-    const bool gpu_render = keep_audio && use_gpu;
-    load(w, gpu_render, gpu_render && !needs_input_loudness);
+    const bool engine_render = keep_audio && w.on_engine;
+    load(w, engine_render, engine_render && !needs_input_loudness);
     targets.adapt(plan.tracks[w.index], state[w.index]);
-    if (!gpu_render) run_prechains(w, keep_audio);
+    if (!engine_render) run_prechains(w, keep_audio);
   }
 
   void fail_track(work_item& w, std::string why) {
@@ -360,61 +468,93 @@ struct render_graph::impl {
   // A pass over the album tracks that decodes each one and runs `body` on it.
   template <class Body>
   void album_pass(Body body) {
-    tbb::parallel_pipeline(max_tokens, tbb::make_filter<void, token>(
-                                           tbb::filter_mode::serial_in_order,
-                                           decoder([this](std::size_t i) { return state[i].needs_album_pass; })) &
-                                           tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token w) {
-                                             try {
-                                               if (!w->error.empty())
-                                                 fail_track(*w, w->error);
-                                               else
-                                                 body(*w);
-                                             } catch (const std::exception& e) {
-                                               fail_track(*w, track_error_text(e));
+    std::vector<std::vector<std::size_t>> batches;
+    for (std::size_t i = 0; i < n_tracks; ++i)
+      if (state[i].needs_album_pass) batches.push_back({i});
+    tbb::parallel_pipeline(max_tokens, tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order,
+                                                                     decoder(std::move(batches), false)) &
+                                           tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&](token b) {
+                                             for (work_item& w : b->items) {
+                                               try {
+                                                 if (!w.error.empty())
+                                                   fail_track(w, w.error);
+                                                 else
+                                                   body(w);
+                                               } catch (const std::exception& e) {
+                                                 fail_track(w, track_error_text(e));
+                                               }
                                              }
-                                             gate.release(w->reserved_bytes);
+                                             gate.release(b->reserved_bytes);
                                            }));
   }
 
-  // Rendering on the thread's GPU engine. A failure on the device is reported and the track is
-  // rendered on the CPU instead; returns false then.
-#ifdef LATHE_HAVE_CUDA
-  bool render_on_gpu(work_item& w, const planned_track& t, track_state& s, double rate) {
+  // A GPU failure on track `w`: fails it with --backend gpu, else the CPU renders it and says why.
+  void engine_failed(work_item& w, const std::string& note) {
+    if (opt.backend.strict)
+      fail_track(w, note + "; --backend gpu does not render on the CPU instead");
+    else
+      w.cpu_note = note + "; rendered on the CPU";
+  }
+
+  // One engine call for `group` (tracks of one rate whose formats to render are the same): the
+  // masters, each pre-chain's report and the input's loudness and true peak. A failure sends
+  // the whole group to the CPU (or fails it, with --backend gpu); a lost device takes no more.
+  void render_on_engine(std::span<work_item* const> group) {
+    const double rate = group.front()->info.sample_rate_hz;
+    const track_state& first = state[group.front()->index];
+    std::vector<delivery_profile> todo;
+    std::vector<std::size_t> index;
+    for (std::size_t f = 0; f < n_formats; ++f) {
+      if (first.resumed[f]) continue;
+      todo.push_back(first.profiles[f]);
+      index.push_back(f);
+    }
+    std::vector<engine_track> tracks;
+    for (work_item* w : group) {
+      const track_state& s = state[w->index];
+      engine_track& g = tracks.emplace_back();
+      g.audio = &w->decoded->audio;
+      g.seed_base = plan.tracks[w->index].dither_seed_base;
+      for (const std::size_t f : index) g.targets_lufs.push_back(s.targets_lufs[f]);
+    }
+    render_engine* engine = nullptr;
     try {
-      gpu_engine* engine = engine_here();
-      std::vector<delivery_profile> todo;
-      std::vector<std::size_t> index;
-      gpu_track g;
-      g.audio = &w.decoded->audio;
-      g.seed_base = t.dither_seed_base;
-      for (std::size_t f = 0; f < n_formats; ++f) {
-        if (s.resumed[f]) continue;
-        todo.push_back(s.profiles[f]);
-        index.push_back(f);
-        g.targets_lufs.push_back(s.targets_lufs[f]);
+      engine = engine_here();
+      if (engine == nullptr) {
+        const std::string note = all_lost_note();
+        for (work_item* w : group) engine_failed(*w, note);
+        return;
       }
-      std::vector<gpu_engine::result> r = engine->render({&g, 1}, rate, todo);
-      for (std::size_t k = 0; k < index.size(); ++k) {
-        w.masters[index[k]] = std::move(r[0].masters[k]);
-        s.chain_reports[prechain_key(todo[k])] = std::move(r[0].chain_reports[k]);
+      std::vector<engine_result> r = engine->render(tracks, rate, todo);
+      LATHE_EXPECTS(r.size() == group.size(), "one engine result per track");
+      for (std::size_t k = 0; k < group.size(); ++k) {
+        work_item& w = *group[k];
+        track_state& s = state[w.index];
+        for (std::size_t j = 0; j < index.size(); ++j) {
+          w.masters[index[j]] = std::move(r[k].masters[j]);
+          s.chain_reports[prechain_key(todo[j])] = std::move(r[k].chain_reports[j]);
+        }
+        if (s.input_is_scan_only) {
+          complete_analysis(*s.input, std::move(r[k].input_blocks), r[k].input_true_peak);
+          s.input_is_scan_only = false;
+        }
       }
-      if (s.input_is_scan_only) {
-        complete_analysis(*s.input, std::move(r[0].input_blocks), r[0].input_true_peak);
-        s.input_is_scan_only = false;
-      }
-      return true;
+    } catch (const engine_lost& e) {
+      if (engine != nullptr) lose_device(engine->device(), e.what());
+      for (work_item* w : group) engine_failed(*w, std::string("the GPU failed (") + e.what() + ")");
     } catch (const std::exception& e) {
-      std::lock_guard lock(log_mutex);
-      std::fprintf(stderr, "lathe: GPU failed on %s (%s); rendering it on the CPU\n", t.entry.path.c_str(), e.what());
-      w.gpu_failure = e.what();
-      return false;
+      {
+        std::lock_guard lock(log_mutex);
+        for (work_item* w : group)
+          std::fprintf(stderr, "lathe: GPU failed on %s (%s)%s\n", plan.tracks[w->index].entry.path.c_str(), e.what(),
+                       opt.backend.strict ? "" : "; rendering it on the CPU");
+      }
+      for (work_item* w : group) {
+        w->masters.assign(n_formats, std::nullopt);
+        engine_failed(*w, std::string("the GPU failed (") + e.what() + ")");
+      }
     }
   }
-#else
-  bool render_on_gpu(work_item&, const planned_track&, track_state&, double) {
-    return false;
-  }
-#endif
 
   // The track's progress line.
   void finish_track(work_item& w) {
@@ -430,56 +570,85 @@ struct render_graph::impl {
     progress->track_done(entry, t.duration_s());
   }
 
-  // Pass 2, stage 2: input analysis and the pre-chains.
-  token analyze_and_process(token w) {
-    if (!w->error.empty()) {
-      fail_track(*w, w->error);
-      return w;
-    }
-    try {
-      prepare(*w, true);
-    } catch (const std::exception& e) {
-      fail_track(*w, track_error_text(e));
-    }
-    return w;
+  // Pass 2, stage 2: input analysis and the pre-chains, the batch's tracks side by side.
+  token analyze_and_process(token b) {
+    tbb::parallel_for_each(b->items.begin(), b->items.end(), [this](work_item& w) {
+      if (!w.error.empty()) {
+        fail_track(w, w.error);
+        return;
+      }
+      try {
+        prepare(w, true);
+      } catch (const std::exception& e) {
+        fail_track(w, track_error_text(e));
+      }
+    });
+    return b;
   }
 
-  // Pass 2, stage 3: the GPU engine's render (the whole track on the device), and the mix check.
-  token render_on_device_and_check_mix(token w) {
-    track_state& s = state[w->index];
-    w->masters.resize(n_formats);
-    if (!s.error.empty()) return w;
-    const planned_track& t = plan.tracks[w->index];
-    const double rate = w->info.sample_rate_hz;
+  // The formats still to render of a track, as the engine call that renders them must share them.
+  std::string formats_to_render(const work_item& w) const {
+    const track_state& s = state[w.index];
+    std::string key;
+    for (std::size_t f = 0; f < n_formats; ++f) key += s.resumed[f] ? "-\n" : profile_fingerprint(s.profiles[f]) + "\n";
+    return key;
+  }
+
+  // Pass 2, stage 3: the engine's calls for the batch (the whole tracks on the device; one call
+  // per distinct set of formats to render), then each track's mix check.
+  token render_on_device_and_check_mix(token b) {
+    std::vector<std::pair<std::string, std::vector<work_item*>>> groups;
+    for (work_item& w : b->items) {
+      w.masters.resize(n_formats);
+      if (!w.on_engine || !state[w.index].error.empty()) continue;
+      std::string key = formats_to_render(w);
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == key; });
+      if (it == groups.end()) it = groups.insert(groups.end(), {std::move(key), {}});
+      it->second.push_back(&w);
+    }
+    for (const auto& [key, group] : groups) render_on_engine(group);
+    tbb::parallel_for_each(b->items.begin(), b->items.end(), [this](work_item& w) { check_mix(w); });
+    return b;
+  }
+
+  // Mix notes: what the mix itself has, for the people who made it.
+  void check_mix(work_item& w) {
+    track_state& s = state[w.index];
+    if (!s.error.empty()) return;
+    const double rate = w.info.sample_rate_hz;
     try {
-      if (use_gpu && !render_on_gpu(*w, t, s, rate) && s.input_is_scan_only) {
-        s.input = analyze(w->decoded->audio, rate);  // the GPU did not meter it
+      if (s.input_is_scan_only) {  // the engine did not meter it
+        s.input = analyze(w.decoded->audio, rate);
         s.input_is_scan_only = false;
       }
-      // Mix notes: what the mix itself has, for the people who made it.
       if (!s.mix_checked && s.input && !s.input_is_scan_only) {
         mix_check_input in;
-        in.spill = &*w->source;
+        in.spill = &*w.source;
         in.sample_rate_hz = rate;
-        in.source = &w->info;
+        in.source = &w.info;
         in.analysis = &*s.input;
         in.tonal = s.tonal ? &*s.tonal : nullptr;
         in.target = targets.notes_target();
-        s.mix_notes = check_mix(in);
+        s.mix_notes = lathe::check_mix(in);
         s.mix_checked = true;
       }
     } catch (const std::exception& e) {
-      fail_track(*w, track_error_text(e));
+      fail_track(w, track_error_text(e));
     }
-    return w;
   }
 
   // Pass 2, stage 4: render on the CPU (normalization, limiting, resampling, dither, streamed
   // into the file), or write what the GPU rendered; then the report entry and the sidecar of
   // each output.
-  void deliver(token w) {
-    track_state& s = state[w->index];
-    const planned_track& t = plan.tracks[w->index];
+  void deliver(token b) {
+    tbb::parallel_for_each(b->items.begin(), b->items.end(), [this](work_item& w) { deliver(w); });
+    gate.release(b->reserved_bytes);
+    for (work_item& w : b->items) finish_track(w);
+  }
+
+  void deliver(work_item& w) {
+    track_state& s = state[w.index];
+    const planned_track& t = plan.tracks[w.index];
     if (s.error.empty()) {
       try {
         // The track's record goes first: a sidecar names an output complete only after it.
@@ -488,7 +657,7 @@ struct render_graph::impl {
         r.tonal = s.tonal;
         if (s.mix_checked) r.mix_notes = s.mix_notes;
         record::save_track_record(opt.out_dir, targets.record_key(t), r);
-        const double rate = w->info.sample_rate_hz;
+        const double rate = w.info.sample_rate_hz;
         for (std::size_t f = 0; f < n_formats; ++f) {
           if (s.resumed[f]) continue;
           const delivery_profile& p = s.profiles[f];
@@ -498,9 +667,9 @@ struct render_graph::impl {
           rendered_master m;
           tonal_analysis mt;
           translation_check translation;
-          if (w->masters[f]) {  // rendered on the GPU
-            m = std::move(*w->masters[f]);
-            w->masters[f].reset();
+          if (w.masters[f]) {  // rendered on the GPU
+            m = std::move(*w.masters[f]);
+            w.masters[f].reset();
             pcm_frames pcm;
             pcm.channels = 2;
             pcm.sample_rate_hz = m.measured.sample_rate_hz;
@@ -512,13 +681,12 @@ struct render_graph::impl {
             mt = analyze_tonal(master, m.measured.sample_rate_hz);
             translation = check_translation(master, m.measured.sample_rate_hz, mt, target);
           } else {
-            if (w->pre.count(prechain_key(p)) == 0) run_prechains(*w, true);
+            if (w.pre.count(prechain_key(p)) == 0) run_prechains(w, true);
             master_writer out(dest, shipped.container, t.tags);
             const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
-            m = render_master(w->pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed, out,
-                              w->spill_to_files ? spill_dir : std::filesystem::path());
-            if (!w->gpu_failure.empty())
-              m.backend_note = "the GPU failed (" + w->gpu_failure + "); rendered on the CPU";
+            m = render_master(w.pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed, out,
+                              w.spill_to_files ? spill_dir : std::filesystem::path());
+            if (!w.cpu_note.empty()) m.backend_note = w.cpu_note;
             const master_writer::measured measured = out.commit(target);
             mt = measured.tonal;
             translation = measured.translation;
@@ -545,14 +713,12 @@ struct render_graph::impl {
           write_text_atomic(state_path(opt.out_dir, t.outputs[f]), sidecar.dump(1));
         }
       } catch (const std::exception& e) {
-        fail_track(*w, track_error_text(e));
+        fail_track(w, track_error_text(e));
       }
     }
-    w->pre.clear();
-    w->source.reset();
-    w->decoded.reset();
-    gate.release(w->reserved_bytes);
-    finish_track(*w);
+    w.pre.clear();
+    w.source.reset();
+    w.decoded.reset();
   }
 };
 
@@ -579,14 +745,12 @@ void render_graph::render(double audio_to_do_s) {
   g.reported.assign(g.n_tracks, 0);
   tbb::parallel_pipeline(
       g.max_tokens,
-      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order, g.decoder([&g](std::size_t i) {
-        return g.state[i].needs_render && g.state[i].error.empty();
-      })) &
+      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order, g.decoder(g.render_batches(), true)) &
           tbb::make_filter<token, token>(tbb::filter_mode::parallel,
-                                         [&g](token w) { return g.analyze_and_process(std::move(w)); }) &
+                                         [&g](token b) { return g.analyze_and_process(std::move(b)); }) &
           tbb::make_filter<token, token>(tbb::filter_mode::parallel,
-                                         [&g](token w) { return g.render_on_device_and_check_mix(std::move(w)); }) &
-          tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&g](token w) { g.deliver(std::move(w)); }));
+                                         [&g](token b) { return g.render_on_device_and_check_mix(std::move(b)); }) &
+          tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&g](token b) { g.deliver(std::move(b)); }));
   // Tracks that failed before this pass (unreadable headers, album-pass failures) are reported too.
   for (const planned_track& t : g.plan.tracks) {
     if (g.reported[t.index] || g.state[t.index].error.empty()) continue;

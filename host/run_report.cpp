@@ -160,15 +160,17 @@ master_summary write_run_report(const run_plan& plan, const std::vector<track_st
   sum.tracks = plan.tracks.size();
   sum.peak_reserved_bytes = facts.peak_reserved_bytes;
   const json tracks = track_entries(plan, state, sum);
-  // Masters by the backend that rendered them, and those a GPU run rendered on the CPU.
-  std::map<std::string, std::size_t> by_backend;
+  // Masters by the backend that rendered them, and those a GPU run rendered on the CPU, by reason.
+  std::map<std::string, std::size_t> by_backend, cpu_reasons;
   std::size_t cpu_in_gpu_run = 0;
   for (const json& t : tracks) {
     if (!t.contains("outputs")) continue;
     for (const auto& [name, o] : t["outputs"].items()) {
       if (!o.contains("chain") || !o["chain"].contains("backend")) continue;
       ++by_backend[o["chain"]["backend"].get<std::string>()];
-      cpu_in_gpu_run += o["chain"].contains("backend_note");
+      if (!o["chain"].contains("backend_note")) continue;
+      ++cpu_in_gpu_run;
+      ++cpu_reasons[o["chain"]["backend_note"].get<std::string>()];
     }
   }
   add_album_figures(plan, state, album_reports);
@@ -194,7 +196,8 @@ master_summary write_run_report(const run_plan& plan, const std::vector<track_st
                          {"max_memory_bytes", facts.max_memory_bytes},
                          {"peak_reserved_bytes", sum.peak_reserved_bytes},
                          {"masters_by_backend", by_backend},
-                         {"masters_on_cpu_in_gpu_run", cpu_in_gpu_run}}},
+                         {"masters_on_cpu_in_gpu_run", cpu_in_gpu_run},
+                         {"cpu_reasons_in_gpu_run", cpu_reasons}}},
                        {"albums", album_reports},
                        {"tracks", tracks}};
   write_text_atomic(opt.out_dir / opt.report_name, report.dump(2));

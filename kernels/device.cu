@@ -24,6 +24,13 @@ void set_current_device(int ordinal) {
   LATHE_CUDA_TRY(cudaSetDevice(ordinal));
 }
 
+std::size_t free_memory_bytes(int ordinal) {
+  set_current_device(ordinal);
+  std::size_t free = 0, total = 0;
+  LATHE_CUDA_TRY(cudaMemGetInfo(&free, &total));
+  return free;
+}
+
 std::string no_device_reason() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);

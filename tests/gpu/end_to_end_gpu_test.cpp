@@ -14,10 +14,14 @@
 #include "gpu_engine.hpp"
 #include "gpu_test_support.hpp"
 #include "lathe/catalog.hpp"
+#include "lathe/limiter.hpp"
+#include "lathe/master.hpp"
+#include "lathe/polyphase.hpp"
 #include "lathe/profile.hpp"
 #include "lathe/tonal.hpp"
 #include "pipeline.hpp"
 #include "plan.hpp"
+#include "support/backend_compare.hpp"
 #include "support/oracle.hpp"
 
 namespace fs = std::filesystem;
@@ -26,11 +30,10 @@ using nlohmann::json;
 namespace lathe {
 namespace {
 
-// The GPU stages each match the CPU within 1e-5 relative; through the whole chain (limiter,
-// loudness loop, dither) the masters then differ by far less than -80 dBFS per sample.
-constexpr double sample_tolerance = 1e-4;       // absolute, full scale 1.0
-constexpr double loudness_agreement_lu = 0.02;  // GPU vs CPU master, same meter
-constexpr double loudness_tolerance_lu = 0.1;   // each master against its target (libebur128)
+// Each backend's gain search stops within this of its target (gain_search::converged_lu) plus
+// what the dither adds to a 16-bit master's loudness; both read by the same meter.
+constexpr double gain_search_tolerance_lu = 0.025;
+constexpr double loudness_tolerance_lu = 0.1;  // each master against its target (libebur128)
 
 std::vector<double> read_all(const fs::path& p, SF_INFO& info) {
   SNDFILE* f = sf_open(p.c_str(), SFM_READ, &info);
@@ -43,14 +46,32 @@ std::vector<double> read_all(const fs::path& p, SF_INFO& info) {
   return v;
 }
 
+delivery_profile shipped_profile(const std::string& name) {
+  return load_profile(fs::path(LATHE_SOURCE_DIR) / "configs" / (name + ".toml"));
+}
+
+std::vector<delivery_profile> shipped_profiles(std::initializer_list<const char*> names) {
+  std::vector<delivery_profile> out;
+  for (const char* n : names) out.push_back(shipped_profile(n));
+  return out;
+}
+
+// `song` as one track of an engine call, aimed at each profile's own target.
+engine_track engine_track_of(const audio_buffer& song, std::span<const delivery_profile> profiles,
+                             std::uint64_t seed = 0) {
+  engine_track t;
+  t.audio = &song;
+  t.seed_base = seed;
+  for (const delivery_profile& p : profiles) t.targets_lufs.push_back(p.target_lufs);
+  return t;
+}
+
 TEST(GpuEndToEnd, GpuMastersMatchCpuMastersAndMeetTheirProfiles) {
   LATHE_REQUIRE_GPU();
   const fs::path root = fs::temp_directory_path() / ("lathe-gpu-e2e-" + std::to_string(::getpid()));
   fs::remove_all(root);
   write_demo_catalog(root / "catalog", 8.0);
-  std::vector<delivery_profile> profiles;
-  for (const char* n : {"streaming", "cd", "hires", "broadcast"})
-    profiles.push_back(load_profile(fs::path(LATHE_SOURCE_DIR) / "configs" / (std::string(n) + ".toml")));
+  const std::vector<delivery_profile> profiles = shipped_profiles({"streaming", "cd", "hires", "broadcast"});
   const run_plan plan = make_plan(load_catalog(root / "catalog" / "manifest.csv"), profiles, album_mode::album);
 
   auto run = [&](backend_kind kind, const fs::path& out) {
@@ -79,12 +100,14 @@ TEST(GpuEndToEnd, GpuMastersMatchCpuMastersAndMeetTheirProfiles) {
       const std::vector<double> gpu2 = read_all(root / "gpu2" / rel, c);
       ASSERT_EQ(cpu.size(), gpu.size());
       EXPECT_EQ(gpu, gpu2) << "GPU masters must be bitwise repeatable";
-      double worst = 0.0;
-      for (std::size_t i = 0; i < cpu.size(); ++i) worst = std::max(worst, std::abs(cpu[i] - gpu[i]));
-      EXPECT_LE(worst, sample_tolerance);
+      // Delivered masters are not compared sample by sample (two gain searches, and an
+      // error-feedback quantizer that diverges after a one-ulp difference): see the float
+      // master tests below. Their loudness agrees within both searches' tolerances.
       const test::oracle_reading rc = test::ebur128_measure_file(root / "cpu" / rel);
       const test::oracle_reading rg = test::ebur128_measure_file(root / "gpu" / rel);
-      EXPECT_NEAR(rg.integrated_lufs, rc.integrated_lufs, loudness_agreement_lu);
+      EXPECT_TRUE(test::loudness_agrees(rg.integrated_lufs, rc.integrated_lufs, gain_search_tolerance_lu,
+                                        gain_search_tolerance_lu))
+          << rg.integrated_lufs << " vs " << rc.integrated_lufs;
       EXPECT_LE(rg.true_peak_dbtp, p.ceiling_dbtp);
       EXPECT_NEAR(rg.integrated_lufs, t["outputs"][p.name]["chain"]["normalization"]["target_lufs"].get<double>(),
                   loudness_tolerance_lu);
@@ -127,6 +150,158 @@ TEST(GpuEndToEnd, EngineTonalAnalysisMatchesTheCpu) {
   }
   EXPECT_NEAR(gpu.tilt_db_per_octave, cpu.tilt_db_per_octave, 1e-3);
   EXPECT_NEAR(gpu.crest_factor_db, cpu.crest_factor_db, tonal_band_tolerance_db);
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// A track's masters do not depend on what else is in the engine call (lanes are independent,
+// each track has its own gain search): the bits of a track alone and packed between two others.
+TEST(GpuEndToEnd, ATrackRendersTheSameBitsAloneAndPackedWithOthers) {
+  LATHE_REQUIRE_GPU();
+  demo_track_spec a_spec, b_spec;
+  a_spec.seconds = 7.0;
+  b_spec.seconds = 11.0;
+  b_spec.level_db = -9.0;
+  b_spec.seed = 5;
+  const audio_buffer a = synthesize_song(a_spec), b = synthesize_song(b_spec);
+  const std::vector<delivery_profile> profiles = shipped_profiles({"streaming", "cd"});
+  auto track = [&](const audio_buffer& x, std::uint64_t seed) { return engine_track_of(x, profiles, seed); };
+  gpu_engine engine(0);
+  const std::vector<engine_track> alone = {track(a, 1)};
+  const std::vector<engine_track> packed = {track(b, 2), track(a, 1), track(b, 3)};
+  const std::vector<engine_result> r1 = engine.render(alone, a_spec.sample_rate_hz, profiles);
+  const std::vector<engine_result> r3 = engine.render(packed, a_spec.sample_rate_hz, profiles);
+  ASSERT_EQ(r1.size(), 1u);
+  ASSERT_EQ(r3.size(), 3u);
+  for (std::size_t f = 0; f < profiles.size(); ++f) {
+    SCOPED_TRACE(profiles[f].name);
+    const rendered_master& x = r1[0].masters[f];
+    const rendered_master& y = r3[1].masters[f];
+    EXPECT_EQ(x.backend, "gpu") << x.backend_note;
+    EXPECT_EQ(x.normalization.gain_db, y.normalization.gain_db);
+    EXPECT_EQ(x.int_samples, y.int_samples);
+    EXPECT_EQ(x.float_samples, y.float_samples);
+  }
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// The GPU's float master (bit depth 32: nothing quantized) against the CPU chain rendered at the
+// GPU's own final gain (the two gain searches each stop within 0.02 LU, so their gains differ):
+// pre-chain, polyphase resampling and the limiter on the CPU, then sample by sample relative to
+// the peak. The GPU stages each hold 1e-5 relative to their CPU references; through the chain
+// the tolerance is ten times that.
+constexpr double float_master_tolerance = 1e-4;
+
+TEST(GpuEndToEnd, FloatMastersMatchTheCpuChainAtTheGpusGain) {
+  LATHE_REQUIRE_GPU();
+  demo_track_spec spec;
+  spec.seconds = 9.0;
+  const audio_buffer song = synthesize_song(spec);
+  gpu_engine engine(0);
+  for (const char* name : {"streaming", "hires", "broadcast"}) {
+    SCOPED_TRACE(name);
+    delivery_profile p = shipped_profile(name);
+    p.bit_depth = 32;
+    p.shaping = noise_shaping::none;
+    const engine_track t = engine_track_of(song, {&p, 1});
+    const std::vector<engine_result> r = engine.render({&t, 1}, spec.sample_rate_hz, {&p, 1});
+    const rendered_master& g = r.at(0).masters.at(0);
+    ASSERT_EQ(g.backend, "gpu") << g.backend_note;
+
+    const double rate = p.output_rate_hz(spec.sample_rate_hz);
+    audio_buffer x = apply_prechain(song, spec.sample_rate_hz, p);
+    if (rate != spec.sample_rate_hz) {
+      polyphase_resampler design;
+      design.prepare(spec.sample_rate_hz, rate);
+      x = design.process(x);
+    }
+    limiter_params lp = p.limiter;
+    lp.ceiling_dbtp = p.ceiling_dbtp;
+    offline_limiter limiter;
+    limiter.analyze(x, rate, lp);
+    audio_buffer cpu;
+    limiter.render(x, g.normalization.gain_db, cpu);
+    std::vector<float> interleaved(2 * cpu.frames());
+    for (std::size_t i = 0; i < cpu.frames(); ++i)
+      for (int c = 0; c < 2; ++c) interleaved[2 * i + static_cast<std::size_t>(c)] = cpu.channel(c)[i];
+    const test::difference d = test::compare_float_masters(g.float_samples, interleaved, float_master_tolerance);
+    EXPECT_TRUE(d.within) << d.why;
+    std::printf("%s: float master within %.2e of its peak of the CPU chain at the GPU's gain\n", name, d.worst);
+  }
+}
+
+// The GPU's quantized masters against its own float master: within the quantizer's bound, so
+// the dither and the error feedback on the device (or the host, for noise-shaped formats) add
+// nothing else.
+TEST(GpuEndToEnd, QuantizedMastersStayWithinTheQuantizersBoundOfTheFloatMaster) {
+  LATHE_REQUIRE_GPU();
+  demo_track_spec spec;
+  spec.seconds = 9.0;
+  const audio_buffer song = synthesize_song(spec);
+  gpu_engine engine(0);
+  for (const char* name : {"streaming", "cd", "hires"}) {
+    SCOPED_TRACE(name);
+    const delivery_profile p = shipped_profile(name);
+    if (p.bit_depth == 32) continue;
+    delivery_profile f = p;
+    f.bit_depth = 32;
+    f.shaping = noise_shaping::none;
+    const std::vector<delivery_profile> both = {p, f};
+    const engine_track t = engine_track_of(song, both);
+    const std::vector<engine_result> r = engine.render({&t, 1}, spec.sample_rate_hz, both);
+    const rendered_master& q = r.at(0).masters.at(0);
+    const rendered_master& x = r.at(0).masters.at(1);
+    ASSERT_EQ(q.backend, "gpu") << q.backend_note;
+    ASSERT_EQ(x.normalization.gain_db, q.normalization.gain_db) << "the same search on the same audio";
+    const double bound = test::quantizer_error_bound_lsb(p.shaping, p.output_rate_hz(spec.sample_rate_hz));
+    const test::difference d = test::quantized_against_float(q.int_samples, p.bit_depth, x.float_samples, bound);
+    EXPECT_TRUE(d.within) << d.why;
+  }
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// Inside an engine call no allocation synchronizes the device (device buffers are stream-ordered
+// from the pool; staging is kept between calls), and the page-locked allocations of a call do
+// not grow with the track.
+TEST(GpuEndToEnd, AnEngineCallMakesNoSynchronizingAllocationAndAConstantNumberOfPinnedOnes) {
+  LATHE_REQUIRE_GPU();
+  const std::vector<delivery_profile> profiles = shipped_profiles({"streaming", "cd"});
+  demo_track_spec long_spec, short_spec;
+  long_spec.seconds = 20.0;
+  short_spec.seconds = 5.0;
+  const audio_buffer long_song = synthesize_song(long_spec), short_song = synthesize_song(short_spec);
+  gpu_engine engine(0);
+  auto call = [&](const audio_buffer& song) {
+    const engine_track t = engine_track_of(song, profiles);
+    const gpu::allocation_counts before = gpu::allocations();
+    const std::vector<engine_result> r = engine.render({&t, 1}, long_spec.sample_rate_hz, profiles);
+    const gpu::allocation_counts after = gpu::allocations();
+    for (const rendered_master& m : r.at(0).masters) EXPECT_EQ(m.backend, "gpu") << m.backend_note;
+    return gpu::allocation_counts{after.device_sync - before.device_sync, after.device_async - before.device_async,
+                                  after.pinned - before.pinned};
+  };
+  call(long_song);  // plans, filters and staging made for the longest track
+  const gpu::allocation_counts a = call(long_song), b = call(short_song);
+  std::printf(
+      "per call: %zu synchronizing device allocations, %zu stream-ordered, %zu pinned (20 s); %zu, %zu, %zu (5 s)\n",
+      a.device_sync, a.device_async, a.pinned, b.device_sync, b.device_async, b.pinned);
+  EXPECT_EQ(a.device_sync, 0u);
+  EXPECT_EQ(b.device_sync, 0u);
+  EXPECT_EQ(a.pinned, b.pinned);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #pragma once
 // Host-side view of the CUDA devices. Compiled only when the CUDA engine is built
 // (LATHE_HAVE_CUDA); callable without a GPU present.
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,10 @@ std::vector<device_info> devices();
 
 /// Makes `ordinal` the calling host thread's current device. Throws cuda_error.
 void set_current_device(int ordinal);
+
+/// Device memory free on `ordinal` now (cudaMemGetInfo). Makes it the thread's current device.
+/// Throws cuda_error.
+std::size_t free_memory_bytes(int ordinal);
 
 /// Why devices() is empty, in words ("no CUDA driver", "no CUDA-capable device"...), or "".
 std::string no_device_reason();

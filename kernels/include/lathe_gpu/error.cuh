@@ -4,13 +4,28 @@
 
 #include <string>
 
-#include "lathe/error.hpp"
+#include "lathe_gpu/cuda_error.hpp"
 
 namespace lathe::gpu {
-class cuda_error : public lathe::error {
- public:
-  using lathe::error::error;
-};
+/// The statuses after which the CUDA runtime fails every later call in the process's context on
+/// that device (CUDA Runtime API, cudaError: "the process must be terminated and relaunched").
+inline bool is_sticky(cudaError_t status) {
+  switch (status) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
 }  // namespace lathe::gpu
 
 #define LATHE_CUDA_TRY(call)                                                                                 \
@@ -18,8 +33,9 @@ class cuda_error : public lathe::error {
     const cudaError_t lathe_status_ = (call);                                                                \
     if (lathe_status_ != cudaSuccess) {                                                                      \
       throw ::lathe::gpu::cuda_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " + #call + \
-                                     " failed: " + cudaGetErrorName(lathe_status_) + " (" +                  \
-                                     cudaGetErrorString(lathe_status_) + ")");                               \
+                                         " failed: " + cudaGetErrorName(lathe_status_) + " (" +              \
+                                         cudaGetErrorString(lathe_status_) + ")",                            \
+                                     ::lathe::gpu::is_sticky(lathe_status_));                                \
     }                                                                                                        \
   } while (0)
 

@@ -1,7 +1,9 @@
 #pragma once
 // Ownership of device and pinned host memory, and of CUDA streams (RAII, move-only).
-// Raw cudaMalloc/cudaFree/cudaMallocHost/cudaFreeHost appear only in kernels/memory.cu.
+// Raw cudaMalloc/cudaFree/cudaMallocAsync/cudaFreeAsync/cudaMallocHost/cudaFreeHost appear only
+// in kernels/memory.cu.
 // Host-compilable: no CUDA headers needed to use these types from .cpp files.
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <utility>
@@ -34,23 +36,62 @@ class stream {
 };
 
 namespace detail {
-void* device_allocate(std::size_t bytes);  // throws cuda_error (naming the size)
-void device_free(void* p) noexcept;
+// `s` null: cudaMalloc / cudaFree; else stream-ordered on `s` (cudaMallocAsync / cudaFreeAsync).
+void* device_allocate(std::size_t bytes, stream_handle s);  // throws cuda_error (naming the size)
+void device_free(void* p, stream_handle s) noexcept;
+stream_handle allocation_stream() noexcept;  // this thread's (stream_ordered_allocation), or null
 void* pinned_allocate(std::size_t bytes);
 void pinned_free(void* p) noexcept;
 void copy_async(void* dst, const void* src, std::size_t bytes, stream_handle s);  // any direction
 void memset_async(void* dst, int value, std::size_t bytes, stream_handle s);
 }  // namespace detail
 
-/// Untyped device allocation of `bytes`. Move-only; copying needs a stream (copy_from()).
+/// While alive, the device buffers made on this thread are stream-ordered on `s`: taken from the
+/// device's memory pool with cudaMallocAsync and given back with cudaFreeAsync on `s`, which
+/// waits for the work queued on `s` before it and does not synchronize the device (cudaFree
+/// does). For code whose every kernel and copy on those buffers runs on `s`, such as an engine
+/// with its one stream. Scopes nest; the buffers may outlive the scope, not the stream.
+class stream_ordered_allocation {
+ public:
+  explicit stream_ordered_allocation(const stream& s);
+  ~stream_ordered_allocation();
+  stream_ordered_allocation(const stream_ordered_allocation&) = delete;
+  stream_ordered_allocation& operator=(const stream_ordered_allocation&) = delete;
+
+ private:
+  stream_handle previous_;
+};
+
+/// Whether `device` has stream-ordered memory pools; if so, its default pool keeps up to
+/// `keep_bytes` of freed memory for the next cudaMallocAsync instead of returning it to the
+/// driver at every synchronization (the pool's release threshold is raised, never lowered).
+/// Throws cuda_error.
+bool keep_pool_memory(int device, std::size_t keep_bytes);
+
+/// Allocator calls since the process started (atomic counters), for tests that hold the
+/// engine's allocations per call to a constant: device_sync counts cudaMalloc and cudaFree (each
+/// cudaFree synchronizes the device), device_async cudaMallocAsync, pinned cudaMallocHost.
+struct allocation_counts {
+  std::size_t device_sync = 0, device_async = 0, pinned = 0;
+};
+allocation_counts allocations() noexcept;
+
+/// Untyped device allocation of `bytes`: stream-ordered inside a stream_ordered_allocation scope,
+/// else cudaMalloc. Move-only; copying needs a stream (copy_from()).
 class device_buffer {
  public:
   device_buffer() = default;
-  explicit device_buffer(std::size_t bytes) : data_(bytes ? detail::device_allocate(bytes) : nullptr), bytes_(bytes) {}
-  ~device_buffer() { detail::device_free(data_); }
+  explicit device_buffer(std::size_t bytes)
+      : stream_(detail::allocation_stream()),
+        data_(bytes ? detail::device_allocate(bytes, stream_) : nullptr),
+        bytes_(bytes) {}
+  ~device_buffer() { detail::device_free(data_, stream_); }
   device_buffer(device_buffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+      : stream_(std::exchange(o.stream_, nullptr)),
+        data_(std::exchange(o.data_, nullptr)),
+        bytes_(std::exchange(o.bytes_, 0)) {}
   device_buffer& operator=(device_buffer&& o) noexcept {
+    std::swap(stream_, o.stream_);
     std::swap(data_, o.data_);
     std::swap(bytes_, o.bytes_);
     return *this;
@@ -63,6 +104,7 @@ class device_buffer {
   std::size_t size_bytes() const noexcept { return bytes_; }
 
  private:
+  stream_handle stream_ = nullptr;  // the allocation's stream; null: cudaMalloc
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
 };
@@ -118,5 +160,13 @@ class pinned_vector {
   T* data_ = nullptr;
   std::size_t size_ = 0;
 };
+
+/// `v` grown to at least `n` elements (by half again at least), its contents not kept; returns
+/// its data. cudaFreeHost synchronizes the device, so staging buffers are kept and reused.
+template <class T>
+T* reserve_pinned(pinned_vector<T>& v, std::size_t n) {
+  if (v.size() < n) v = pinned_vector<T>(std::max(n, v.size() + v.size() / 2));
+  return v.data();
+}
 
 }  // namespace lathe::gpu
