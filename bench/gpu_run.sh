@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
-# The GPU benchmark run, in ONE device call (bench/README.md, "GPU"): runs ON THE DEVICE in the
-# repository root, with the Debian packages of bench/fetch_device_debs.sh carried in ./.deb.
+# The GPU run, in ONE device call (bench/README.md, "GPU"): runs ON THE DEVICE in the repository
+# root, with the Debian packages of bench/fetch_device_debs.sh carried in ./.deb. In order:
 #
-#   1. unpack .deb/*.deb into a private prefix (dpkg -x; never into /) and point CMake,
-#      pkg-config, the compiler and the loader at it
-#   2. configure (Release, CUDA on, sm_90) and build lathe, lathe_gpu_bench,
-#      lathe_transcode_ceiling and the GPU tests with every core
-#   3. the GPU tests (ctest -R Gpu)
-#   4. a catalog synthesized on the spot (LATHE_BENCH_SONGS songs x LATHE_BENCH_SECONDS s,
-#      44.1 kHz stereo 24-bit FLAC), then on it: the decode+encode-only ceiling, `lathe master`
-#      with --backend gpu, the same with --backend cpu (formats streaming,cd, track mode)
-#   5. lathe_gpu_bench: copy ceilings, resident stages, resident chain, gpu_engine::render
-#   6. $OUT/summary.json: x realtime per figure, device, driver, CPU count, step statuses, and
-#      the issue's targets checked
+#   unpack       .deb/*.deb into a private prefix (dpkg -x; never into /), CMake, pkg-config,
+#                the compiler and the loader pointed at it
+#   configure    Release, CUDA on, sm_90
+#   build        only what the run needs: lathe, lathe_gpu_bench, lathe_transcode_ceiling and
+#                the GPU suites (tests/gpu/), every core
+#   ctest_gpu    the GPU suites only (ctest label "gpu"; CI runs the layout, emulation and host
+#                suites), in parallel
+#   gpu_bench    lathe_gpu_bench: copy ceilings, resident stages, resident chain, engine calls;
+#                line-buffered, one JSON record per stage on its own line as it finishes
+#                (gpu_bench.log), gpu_bench.json rewritten after each
+#   make_catalog, ceiling, master_gpu, master_cpu
+#                a small synthesized catalog (LATHE_BENCH_SONGS x LATHE_BENCH_SECONDS s, 44.1 kHz
+#                24-bit FLAC): the decode+encode ceiling, then `lathe master --backend gpu` (which
+#                fails a track rather than falling back) and `--backend cpu`, streaming + cd
+#   memcheck, racecheck
+#                compute-sanitizer on two GPU suites
+#   summary      $OUT/summary.json (x realtime per figure, masters by backend and the reasons of
+#                every CPU render in the GPU run, step statuses), also copied with the bench JSON
+#                to bench/results/ under the date and the device's name
 #
-# A failed step does not stop the later ones; each step has a time limit, and the whole run is
-# held under LATHE_RUN_BUDGET_S (default 530 s; a device command may run 600 s).
-# $OUT gets at most 8 files, no folders: run.log, build.log, ctest_gpu.log, runs.log,
-# gpu_bench.json, report_gpu.json, report_cpu.json, summary.json.
+# A failed step does not stop the later ones. Each step has its own time limit (STEP_LIMIT
+# below; their sum is the run's budget, at most 480 s, so a rerun fits in a device session) and
+# never runs past what is left of LATHE_RUN_BUDGET_S.
 #
-# Options (for trying the recipe elsewhere):
+# Options:
+#   --dry-run          print the steps, their limits and the total; run nothing
 #   --configure-only   stop after configuring
 #   --no-cuda          configure with -DLATHE_CUDA=OFF
-# Environment: OUT (default ./out-gpu-run), LATHE_JOBS (nproc), LATHE_BENCH_SONGS (60),
-#   LATHE_BENCH_SECONDS (180), LATHE_DEB_PREFIX (/tmp/prefix), LATHE_BUILD_DIR (build-gpu),
+# Environment: OUT (default ./out-gpu-run), LATHE_JOBS (nproc), LATHE_BENCH_SONGS (32),
+#   LATHE_BENCH_SECONDS (120), LATHE_DEB_PREFIX (/tmp/prefix), LATHE_BUILD_DIR (build-gpu),
 #   LATHE_WORK_DIR (/tmp/lathe-bench), LATHE_CMAKE_EXTRA (more cmake -D options),
-#   LATHE_GIT_COMMIT (recorded in the JSON), LATHE_RUN_BUDGET_S (530).
+#   LATHE_GIT_COMMIT (recorded in the JSON), LATHE_RUN_BUDGET_S (the sum of the step limits).
+
+# Seconds each step may take, in the order they run.
+STEP_ORDER=(unpack configure build ctest_gpu gpu_bench make_catalog ceiling master_gpu master_cpu memcheck
+  racecheck summary)
+declare -A STEP_LIMIT=([unpack]=25 [configure]=35 [build]=140 [ctest_gpu]=50 [gpu_bench]=60 [make_catalog]=15
+  [ceiling]=15 [master_gpu]=35 [master_cpu]=30 [memcheck]=30 [racecheck]=25 [summary]=10)
+STEP_TOTAL=0
+for name in "${STEP_ORDER[@]}"; do STEP_TOTAL=$((STEP_TOTAL + STEP_LIMIT[$name])); done
+
 set -uo pipefail
 
 T0=$(date +%s)
@@ -35,6 +52,12 @@ CONFIGURE_ONLY=0
 USE_CUDA=ON
 for a in "$@"; do
   case $a in
+    --dry-run)
+      printf '%-14s %8s\n' step limit_s
+      for name in "${STEP_ORDER[@]}"; do printf '%-14s %8d\n' "$name" "${STEP_LIMIT[$name]}"; done
+      printf '%-14s %8d\n' total "$STEP_TOTAL"
+      exit 0
+      ;;
     --configure-only) CONFIGURE_ONLY=1 ;;
     --no-cuda) USE_CUDA=OFF ;;
     *) echo "unknown option $a" >&2; exit 1 ;;
@@ -42,10 +65,10 @@ for a in "$@"; do
 done
 
 OUT=${OUT:-$ROOT/out-gpu-run}
-BUDGET_S=${LATHE_RUN_BUDGET_S:-530}
+BUDGET_S=${LATHE_RUN_BUDGET_S:-$STEP_TOTAL}
 JOBS=${LATHE_JOBS:-$(nproc)}
-SONGS=${LATHE_BENCH_SONGS:-60}
-SONG_S=${LATHE_BENCH_SECONDS:-180}
+SONGS=${LATHE_BENCH_SONGS:-32}
+SONG_S=${LATHE_BENCH_SECONDS:-120}
 PREFIX=${LATHE_DEB_PREFIX:-/tmp/prefix}
 BUILD=${LATHE_BUILD_DIR:-build-gpu}
 WORK=${LATHE_WORK_DIR:-/tmp/lathe-bench}
@@ -58,15 +81,17 @@ RUNLOG=$OUT/run.log
 log() { echo "[$(date +%T) +$(($(date +%s) - T0))s] $*" | tee -a "$RUNLOG"; }
 remaining() { echo $((BUDGET_S - ($(date +%s) - T0))); }
 
-# step NAME LIMIT_S LOGFILE command...: runs the command under `timeout`, limited to
-# min(LIMIT_S, what is left of the budget - 10 s), appending its output to LOGFILE; records
-# NAME, exit status and seconds in $STEPS. Skips when under 15 s are left. A shell function
+# step NAME LOGFILE command...: runs the command under `timeout`, limited to
+# min(STEP_LIMIT[NAME], what is left of the budget), appending its output to LOGFILE; records
+# NAME, exit status and seconds in $STEPS. Skips when under 5 s are left. A shell function
 # runs without the time limit.
 step() {
-  local name=$1 limit=$2 logf=$3
-  shift 3
-  local rem=$(($(remaining) - 10))
-  if ((rem < 15)); then
+  local name=$1 logf=$2
+  shift 2
+  local limit=${STEP_LIMIT[$name]:?"step $name has no limit in STEP_LIMIT"}
+  local rem
+  rem=$(remaining)
+  if ((rem < 5)); then
     log "SKIP  $name: ${rem}s left of the budget"
     printf '%s\tskipped\t0\n' "$name" >>"$STEPS"
     return 125
@@ -136,7 +161,7 @@ unpack() {
   echo "unpacked $n packages into $PREFIX"
   du -sh "$PREFIX"
 }
-step unpack 60 "$RUNLOG" unpack
+step unpack "$RUNLOG" unpack
 
 export PATH="$PATH:$PREFIX/usr/bin"
 [[ -d /usr/local/cuda/bin ]] && export PATH="$PATH:/usr/local/cuda/bin"
@@ -160,7 +185,7 @@ command -v ninja >/dev/null || GEN=(-G "Unix Makefiles")
 CUDA_ARGS=(-DLATHE_CUDA="$USE_CUDA")
 [[ $USE_CUDA == ON ]] && CUDA_ARGS+=(-DCMAKE_CUDA_ARCHITECTURES=90)
 read -r -a EXTRA <<<"${LATHE_CMAKE_EXTRA:-}"
-step configure 90 "$OUT/build.log" cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+step configure "$OUT/build.log" cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
   "${CUDA_ARGS[@]}" -DPKG_CONFIG_EXECUTABLE="$PKG_CONFIG_BIN" "-DCMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH" "${EXTRA[@]}"
 {
   echo "===== where each dependency was found"
@@ -176,42 +201,51 @@ TARGETS=(lathe lathe_transcode_ceiling)
 if [[ $USE_CUDA == ON ]]; then
   TARGETS+=(lathe_gpu_bench)
   for f in tests/gpu/*_test.cpp; do TARGETS+=("gpu_$(basename "$f" .cpp)"); done
-  for f in tests/gpu_*_test.cpp; do TARGETS+=("$(basename "$f" .cpp)"); done
 fi
 KEEP_GOING=(-k 0)
 [[ ${GEN[1]} == Ninja ]] || KEEP_GOING=(-k)
-step build 330 "$OUT/build.log" cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}" -- "${KEEP_GOING[@]}"
+step build "$OUT/build.log" cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}" -- "${KEEP_GOING[@]}"
 
-# ---- 3. GPU tests --------------------------------------------------------------------------------
-step ctest_gpu 120 "$OUT/ctest_gpu.log" ctest --test-dir "$BUILD" -R Gpu --no-tests=error --output-on-failure --timeout 120
+# ---- 3. the GPU suites, side by side (the device is shared; each suite is small) ------------------
+step ctest_gpu "$OUT/ctest_gpu.log" ctest --test-dir "$BUILD" -L gpu -j 8 --no-tests=error --output-on-failure \
+  --timeout 45
 
-# ---- 4. end to end on one catalog -------------------------------------------------------------------
-RUNS=$OUT/runs.log
+# ---- 4. the benchmark: one JSON record per stage on stdout as it finishes, the document after each --
 export LATHE_GIT_COMMIT=${LATHE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+step gpu_bench "$OUT/gpu_bench.log" "$BUILD/lathe_gpu_bench" --out "$OUT/gpu_bench.json" --tracks 32 --seconds 120 \
+  --reps 5 --render-tracks 4 --render-reps 1
+
+# ---- 5. end to end, GPU against CPU, on one small catalog ---------------------------------------------
+RUNS=$OUT/runs.log
 CAT=$WORK/catalog
 rm -rf "$CAT" "$WORK/out-ceiling" "$WORK/out-gpu" "$WORK/out-cpu"
-step make_catalog 120 "$RUNS" "$BUILD/lathe_transcode_ceiling" --synth "$CAT" --count "$SONGS" --seconds "$SONG_S" \
+step make_catalog "$RUNS" "$BUILD/lathe_transcode_ceiling" --synth "$CAT" --count "$SONGS" --seconds "$SONG_S" \
   --jobs "$JOBS"
 du -sh "$CAT" >>"$RUNS" 2>&1
-step ceiling 90 "$RUNS" "$BUILD/lathe_transcode_ceiling" "$CAT" --out "$WORK/out-ceiling" --jobs "$JOBS" \
+step ceiling "$RUNS" "$BUILD/lathe_transcode_ceiling" "$CAT" --out "$WORK/out-ceiling" --jobs "$JOBS" \
   --report "$WORK/ceiling.json"
 rm -rf "$WORK/out-ceiling"
-step master_gpu 150 "$RUNS" "$BUILD/lathe" master "$CAT" --out "$WORK/out-gpu" --formats streaming,cd --track-mode \
+step master_gpu "$RUNS" "$BUILD/lathe" master "$CAT" --out "$WORK/out-gpu" --formats streaming,cd --track-mode \
   --backend gpu --jobs "$JOBS" --log-format json
 cp "$WORK/out-gpu/report.json" "$OUT/report_gpu.json" 2>/dev/null
-step master_cpu 120 "$RUNS" "$BUILD/lathe" master "$CAT" --out "$WORK/out-cpu" --formats streaming,cd --track-mode \
+step master_cpu "$RUNS" "$BUILD/lathe" master "$CAT" --out "$WORK/out-cpu" --formats streaming,cd --track-mode \
   --backend cpu --jobs "$JOBS" --log-format json
 cp "$WORK/out-cpu/report.json" "$OUT/report_cpu.json" 2>/dev/null
 
-# ---- 5. resident stages and render (last: it writes its JSON as it goes, so a cut keeps figures) --
-step gpu_bench 150 "$RUNS" "$BUILD/lathe_gpu_bench" --out "$OUT/gpu_bench.json"
+# ---- 6. compute-sanitizer on two suites: out-of-bounds and uninitialized reads, shared-memory races ---
+SAN=$OUT/sanitizer.log
+SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+step memcheck "$SAN" "$SANITIZER" --tool memcheck --leak-check full --error-exitcode 3 \
+  "$BUILD/gpu_limiter_test" --gtest_brief=1
+step racecheck "$SAN" "$SANITIZER" --tool racecheck --error-exitcode 3 "$BUILD/gpu_dynamics_test" --gtest_brief=1
 
-# ---- 6. summary ----------------------------------------------------------------------------------------
-log "writing summary.json"
-python3 - "$OUT" "$WORK" "$STEPS" "$JOBS" "$SONGS" "$SONG_S" <<'EOF' 2>>"$RUNLOG"
-import datetime, json, os, re, subprocess, sys
+# ---- 7. summary, and the results into bench/results/ ---------------------------------------------------
+summarize() {
+python3 - "$OUT" "$WORK" "$STEPS" "$JOBS" "$SONGS" "$SONG_S" "$ROOT/bench/results" <<'EOF'
 
-out, work, steps_file, jobs, songs, song_s = sys.argv[1:7]
+import datetime, json, os, re, shutil, subprocess, sys
+
+out, work, steps_file, jobs, songs, song_s, results_dir = sys.argv[1:8]
 
 
 def load(path):
@@ -257,7 +291,8 @@ def master_figures(r):
     return {"backend": r.get("backend"), "x_realtime": s.get("x_realtime"), "wall_s": s.get("wall_s"),
             "audio_hours": s.get("audio_hours"), "tracks": s.get("tracks"), "succeeded": s.get("succeeded"),
             "failed": s.get("failed"), "qc_failed": s.get("qc_failed"), "masters_passed": f"{passed}/{total}",
-            "threads": s.get("threads")}
+            "threads": s.get("threads"), "masters_by_backend": s.get("masters_by_backend"),
+            "cpu_reasons_in_gpu_run": s.get("cpu_reasons_in_gpu_run")}
 
 
 def gpu_vs_cpu(g, c):
@@ -285,6 +320,12 @@ def gpu_vs_cpu(g, c):
                 pass
     return {"masters_compared": compared, "max_abs_diff": worst}
 
+
+sanitizer = []
+try:
+    sanitizer = re.findall(r"========= ERROR SUMMARY: (\d+) errors?", open(os.path.join(out, "sanitizer.log")).read())
+except OSError:
+    pass
 
 dev = bench.get("device", {})
 figures = {
@@ -322,12 +363,25 @@ summary = {
     "end_to_end": {"gpu": master_figures(reports["gpu"]), "cpu": master_figures(reports["cpu"]),
                    "ceiling": ceiling, "gpu_vs_cpu_masters": gpu_vs_cpu(reports["gpu"], reports["cpu"])},
     "gpu_tests": ctest,
+    "compute_sanitizer_errors": {"memcheck gpu_limiter_test, racecheck gpu_dynamics_test": [int(n) for n in sanitizer]},
     "gpu_bench_errors": bench.get("errors"),
     "steps": steps,
 }
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
+# The same files where the repository keeps measured results, named by date and device.
+slug = re.sub(r"[^a-z0-9]+", "-", (summary["device"]["name"] or "unknown-device").lower()).strip("-")
+stem = os.path.join(results_dir, f"{summary['date']}-gpu-run-{slug}")
+try:
+    shutil.copyfile(os.path.join(out, "summary.json"), stem + "-summary.json")
+    if os.path.exists(os.path.join(out, "gpu_bench.json")):
+        shutil.copyfile(os.path.join(out, "gpu_bench.json"), stem + "-gpu-bench.json")
+    print(f"results: {stem}-*.json")
+except OSError as e:
+    print(f"could not copy the results to {results_dir}: {e}")
 print(json.dumps({"figures": figures, "targets": targets, "gpu_tests": ctest, "steps": steps}, indent=1))
 EOF
+}
+step summary "$RUNLOG" summarize
 log "done in $(($(date +%s) - T0))s; files in $OUT:"
 ls -la "$OUT" | tee -a "$RUNLOG"
