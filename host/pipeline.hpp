@@ -25,6 +25,9 @@ struct master_options {
   /// Makes the batch engine of a worker thread for the GPU backend; empty: the CUDA engine
   /// (host/gpu_engine.hpp). Tests put an emulation here to run the GPU backend's host side.
   engine_factory make_engine;
+  /// Called on the worker thread as each track's decode begins (true) and ends (false), in
+  /// every pass; empty: nothing. Tests slow decoding down here to see decodes overlap.
+  std::function<void(std::size_t track, bool begins)> decode_observer;
   std::string catalog;  ///< what the user pointed at, for the report
   /// --reference: a reference master whose balance is every track's target (album references
   /// from the manifest take precedence for their album).

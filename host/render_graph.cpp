@@ -415,6 +415,16 @@ struct render_graph::impl {
   // into its source spill. The input is measured on the way when it is not known yet (only the
   // sample scan when scan_only: the GPU meters the rest).
   void load(work_item& w, bool whole_buffer, bool scan_only, bool keep_source = true) {
+    struct observed {
+      const master_options& opt;
+      std::size_t track;
+      observed(const master_options& o, std::size_t t) : opt(o), track(t) {
+        if (opt.decode_observer) opt.decode_observer(track, true);
+      }
+      ~observed() {
+        if (opt.decode_observer) opt.decode_observer(track, false);
+      }
+    } observe(opt, w.index);
     track_state& s = state[w.index];
     const std::filesystem::path& path = plan.tracks[w.index].entry.path;
     if (whole_buffer) {

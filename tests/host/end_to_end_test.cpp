@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -133,6 +134,33 @@ TEST_F(EndToEnd, TrackModeLandsOnEveryTargetUnderEveryCeiling) {
   }
   EXPECT_EQ(report["summary"]["masters_by_backend"], json({{"cpu", 7 * ps.size()}}));
   EXPECT_EQ(report["summary"]["masters_on_cpu_in_gpu_run"], 0);
+  fs::remove_all(out);
+}
+
+// The serial first stage only admits tracks; decoding runs in the parallel stage after it, so a
+// slow decoder (here: 150 ms more per track) does not hold the others back.
+TEST_F(EndToEnd, TracksDecodeSideBySide) {
+  const fs::path out = temp_dir("decode");
+  master_options opt;
+  opt.out_dir = out;
+  opt.jobs = 2;
+  opt.log = log_format::json;
+  std::mutex mutex;
+  int decoding = 0, most = 0, decodes = 0;
+  opt.decode_observer = [&](std::size_t, bool begins) {
+    {
+      std::lock_guard lock(mutex);
+      decoding += begins ? 1 : -1;
+      decodes += begins ? 1 : 0;
+      most = std::max(most, decoding);
+    }
+    if (begins) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  };
+  const master_summary s =
+      run_master(make_plan(load_catalog(*catalog_ / "manifest.csv"), profiles({"streaming"}), album_mode::track), opt);
+  EXPECT_EQ(s.failed, 0u);
+  EXPECT_EQ(decodes, 7);
+  EXPECT_EQ(most, 2) << "decodes ran one at a time";
   fs::remove_all(out);
 }
 
