@@ -30,7 +30,7 @@ loudness_plan::loudness_plan(const lane_layout& layout, double sample_rate_hz, c
 
 void loudness_plan::measure_async(const float* d_batch, const stream& s) {
   cascade_.run_async(d_batch, nullptr, d_sums_.data(), detail::cascade_output::sum_of_squares, s);
-  d_sums_.download_async(h_sums_.span(), s);
+  d_sums_.download_async(std::span<double>(h_sums_), s);
 }
 
 std::vector<loudness_blocks> loudness_plan::collect() const {

@@ -110,7 +110,7 @@ peak_plan::peak_plan(const peak_filter& filter, const lane_layout& in, std::size
   d_out_index_ = device_vector<std::uint64_t>(n);
   d_length_ = device_vector<std::uint32_t>(n);
   d_tile_max_ = device_vector<float>(n);
-  h_tile_max_ = pinned_vector<float>(n);
+  h_tile_max_.assign(n, 0.0f);
   d_in_offset_.upload_async(tiles_.in_offset, s);
   d_in_frames_.upload_async(tiles_.in_frames, s);
   d_frame_.upload_async(tiles_.frame, s);
@@ -133,11 +133,10 @@ void peak_plan::run_async(const float* d_in, float* d_peaks, const stream& s) {
 }
 
 std::vector<float> peak_plan::lane_max(const stream& s) {
-  d_tile_max_.download_async(h_tile_max_.span(), s);
+  d_tile_max_.download_async(std::span<float>(h_tile_max_), s);
   s.synchronize();
   std::vector<float> out(lanes_, 0.0f);
-  for (std::size_t j = 0; j < tiles_.size(); ++j)
-    out[tiles_.lane[j]] = std::max(out[tiles_.lane[j]], h_tile_max_.data()[j]);
+  for (std::size_t j = 0; j < tiles_.size(); ++j) out[tiles_.lane[j]] = std::max(out[tiles_.lane[j]], h_tile_max_[j]);
   return out;
 }
 

@@ -161,7 +161,7 @@ void smooth_fixed_point(const Law& law, const std::vector<smooth_chunk>& chunks,
   const device_vector<std::uint64_t> d_begin = upload(group_begin, s), d_count = upload(group_count, s);
   device_vector<state> start(n), end(n);
   device_vector<unsigned> changed(1);
-  pinned_vector<unsigned> flag(1);
+  std::vector<unsigned> flag(1);  // pageable: cudaFreeHost would synchronize the device
   smooth_guess_kernel<<<grid_for(n), block_threads, 0, cs>>>(law, d_chunks.data(), n, start.data());
   LATHE_CUDA_CHECK_LAUNCH();
   int iterations = 0;
@@ -182,9 +182,9 @@ void smooth_fixed_point(const Law& law, const std::vector<smooth_chunk>& chunks,
     smooth_propagate_kernel<<<grid_for(n), block_threads, 0, cs>>>(d_chunks.data(), n, end.data(), start.data(),
                                                                    changed.data());
     LATHE_CUDA_CHECK_LAUNCH();
-    changed.download_async(flag.span(), s);
+    changed.download_async(std::span<unsigned>(flag), s);
     s.synchronize();
-    if (flag.data()[0] == 0) break;
+    if (flag[0] == 0) break;
   }
   smooth_finish_kernel<<<grid_for(n), block_threads, 0, cs>>>(law, d_chunks.data(), n, start.data());
   LATHE_CUDA_CHECK_LAUNCH();

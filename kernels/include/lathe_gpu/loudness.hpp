@@ -91,7 +91,9 @@ class loudness_plan {
   std::size_t sub_block_frames_ = 0;
   detail::chunked_cascade cascade_;  // one chunk per whole sub-block of each lane
   device_vector<double> d_sums_;
-  mutable pinned_vector<double> h_sums_;  // download target (pinned_vector has no const data())
+  // Download target: pageable (one double per sub-block, copied synchronously), as a page-locked
+  // one's cudaFreeHost would synchronize the device.
+  mutable std::vector<double> h_sums_;
 };
 
 /// One-shot form: builds a plan, measures, synchronizes `s`. Prefer a loudness_plan in loops.

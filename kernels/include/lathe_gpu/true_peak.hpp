@@ -150,7 +150,7 @@ class peak_plan {
   device_vector<std::uint64_t> d_in_offset_, d_in_frames_, d_frame_, d_out_index_;
   device_vector<std::uint32_t> d_length_;
   device_vector<float> d_tile_max_;
-  pinned_vector<float> h_tile_max_;
+  std::vector<float> h_tile_max_;  // pageable: one float per tile (cudaFreeHost would synchronize the device)
 };
 
 }  // namespace lathe::gpu
