@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -29,6 +30,9 @@ namespace detail {
 
 namespace {
 thread_local stream_handle allocation_stream_ = nullptr;
+// LATHE_GPU_POISON set: every new allocation is filled with 0xFF bytes (a NaN in every float
+// and double), so a kernel that leaves part of its output unwritten fails its test.
+const bool poison = std::getenv("LATHE_GPU_POISON") != nullptr;
 std::atomic<std::size_t> sync_calls{0}, async_calls{0}, pinned_calls{0};
 }  // namespace
 
@@ -46,6 +50,12 @@ void* device_allocate(std::size_t bytes, stream_handle s) {
     throw cuda_error(std::string(s != nullptr ? "cudaMallocAsync" : "cudaMalloc") + " of " + std::to_string(bytes) +
                          " bytes failed: " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")",
                      is_sticky(status));
+  }
+  if (poison) {
+    if (s != nullptr)
+      LATHE_CUDA_TRY(cudaMemsetAsync(p, 0xFF, bytes, static_cast<cudaStream_t>(s)));
+    else
+      LATHE_CUDA_TRY(cudaMemset(p, 0xFF, bytes));
   }
   return p;
 }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <vector>
 
 #include "demo_catalog.hpp"
@@ -201,42 +202,58 @@ namespace {
 // the tolerance is ten times that.
 constexpr double float_master_tolerance = 1e-4;
 
+// The GPU's float master of `song` for `name` against the CPU chain at the GPU's gain.
+void expect_float_master_matches_the_cpu(gpu_engine& engine, const audio_buffer& song, double source_rate,
+                                         const char* name) {
+  SCOPED_TRACE(name);
+  delivery_profile p = shipped_profile(name);
+  p.bit_depth = 32;
+  p.shaping = noise_shaping::none;
+  const engine_track t = engine_track_of(song, {&p, 1});
+  const std::vector<engine_result> r = engine.render({&t, 1}, source_rate, {&p, 1});
+  const rendered_master& g = r.at(0).masters.at(0);
+  ASSERT_EQ(g.backend, "gpu") << g.backend_note;
+
+  const double rate = p.output_rate_hz(source_rate);
+  audio_buffer x = apply_prechain(song, source_rate, p);
+  if (rate != source_rate) {
+    polyphase_resampler design;
+    design.prepare(source_rate, rate);
+    x = design.process(x);
+  }
+  limiter_params lp = p.limiter;
+  lp.ceiling_dbtp = p.ceiling_dbtp;
+  offline_limiter limiter;
+  limiter.analyze(x, rate, lp);
+  audio_buffer cpu;
+  limiter.render(x, g.normalization.gain_db, cpu);
+  std::vector<float> interleaved(2 * cpu.frames());
+  for (std::size_t i = 0; i < cpu.frames(); ++i)
+    for (int c = 0; c < 2; ++c) interleaved[2 * i + static_cast<std::size_t>(c)] = cpu.channel(c)[i];
+  const test::difference d = test::compare_float_masters(g.float_samples, interleaved, float_master_tolerance);
+  EXPECT_TRUE(d.within) << d.why;
+  std::printf("%s, %.0f s: float master within %.2e of its peak of the CPU chain at the GPU's gain\n", name,
+              static_cast<double>(song.frames()) / source_rate, d.worst);
+}
+
 TEST(GpuEndToEnd, FloatMastersMatchTheCpuChainAtTheGpusGain) {
   LATHE_REQUIRE_GPU();
   demo_track_spec spec;
   spec.seconds = 9.0;
   const audio_buffer song = synthesize_song(spec);
   gpu_engine engine(0);
-  for (const char* name : {"streaming", "hires", "broadcast"}) {
-    SCOPED_TRACE(name);
-    delivery_profile p = shipped_profile(name);
-    p.bit_depth = 32;
-    p.shaping = noise_shaping::none;
-    const engine_track t = engine_track_of(song, {&p, 1});
-    const std::vector<engine_result> r = engine.render({&t, 1}, spec.sample_rate_hz, {&p, 1});
-    const rendered_master& g = r.at(0).masters.at(0);
-    ASSERT_EQ(g.backend, "gpu") << g.backend_note;
+  for (const char* name : {"streaming", "hires", "broadcast"})
+    expect_float_master_matches_the_cpu(engine, song, spec.sample_rate_hz, name);
+}
 
-    const double rate = p.output_rate_hz(spec.sample_rate_hz);
-    audio_buffer x = apply_prechain(song, spec.sample_rate_hz, p);
-    if (rate != spec.sample_rate_hz) {
-      polyphase_resampler design;
-      design.prepare(spec.sample_rate_hz, rate);
-      x = design.process(x);
-    }
-    limiter_params lp = p.limiter;
-    lp.ceiling_dbtp = p.ceiling_dbtp;
-    offline_limiter limiter;
-    limiter.analyze(x, rate, lp);
-    audio_buffer cpu;
-    limiter.render(x, g.normalization.gain_db, cpu);
-    std::vector<float> interleaved(2 * cpu.frames());
-    for (std::size_t i = 0; i < cpu.frames(); ++i)
-      for (int c = 0; c < 2; ++c) interleaved[2 * i + static_cast<std::size_t>(c)] = cpu.channel(c)[i];
-    const test::difference d = test::compare_float_masters(g.float_samples, interleaved, float_master_tolerance);
-    EXPECT_TRUE(d.within) << d.why;
-    std::printf("%s: float master within %.2e of its peak of the CPU chain at the GPU's gain\n", name, d.worst);
-  }
+// Ten minutes: lanes of many chunks, every kernel's carry across chunk boundaries exercised.
+TEST(GpuEndToEnd, FloatMastersOfALongTrackMatchTheCpuChain) {
+  LATHE_REQUIRE_GPU();
+  demo_track_spec spec;
+  spec.seconds = 600.0;
+  const audio_buffer song = synthesize_song(spec);
+  gpu_engine engine(0);
+  expect_float_master_matches_the_cpu(engine, song, spec.sample_rate_hz, "streaming");
 }
 
 // The GPU's quantized masters against its own float master: within the quantizer's bound, so
@@ -303,6 +320,50 @@ TEST(GpuEndToEnd, AnEngineCallMakesNoSynchronizingAllocation) {
   EXPECT_EQ(b.device_sync, 0u);
   EXPECT_EQ(a.pinned, 0u);
   EXPECT_EQ(b.pinned, 0u);
+}
+
+}  // namespace
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// Sixteen engines on one device, one per thread as the render graph runs them (each its own
+// stream, its buffers from the one pool): every thread's masters equal one engine's, bit for bit.
+TEST(GpuEndToEnd, SixteenConcurrentEnginesRenderTheSameBitsAsOne) {
+  LATHE_REQUIRE_GPU();
+  constexpr int engines = 16;
+  const std::vector<delivery_profile> profiles = shipped_profiles({"streaming", "cd"});
+  demo_track_spec spec;
+  spec.seconds = 12.0;
+  const audio_buffer song = synthesize_song(spec);
+  const engine_track t = engine_track_of(song, profiles, 7);
+  std::vector<engine_result> alone;
+  {
+    gpu_engine engine(0);
+    alone = engine.render({&t, 1}, spec.sample_rate_hz, profiles);
+  }
+  std::vector<std::vector<engine_result>> results(engines);
+  std::vector<std::string> errors(engines);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < engines; ++k)
+    threads.emplace_back([&, k] {
+      try {
+        gpu_engine engine(0, engines);
+        for (int call = 0; call < 2; ++call) results[k] = engine.render({&t, 1}, spec.sample_rate_hz, profiles);
+      } catch (const std::exception& e) {
+        errors[k] = e.what();
+      }
+    });
+  for (std::thread& th : threads) th.join();
+  for (int k = 0; k < engines; ++k) {
+    SCOPED_TRACE(k);
+    ASSERT_EQ(errors[k], "");
+    for (std::size_t f = 0; f < profiles.size(); ++f) {
+      EXPECT_EQ(results[k].at(0).masters[f].backend, "gpu");
+      EXPECT_EQ(results[k].at(0).masters[f].int_samples, alone.at(0).masters[f].int_samples) << profiles[f].name;
+    }
+  }
 }
 
 }  // namespace

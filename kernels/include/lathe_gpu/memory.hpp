@@ -77,7 +77,8 @@ struct allocation_counts {
 allocation_counts allocations() noexcept;
 
 /// Untyped device allocation of `bytes`: stream-ordered inside a stream_ordered_allocation scope,
-/// else cudaMalloc. Move-only; copying needs a stream (copy_from()).
+/// else cudaMalloc. Its contents are undefined (with LATHE_GPU_POISON in the environment, as the
+/// GPU tests run: every byte 0xFF, a NaN in every float). Move-only; copying needs a stream (copy_from()).
 class device_buffer {
  public:
   device_buffer() = default;
