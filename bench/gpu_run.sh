@@ -23,8 +23,8 @@
 #                to bench/results/ under the date and the device's name
 #
 # A failed step does not stop the later ones. Each step has its own time limit (STEP_LIMIT
-# below; their sum is the run's budget, at most 480 s, so a rerun fits in a device session) and
-# never runs past what is left of LATHE_RUN_BUDGET_S.
+# below; their sum is the run's budget, at most 480 s, so the run fits twice in a 15-minute GPU
+# reservation) and never runs past what is left of LATHE_RUN_BUDGET_S.
 #
 # Options:
 #   --dry-run          print the steps, their limits and the total; run nothing

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/gpu_run.sh must fit a device session with room for a rerun: its step limits sum to at
+# bench/gpu_run.sh must run twice within a 15-minute GPU reservation: its step limits sum to at
 # most 480 s, every step it runs has a limit, and every limit belongs to a step it runs.
 set -euo pipefail
 script=${1:?usage: gpu_run_plan_test.sh bench/gpu_run.sh}
