@@ -338,10 +338,9 @@ std::vector<gpu_engine::result> gpu_engine::render_batch(std::span<const engine_
       std::vector<gain_search> search;
       search.reserve(n_tracks);
       for (std::size_t t = 0; t < n_tracks; ++t) search.emplace_back(tracks[t].targets_lufs[f], gain[t]);
-      std::vector<limiter_stats> stats;
       bool moved = true;  // a gain changed since the last render
       for (bool all_done = false; !all_done;) {
-        stats = limiter.render(d_peaks.data(), x, d_out.data(), gain, s);
+        limiter.render_async(d_peaks.data(), x, d_out.data(), gain, s);  // the meter synchronizes
         moved = false;
         const std::vector<loudness_blocks> blocks = meter.measure(d_out.data(), s);
         all_done = true;
@@ -353,8 +352,10 @@ std::vector<gpu_engine::result> gpu_engine::render_batch(std::span<const engine_
           all_done = all_done && search[t].done();
         }
       }
-      // The search may end on a moved gain: render once more with the final gains.
-      if (moved) stats = limiter.render(d_peaks.data(), x, d_out.data(), gain, s);
+      // The search may end on a moved gain: render once more with the final gains. The
+      // statistics are the final render's, computed once.
+      if (moved) limiter.render_async(d_peaks.data(), x, d_out.data(), gain, s);
+      const std::vector<limiter_stats> stats = limiter.stats(s);
 
       // 5b. quantization, and the delivered samples measured on the device
       const std::vector<std::size_t> offsets = gpu::quantize_output_offsets(layout);

@@ -273,6 +273,10 @@ void batch_limiter::render_async(const float* d_peaks, const float* d_in, float*
 std::vector<limiter_stats> batch_limiter::render(const float* d_peaks, const float* d_in, float* d_out,
                                                  std::span<const double> gain_db_per_track, const stream& s) {
   render_async(d_peaks, d_in, d_out, gain_db_per_track, s);
+  return stats(s);
+}
+
+std::vector<limiter_stats> batch_limiter::stats(const stream& s) {
   const unsigned n_tracks = static_cast<unsigned>(tracks());
   stats_partial_kernel<<<dim3(static_cast<unsigned>(stats_blocks_), n_tracks), block_threads, 0, native(s)>>>(
       tracks_.data(), law_.window, latency_, reinterpret_cast<const std::uint64_t*>(envelope_.data()), stats_blocks_,

@@ -47,9 +47,10 @@ gpu::lane_layout layout_of(const std::vector<audio_buffer>& tracks) {
 }
 
 /// Runs the GPU limiter over `tracks` (stereo) with per-track gains; `in_place` writes over
-/// the input array.
+/// the input array; `searched` renders at other gains first and takes the statistics with
+/// stats() after the last render_async, as the engine's gain search does.
 batch_result run_gpu(const std::vector<audio_buffer>& tracks, const std::vector<double>& gains_db,
-                     const limiter_params& p, double fs, bool in_place = false) {
+                     const limiter_params& p, double fs, bool in_place = false, bool searched = false) {
   const gpu::lane_layout audio = layout_of(tracks);
   const std::size_t latency = gpu::limiter_latency_frames(p, fs);
   const gpu::lane_layout peaks = gpu::limiter_peak_layout(audio, latency);
@@ -73,7 +74,15 @@ batch_result run_gpu(const std::vector<audio_buffer>& tracks, const std::vector<
   EXPECT_EQ(lim.peak_layout().total_frames, peaks.total_frames);
   batch_result r;
   float* out = in_place ? d_in.data() : d_out.data();
-  r.stats = lim.render(d_peaks.data(), d_in.data(), out, gains_db, s);
+  if (searched) {
+    std::vector<double> other = gains_db;
+    for (double& g : other) g += 4.0;
+    lim.render_async(d_peaks.data(), d_in.data(), out, other, s);
+    lim.render_async(d_peaks.data(), d_in.data(), out, gains_db, s);
+    r.stats = lim.stats(s);
+  } else {
+    r.stats = lim.render(d_peaks.data(), d_in.data(), out, gains_db, s);
+  }
   r.out.resize(host_in.size());
   (in_place ? d_in : d_out).download_async(r.out, s);
   s.synchronize();
@@ -193,6 +202,25 @@ TEST(GpuLimiter, BitwiseRepeatableAndInPlace) {
     EXPECT_EQ(a.stats[t].frames_limited, b.stats[t].frames_limited);
   }
   expect_matches_cpu(tracks, gains, p, fs, a, "96k");
+}
+
+// The engine's search renders without statistics and asks once at the end: the output and the
+// statistics equal one render() at the final gains, bit for bit.
+TEST(GpuLimiter, StatisticsAfterASearchAreTheLastRendersOwn) {
+  LATHE_REQUIRE_GPU();
+  constexpr double fs = 44'100.0;
+  const std::vector<audio_buffer> tracks = {loud_material(50'000, fs, 3), loud_material(7'001, fs, 4)};
+  const std::vector<double> gains = {2.0, 5.0};
+  const limiter_params p;
+  const batch_result once = run_gpu(tracks, gains, p, fs);
+  const batch_result searched = run_gpu(tracks, gains, p, fs, false, true);
+  ASSERT_EQ(once.out.size(), searched.out.size());
+  EXPECT_EQ(std::memcmp(once.out.data(), searched.out.data(), once.out.size() * sizeof(float)), 0);
+  for (std::size_t t = 0; t < tracks.size(); ++t) {
+    EXPECT_EQ(once.stats[t].mean_gain_reduction_db, searched.stats[t].mean_gain_reduction_db);
+    EXPECT_EQ(once.stats[t].max_gain_reduction_db, searched.stats[t].max_gain_reduction_db);
+    EXPECT_EQ(once.stats[t].frames_limited, searched.stats[t].frames_limited);
+  }
 }
 
 TEST(GpuLimiter, RejectsBadLayouts) {

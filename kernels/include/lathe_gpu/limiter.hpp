@@ -72,8 +72,12 @@ class batch_limiter {
   void render_async(const float* d_peaks, const float* d_in, float* d_out, std::span<const double> gain_db_per_track,
                     const stream& s);
 
-  /// render_async() followed by the statistics per track (offline_limiter::render's); blocks
-  /// until `s` has finished this work (synchronizes the stream).
+  /// The statistics per track (offline_limiter::render's) of the last render_async() on `s`;
+  /// blocks until `s` has finished (synchronizes the stream). A gain search renders without
+  /// them and asks once, after its last render.
+  std::vector<limiter_stats> stats(const stream& s);
+
+  /// render_async() followed by stats().
   std::vector<limiter_stats> render(const float* d_peaks, const float* d_in, float* d_out,
                                     std::span<const double> gain_db_per_track, const stream& s);
 
