@@ -148,7 +148,10 @@ __global__ void smooth_finish_kernel(Law law, const smooth_chunk* chunks, std::s
 }
 
 /// Runs the fixed-point smoothing of `law` over `chunks` to the serial result, then the finish
-/// pass (outputs and chunk stats). Synchronizes `s` once per iteration (to read the flag).
+/// pass (outputs and chunk stats). Queues iterations four at a time, each with its own change
+/// flag, and synchronizes `s` once per four to read them: an iteration after the fixed point
+/// changes nothing, so the state and the iteration count (the first without a change) are those
+/// of stopping at once.
 template <class Law>
 void smooth_fixed_point(const Law& law, const std::vector<smooth_chunk>& chunks,
                         const std::vector<std::uint64_t>& group_begin, const std::vector<std::uint64_t>& group_count,
@@ -160,8 +163,9 @@ void smooth_fixed_point(const Law& law, const std::vector<smooth_chunk>& chunks,
   const device_vector<smooth_chunk> d_chunks = upload(chunks, s);
   const device_vector<std::uint64_t> d_begin = upload(group_begin, s), d_count = upload(group_count, s);
   device_vector<state> start(n), end(n);
-  device_vector<unsigned> changed(1);
-  std::vector<unsigned> flag(1);  // pageable: cudaFreeHost would synchronize the device
+  constexpr int per_sync = 4;
+  device_vector<unsigned> changed(per_sync);
+  std::vector<unsigned> flag(per_sync);  // pageable: cudaFreeHost would synchronize the device
   smooth_guess_kernel<<<grid_for(n), block_threads, 0, cs>>>(law, d_chunks.data(), n, start.data());
   LATHE_CUDA_CHECK_LAUNCH();
   int iterations = 0;
@@ -175,16 +179,20 @@ void smooth_fixed_point(const Law& law, const std::vector<smooth_chunk>& chunks,
       fallback = true;
       break;
     }
-    smooth_run_kernel<<<grid_for(n), block_threads, 0, cs>>>(law, d_chunks.data(), n, start.data(), end.data());
-    LATHE_CUDA_CHECK_LAUNCH();
-    ++iterations;
+    const int queued = std::min(per_sync, detail::max_smoothing_iterations - iterations);
     changed.zero_async(s);
-    smooth_propagate_kernel<<<grid_for(n), block_threads, 0, cs>>>(d_chunks.data(), n, end.data(), start.data(),
-                                                                   changed.data());
-    LATHE_CUDA_CHECK_LAUNCH();
+    for (int j = 0; j < queued; ++j) {
+      smooth_run_kernel<<<grid_for(n), block_threads, 0, cs>>>(law, d_chunks.data(), n, start.data(), end.data());
+      LATHE_CUDA_CHECK_LAUNCH();
+      smooth_propagate_kernel<<<grid_for(n), block_threads, 0, cs>>>(d_chunks.data(), n, end.data(), start.data(),
+                                                                     changed.data() + j);
+      LATHE_CUDA_CHECK_LAUNCH();
+    }
     changed.download_async(std::span<unsigned>(flag), s);
     s.synchronize();
-    if (flag[0] == 0) break;
+    const auto settled = std::find(flag.begin(), flag.begin() + queued, 0u);
+    iterations += static_cast<int>(settled - flag.begin()) + (settled != flag.begin() + queued ? 1 : 0);
+    if (settled != flag.begin() + queued) break;
   }
   smooth_finish_kernel<<<grid_for(n), block_threads, 0, cs>>>(law, d_chunks.data(), n, start.data());
   LATHE_CUDA_CHECK_LAUNCH();
