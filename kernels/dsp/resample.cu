@@ -5,7 +5,9 @@
 
 #include <climits>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "lathe_gpu/error.cuh"
 #include "lathe_gpu/resample.hpp"
@@ -27,22 +29,25 @@ __device__ __forceinline__ double input_at(const float* __restrict__ x, long lon
 
 // Output = sum_t c[t] x[start + t], taps odd, as four float64 partial sums over t mod 4 combined
 // (s0 + s1) + (s2 + s3): polyphase_resampler::process's exact operations and order. Each product
-// of two floats is exact in float64, so contraction into FMA gives the same sums.
+// of two floats is exact in float64, so contraction into FMA gives the same sums. Tap t of the
+// phase is c[t * up]: the table is tap-major, so the threads of a warp (neighbouring outputs,
+// different phases) read one row of it together instead of one strided column each.
 template <bool Checked>
-__device__ float phase_dot(const float* __restrict__ c, const float* __restrict__ x, long long start, long long n,
-                           int taps) {
+__device__ float phase_dot(const float* __restrict__ c, std::uint32_t up, const float* __restrict__ x, long long start,
+                           long long n, int taps) {
+  auto tap = [&](int t) { return static_cast<double>(__ldg(c + static_cast<std::uint64_t>(t) * up)); };
   double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
   int t = 0;
   for (; t + 4 <= taps; t += 4) {
-    s0 += static_cast<double>(__ldg(c + t)) * input_at<Checked>(x, start + t, n);
-    s1 += static_cast<double>(__ldg(c + t + 1)) * input_at<Checked>(x, start + t + 1, n);
-    s2 += static_cast<double>(__ldg(c + t + 2)) * input_at<Checked>(x, start + t + 2, n);
-    s3 += static_cast<double>(__ldg(c + t + 3)) * input_at<Checked>(x, start + t + 3, n);
+    s0 += tap(t) * input_at<Checked>(x, start + t, n);
+    s1 += tap(t + 1) * input_at<Checked>(x, start + t + 1, n);
+    s2 += tap(t + 2) * input_at<Checked>(x, start + t + 2, n);
+    s3 += tap(t + 3) * input_at<Checked>(x, start + t + 3, n);
   }
   // The tail starts at a multiple of 4, so its taps go to s0, s1, s2 in turn (as s[t & 3]).
-  if (t < taps) s0 += static_cast<double>(__ldg(c + t)) * input_at<Checked>(x, start + t, n);
-  if (t + 1 < taps) s1 += static_cast<double>(__ldg(c + t + 1)) * input_at<Checked>(x, start + t + 1, n);
-  if (t + 2 < taps) s2 += static_cast<double>(__ldg(c + t + 2)) * input_at<Checked>(x, start + t + 2, n);
+  if (t < taps) s0 += tap(t) * input_at<Checked>(x, start + t, n);
+  if (t + 1 < taps) s1 += tap(t + 1) * input_at<Checked>(x, start + t + 1, n);
+  if (t + 2 < taps) s2 += tap(t + 2) * input_at<Checked>(x, start + t + 2, n);
   return __double2float_rn((s0 + s1) + (s2 + s3));
 }
 
@@ -64,11 +69,11 @@ __global__ void __launch_bounds__(resample_policy::block_threads)
   const std::uint64_t jm = j * down;  // < 2^64 for any lane the host accepts (checked there)
   const std::uint64_t q = jm / up, r = jm % up;
   const int taps = static_cast<int>(2 * half_taps + 1);
-  const float* c = coeffs + r * static_cast<std::uint64_t>(taps);
+  const float* c = coeffs + r;  // tap-major: tap t of phase r at t * up + r
   const float* x = in + in_offset;
   const long long start = static_cast<long long>(q) - static_cast<long long>(half_taps);
-  out[out_offset + j] = (start >= 0 && start + taps <= n) ? phase_dot<false>(c, x, start, n, taps)
-                                                          : phase_dot<true>(c, x, start, n, taps);
+  out[out_offset + j] = (start >= 0 && start + taps <= n) ? phase_dot<false>(c, up, x, start, n, taps)
+                                                          : phase_dot<true>(c, up, x, start, n, taps);
 }
 
 }  // namespace
@@ -87,8 +92,14 @@ resample_filter::resample_filter(const polyphase_resampler& design, const stream
   LATHE_EXPECTS(design.half_taps() < (std::size_t{1} << 30), "polyphase filter too long for the GPU kernel");
   LATHE_EXPECTS(design.coefficients().size() == std::size_t{up_} * taps_per_phase(),
                 "polyphase design not prepared (coefficient table of the wrong size)");
-  coeffs_.upload_async(design.coefficients(), s);
-  s.synchronize();
+  // design.coefficients() is phase-major (phase r's taps contiguous); the kernel reads it tap-major.
+  const std::span<const float> phase_major = design.coefficients();
+  const std::size_t taps = taps_per_phase();
+  std::vector<float> tap_major(phase_major.size());
+  for (std::size_t r = 0; r < up_; ++r)
+    for (std::size_t t = 0; t < taps; ++t) tap_major[t * up_ + r] = phase_major[r * taps + t];
+  coeffs_.upload_async(tap_major, s);
+  s.synchronize();  // tap_major dies at return
 }
 
 resample_batch::resample_batch(const polyphase_resampler& design, const lane_layout& in, const stream& s)
