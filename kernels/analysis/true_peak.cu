@@ -23,14 +23,6 @@ struct filter_args {
   float c[max_peak_coeffs];
 };
 
-// Float products and sums in the CPU's order, with contraction into FMA ruled out (the CPU
-// build does not contract), so each dot product rounds exactly as the CPU's.
-__device__ __forceinline__ float dot_taps(const float* c, const float* x, int taps) {
-  float acc = 0.0f;
-  for (int k = 0; k < taps; ++k) acc = __fadd_rn(acc, __fmul_rn(c[k], x[k]));
-  return acc;
-}
-
 __device__ __forceinline__ float max_as_std(float a, float b) {
   return a < b ? b : a;
 }
@@ -62,15 +54,25 @@ __global__ void __launch_bounds__(peak_policy::threads)
 
   float local = 0.0f;
   // Consecutive threads take consecutive frames: shared reads of xs are conflict-free and each
-  // coefficient read is a broadcast.
+  // coefficient read is a broadcast. Each input sample is read once for every phase: the phases'
+  // dot products run side by side in registers, each tap by tap in the CPU's order, as float
+  // products and sums with contraction into FMA ruled out (the CPU build does not contract), so
+  // each rounds exactly as the CPU's.
+  const int first_phase = f.centre_tap >= 0 ? 1 : 0;
   for (int i = static_cast<int>(threadIdx.x); i < len; i += P::threads) {
-    float peak = 0.0f;
-    int p = 0;
-    if (f.centre_tap >= 0) {
-      peak = fabsf(xs[i + f.centre_tap]);
-      p = 1;
+    float acc[max_peak_phases];
+#pragma unroll
+    for (int p = 0; p < static_cast<int>(max_peak_phases); ++p) acc[p] = 0.0f;
+    for (int k = 0; k < f.taps; ++k) {
+      const float x = xs[i + k];
+#pragma unroll
+      for (int p = 0; p < static_cast<int>(max_peak_phases); ++p)
+        if (p >= first_phase && p < f.factor) acc[p] = __fadd_rn(acc[p], __fmul_rn(coeff[p * f.taps + k], x));
     }
-    for (; p < f.factor; ++p) peak = max_as_std(peak, fabsf(dot_taps(coeff + p * f.taps, xs + i, f.taps)));
+    float peak = f.centre_tap >= 0 ? fabsf(xs[i + f.centre_tap]) : 0.0f;
+#pragma unroll
+    for (int p = 0; p < static_cast<int>(max_peak_phases); ++p)
+      if (p >= first_phase && p < f.factor) peak = max_as_std(peak, fabsf(acc[p]));
     out[dst + static_cast<std::uint64_t>(i)] = peak;
     local = max_as_std(local, peak);
   }
@@ -93,8 +95,9 @@ peak_plan::peak_plan(const peak_filter& filter, const lane_layout& in, std::size
       out_layout_(peak_output_layout(in, extra_tail_frames)),
       tiles_(make_peak_tiles(in, extra_tail_frames, tile_frames)),
       lanes_(in.lanes()) {
-  LATHE_EXPECTS(filter_.factor >= 1 && filter_.taps >= 1 && filter_.taps <= max_peak_taps,
-                "peak filter needs 1..64 taps per phase");
+  LATHE_EXPECTS(filter_.factor >= 1 && filter_.factor <= static_cast<int>(max_peak_phases) && filter_.taps >= 1 &&
+                    filter_.taps <= max_peak_taps,
+                "peak filter needs 1..8 phases of 1..64 taps");
   LATHE_EXPECTS(static_cast<std::size_t>(filter_.factor) * filter_.taps <= max_peak_coeffs &&
                     filter_.coeffs.size() == static_cast<std::size_t>(filter_.factor) * filter_.taps,
                 "peak filter coefficients must be factor x taps, at most 320");

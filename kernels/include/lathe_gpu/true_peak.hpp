@@ -26,6 +26,7 @@
 namespace lathe::gpu {
 
 inline constexpr std::size_t max_peak_taps = 64;
+inline constexpr std::size_t max_peak_phases = 8;
 inline constexpr std::size_t max_peak_coeffs = 320;  // 8 phases x 33 taps (true_peak_interpolator below 88.2 kHz)
 
 /// A polyphase peak detector as data.
