@@ -54,6 +54,26 @@ struct gpu_engine::impl {
   gpu::cufft_plan_cache plans;
   gpu::gpu_convolver convolver;
   std::map<std::filesystem::path, std::shared_ptr<const impulse_response>> irs;  // decoded once per engine
+  // Resampling filters by (source rate, output rate): designed and uploaded once per engine.
+  struct resampler {
+    polyphase_resampler design;
+    gpu::resample_filter filter;
+  };
+  std::map<std::pair<double, double>, std::unique_ptr<const resampler>> resamplers;
+
+  const resampler& resampler_for(double from_hz, double to_hz) {
+    auto it = resamplers.find({from_hz, to_hz});
+    if (it == resamplers.end()) {
+      polyphase_resampler design;
+      design.prepare(from_hz, to_hz);
+      gpu::resample_filter filter(design, stream);
+      it = resamplers
+               .emplace(std::pair{from_hz, to_hz},
+                        std::make_unique<const resampler>(resampler{std::move(design), std::move(filter)}))
+               .first;
+    }
+    return *it->second;
+  }
 
   const impulse_response& ir(const std::filesystem::path& path) {
     auto it = irs.find(path);
@@ -290,14 +310,11 @@ std::vector<gpu_engine::result> gpu_engine::render_batch(std::span<const engine_
     gpu::device_vector<float> d_resampled;
     const float* x = d_pre.data();
     if (rate != source_rate_hz) {
-      polyphase_resampler design;
-      design.prepare(source_rate_hz, rate);
-      const gpu::resample_filter filter(design, s);
-      const gpu::resample_batch batch(design, in_layout, s);
+      const impl::resampler& r = impl_->resampler_for(source_rate_hz, rate);
+      const gpu::resample_batch batch(r.design, in_layout, s);
       layout = batch.output_layout();
       d_resampled = gpu::device_vector<float>(std::max<std::size_t>(layout.total_frames, 1));
-      batch.run_async(filter, d_pre.data(), d_resampled.data(), s);
-      s.synchronize();  // the filter's table dies at the end of this scope
+      batch.run_async(r.filter, d_pre.data(), d_resampled.data(), s);
       x = d_resampled.data();
     }
 
