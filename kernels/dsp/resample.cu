@@ -31,11 +31,12 @@ __device__ __forceinline__ double input_at(const float* __restrict__ x, long lon
 // (s0 + s1) + (s2 + s3): polyphase_resampler::process's exact operations and order. Each product
 // of two floats is exact in float64, so contraction into FMA gives the same sums. Tap t of the
 // phase is c[t * up]: the table is tap-major, so the threads of a warp (neighbouring outputs,
-// different phases) read one row of it together instead of one strided column each.
+// different phases) read one row of it together instead of one strided column each. The taps are
+// stored as double (each float widened exactly), so no tap is converted in the loop.
 template <bool Checked>
-__device__ float phase_dot(const float* __restrict__ c, std::uint32_t up, const float* __restrict__ x, long long start,
+__device__ float phase_dot(const double* __restrict__ c, std::uint32_t up, const float* __restrict__ x, long long start,
                            long long n, int taps) {
-  auto tap = [&](int t) { return static_cast<double>(__ldg(c + static_cast<std::uint64_t>(t) * up)); };
+  auto tap = [&](int t) { return __ldg(c + static_cast<std::uint64_t>(t) * up); };
   double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
   int t = 0;
   for (; t + 4 <= taps; t += 4) {
@@ -54,7 +55,7 @@ __device__ float phase_dot(const float* __restrict__ c, std::uint32_t up, const 
 // Block b computes outputs [chunk_start[b], + chunk_length[b]) of lane chunk_lane[b].
 // lane_tables holds, per lane, {input offset, input frames, output offset}.
 __global__ void __launch_bounds__(resample_policy::block_threads)
-    resample_kernel(const float* __restrict__ in, float* __restrict__ out, const float* __restrict__ coeffs,
+    resample_kernel(const float* __restrict__ in, float* __restrict__ out, const double* __restrict__ coeffs,
                     const std::uint64_t* __restrict__ lane_tables, const std::uint64_t* __restrict__ chunk_start,
                     const std::uint32_t* __restrict__ chunk_lane, const std::uint32_t* __restrict__ chunk_length,
                     std::uint32_t up, std::uint32_t down, std::uint32_t half_taps) {
@@ -69,7 +70,7 @@ __global__ void __launch_bounds__(resample_policy::block_threads)
   const std::uint64_t jm = j * down;  // < 2^64 for any lane the host accepts (checked there)
   const std::uint64_t q = jm / up, r = jm % up;
   const int taps = static_cast<int>(2 * half_taps + 1);
-  const float* c = coeffs + r;  // tap-major: tap t of phase r at t * up + r
+  const double* c = coeffs + r;  // tap-major: tap t of phase r at t * up + r
   const float* x = in + in_offset;
   const long long start = static_cast<long long>(q) - static_cast<long long>(half_taps);
   out[out_offset + j] = (start >= 0 && start + taps <= n) ? phase_dot<false>(c, up, x, start, n, taps)
@@ -95,9 +96,9 @@ resample_filter::resample_filter(const polyphase_resampler& design, const stream
   // design.coefficients() is phase-major (phase r's taps contiguous); the kernel reads it tap-major.
   const std::span<const float> phase_major = design.coefficients();
   const std::size_t taps = taps_per_phase();
-  std::vector<float> tap_major(phase_major.size());
+  std::vector<double> tap_major(phase_major.size());
   for (std::size_t r = 0; r < up_; ++r)
-    for (std::size_t t = 0; t < taps; ++t) tap_major[t * up_ + r] = phase_major[r * taps + t];
+    for (std::size_t t = 0; t < taps; ++t) tap_major[t * up_ + r] = static_cast<double>(phase_major[r * taps + t]);
   coeffs_.upload_async(tap_major, s);
   s.synchronize();  // tap_major dies at return
 }

@@ -37,12 +37,12 @@ class resample_filter {
   std::uint32_t down() const noexcept { return down_; }
   std::uint32_t half_taps() const noexcept { return half_taps_; }
   std::uint32_t taps_per_phase() const noexcept { return 2 * half_taps_ + 1; }
-  /// Device, tap-major: tap t of phase r at t * up() + r.
-  const float* coefficients() const noexcept { return coeffs_.data(); }
+  /// Device, tap-major, each float tap widened to double: tap t of phase r at t * up() + r.
+  const double* coefficients() const noexcept { return coeffs_.data(); }
 
  private:
   std::uint32_t up_ = 1, down_ = 1, half_taps_ = 0;
-  device_vector<float> coeffs_;
+  device_vector<double> coeffs_;
 };
 
 /// Device tables of one batch: input lane offsets and lengths, output offsets, and the output
