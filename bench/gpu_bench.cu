@@ -24,6 +24,8 @@
 //     pinned memory, upload, every stage, the normalization loop, quantization (the cd profile's
 //     F-weighted shaping runs on the host, one thread), measurement of the delivered samples,
 //     download and the CPU fallback of any master the device path does not cover (counted).
+//     For streaming, "one_track_per_call" times the same tracks as one call each, the
+//     alternative to packing them.
 //     Not included: decoding and encoding files (the end-to-end catalog runs have those).
 //   - Ceilings: cudaMemcpyAsync device->device, pinned host->device and device->pinned host,
 //     `--copy-mib` MiB each, best of `--reps` after one warm-up. D2D traffic counts bytes read
@@ -699,7 +701,8 @@ void resident_bench::run() {
   doc_["chain_resident"] = cr;
 }
 
-/// gpu_engine::render() of `tracks` tracks for each profile set; chrono timing.
+/// gpu_engine::render() of `tracks` tracks per call for each profile set (and, for streaming,
+/// the same tracks one call each); chrono timing.
 void write_json(const options& o, const json& doc);
 
 /// Appends one entry per profile set to doc["render"], writing the JSON after each (a run cut
@@ -748,6 +751,20 @@ void render_bench(const options& o, const std::vector<lathe::audio_buffer>& song
     }
     timing t;
     for (double s : runs_s) t.ms.push_back(s * 1e3);
+    // The alternative to packing, for the first set: the same tracks, one engine call each.
+    json alone = nullptr;
+    if (&set == &sets.front() && tracks.size() > 1) {
+      timing a;
+      for (int r = 0; r < o.warmup + o.render_reps; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (const lathe::engine_track& one : tracks) (void)engine.render({&one, 1}, rate_hz, profiles);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r >= o.warmup) a.ms.push_back(s * 1e3);
+      }
+      alone = {{"median_s", a.median() * 1e-3}, {"x_realtime", x_realtime(audio_s, a.median())}};
+      std::printf("  render %-16s %9.3f s   %12.0fx realtime  (one track per call)\n", names.c_str(), a.median() * 1e-3,
+                  x_realtime(audio_s, a.median()));
+    }
     doc["render"].push_back({{"profiles", names},
                              {"tracks", o.render_tracks},
                              {"audio_s", audio_s},
@@ -757,7 +774,8 @@ void render_bench(const options& o, const std::vector<lathe::audio_buffer>& song
                              {"x_realtime", x_realtime(audio_s, t.median())},
                              {"masters", masters},
                              {"cpu_fallbacks", fallbacks},
-                             {"failed_profile_checks", failed_checks}});
+                             {"failed_profile_checks", failed_checks},
+                             {"one_track_per_call", alone}});
     std::printf("  render %-16s %9.3f s   %12.0fx realtime  (%zu of %zu masters by the CPU fallback)\n", names.c_str(),
                 t.median() * 1e-3, x_realtime(audio_s, t.median()), fallbacks, masters);
     print_record("render", doc["render"].back());

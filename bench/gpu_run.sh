@@ -333,6 +333,8 @@ figures = {
     "chain_resident_sequence_x_realtime": bench.get("chain_resident", {}).get("sequence", {}).get("x_realtime"),
     "stages_x_realtime": {s["name"]: s["x_realtime"] for s in bench.get("stages", [])},
     "render_x_realtime": {r["profiles"]: r["x_realtime"] for r in bench.get("render", [])},
+    "render_one_track_per_call_x_realtime": {r["profiles"]: (r.get("one_track_per_call") or {}).get("x_realtime")
+                                             for r in bench.get("render", []) if r.get("one_track_per_call")},
     "end_to_end_gpu_x_realtime": master_figures(reports["gpu"]).get("x_realtime"),
     "end_to_end_cpu_x_realtime": master_figures(reports["cpu"]).get("x_realtime"),
     "decode_encode_ceiling_x_realtime": ceiling.get("x_realtime"),
