@@ -217,10 +217,12 @@ class EmulatedEngine : public ::testing::Test {
     return make_plan(load_catalog(*catalog_ / "manifest.csv"), ps, album_mode::album);
   }
   // The CPU backend when `e` is null, else the GPU backend on emulated engines.
-  static master_summary master(const fs::path& out, emulation* e, bool strict, int jobs = 2) {
+  static master_summary master(const fs::path& out, emulation* e, bool strict, int jobs = 2,
+                               std::size_t max_memory = 0) {
     master_options opt;
     opt.out_dir = out;
     opt.jobs = jobs;
+    opt.max_memory_bytes = max_memory;
     opt.log = log_format::json;
     if (e != nullptr) {
       opt.backend = {backend_kind::gpu, "emulated engine", strict};
@@ -305,6 +307,21 @@ TEST_F(EmulatedEngine, SmallDeviceBudgetGivesOneTrackPerCallAndTheSameMasters) {
   EXPECT_EQ(e.calls.size(), 7u);
   for (const auto& c : e.calls) EXPECT_EQ(c.second.size(), 1u);
   expect_same_masters_as_the_cpu(out);
+}
+
+// The engine holds whole tracks; under a bound narrower than a track the GPU backend renders it
+// on the CPU, streamed, and says so, so --max-memory holds on either backend.
+TEST_F(EmulatedEngine, TracksWiderThanTheMemoryBoundRenderOnTheCpuStreamed) {
+  const fs::path out = fresh("narrow");
+  emulation e;
+  const master_summary s = master(out, &e, true, 2, streaming_track_bytes);
+  EXPECT_EQ(s.failed, 0u);
+  EXPECT_TRUE(e.calls.empty());
+  expect_same_masters_as_the_cpu(out);
+  for (const auto& [path, b] : backends(out)) {
+    EXPECT_EQ(b.first, "cpu") << path;
+    EXPECT_NE(b.second.find("is wider than --max-memory"), std::string::npos) << path << ": " << b.second;
+  }
 }
 
 TEST_F(EmulatedEngine, AFailedCallRendersOnTheCpuAndSaysWhyOrFailsWithBackendGpu) {
