@@ -55,11 +55,13 @@ std::size_t parse_size(const std::string& text);
 /// resampled sources and limiter envelopes); it grows with the track.
 std::size_t estimate_track_bytes(const planned_track& t, const run_plan& plan);
 
-/// Bytes one track holds in flight when it streams through spill files, whatever its length:
-/// the decoder's, the pre-chain stages', soxr's, the limiter's and the encoder's state and
-/// blocks. The memory gate reserves this (a track whose estimate_track_bytes() also fits its
-/// share of the budget, that plus this), so resident memory stays under --max-memory plus one
-/// track's streaming working set and the process's fixed footprint (bench/memory_bound.sh).
+/// Bytes one track holds in flight when it streams through spill files, whatever its length,
+/// for each format it renders at once: the decoder's, the pre-chain stages', soxr's, the
+/// limiter's and the encoder's state and blocks. The memory gate reserves this times the formats
+/// a streamed track renders side by side (as many as its share of the budget holds, at least
+/// one), or, for a track held in memory, estimate_track_bytes() plus this per format; so resident
+/// memory stays under --max-memory plus one track's streaming working set and the process's
+/// fixed footprint (bench/memory_bound.sh).
 inline constexpr std::size_t streaming_track_bytes = std::size_t{64} << 20;
 
 }  // namespace lathe

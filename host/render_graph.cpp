@@ -120,6 +120,7 @@ struct work_item {
   std::size_t index = 0;
   bool spill_to_files = false;           // spills in files (bounded memory) or in memory
   bool on_engine = false;                // rendered by the batch engine (GPU backend)
+  std::size_t formats_at_once = 1;       // formats the deliver stage renders side by side
   std::optional<decoded_track> decoded;  // the whole track, for the engine
   std::optional<audio_spill> source;     // the decoded track (borrowing `decoded` when it exists)
   source_info info;
@@ -143,6 +144,7 @@ struct admission {
   std::size_t in_memory_bytes = 0;  // what it would hold with its spills in memory
   bool spill_to_files = false;
   bool on_engine = false;
+  std::size_t formats_at_once = 1;  // formats rendered side by side within the reservation
 };
 
 // Tracks per engine call, at most: enough to fill the device with short tracks.
@@ -270,10 +272,16 @@ struct render_graph::impl {
   // engine holds a whole track (its render pass with the GPU backend), so it takes the tracks
   // that fit the whole budget; a longer one renders on the CPU, streamed.
   admission admit(std::size_t i, bool render) const {
-    const std::size_t in_memory = estimate_track_bytes(plan.tracks[i], plan) + streaming_track_bytes;
-    if (render && use_gpu && in_memory <= budget) return {in_memory, in_memory, false, true};
-    if (in_memory <= budget / max_tokens) return {in_memory, in_memory, false, false};
-    return {streaming_track_bytes, in_memory, true, false};
+    const std::size_t formats = std::max<std::size_t>(n_formats, 1);
+    const std::size_t share = budget / max_tokens;
+    // In memory, the formats render side by side: one streaming working set each.
+    const std::size_t in_memory = estimate_track_bytes(plan.tracks[i], plan) + streaming_track_bytes * formats;
+    if (render && use_gpu && in_memory <= budget) return {in_memory, in_memory, false, true, formats};
+    if (in_memory <= share) return {in_memory, in_memory, false, false, formats};
+    // Streamed: as many formats side by side as the track's share of the budget holds working
+    // sets for (at least one, so a track is never refused for its length).
+    const std::size_t at_once = std::clamp<std::size_t>(share / streaming_track_bytes, 1, formats);
+    return {streaming_track_bytes * at_once, in_memory, true, false, at_once};
   }
 
   // The render pass's calls: engine tracks packed by rate and by the host's and the device's
@@ -321,6 +329,7 @@ struct render_graph::impl {
         w.index = i;
         w.spill_to_files = a.spill_to_files;
         w.on_engine = a.on_engine;
+        w.formats_at_once = a.formats_at_once;
         if (render && use_gpu && !a.on_engine)
           w.cpu_note = fmt::format(
               "the GPU engine holds a whole track, and this one ({} MB in flight) is wider than --max-memory "
@@ -385,6 +394,7 @@ struct render_graph::impl {
       j.stream.finish(sink);
       s.chain_reports[j.key] = j.stream.report();
       if (keep_audio) {
+        j.out->seal();  // the formats read it side by side
         w.pre.emplace(j.key, std::move(*j.out));
       } else {
         s.pre_loudness_lufs[j.key] = j.meter.integrated_lufs();
@@ -668,8 +678,15 @@ struct render_graph::impl {
         if (s.mix_checked) r.mix_notes = s.mix_notes;
         record::save_track_record(opt.out_dir, targets.record_key(t), r);
         const double rate = w.info.sample_rate_hz;
+        std::vector<std::size_t> todo;
         for (std::size_t f = 0; f < n_formats; ++f) {
           if (s.resumed[f]) continue;
+          todo.push_back(f);
+          // What the CPU renders from, made before the formats run side by side.
+          if (!w.masters[f] && w.pre.count(prechain_key(s.profiles[f])) == 0) run_prechains(w, true);
+        }
+        if (!t.album_key.empty()) s.output_blocks.resize(n_formats);
+        auto deliver_format = [&](std::size_t f) {
           const delivery_profile& p = s.profiles[f];
           const delivery_profile& shipped = plan.profiles[f];
           const std::filesystem::path dest = opt.out_dir / t.outputs[f];
@@ -691,7 +708,6 @@ struct render_graph::impl {
             mt = analyze_tonal(master, m.measured.sample_rate_hz);
             translation = check_translation(master, m.measured.sample_rate_hz, mt, target);
           } else {
-            if (w.pre.count(prechain_key(p)) == 0) run_prechains(w, true);
             master_writer out(dest, shipped.container, t.tags);
             const std::uint64_t seed = fnv1a64(p.name, t.dither_seed_base);
             m = render_master(w.pre.at(prechain_key(p)), rate, p, s.targets_lufs[f], seed, out,
@@ -716,11 +732,16 @@ struct render_graph::impl {
                                 {"output", entry},
                                 {"master_tonal", record::exact(mt)},
                                 {"blocks", record::exact(m.measured.blocks)}};
-          if (!t.album_key.empty()) {
-            s.output_blocks.resize(n_formats);
-            s.output_blocks[f] = std::move(m.measured.blocks);
-          }
+          if (!t.album_key.empty()) s.output_blocks[f] = std::move(m.measured.blocks);
           write_text_atomic(state_path(opt.out_dir, t.outputs[f]), sidecar.dump(1));
+        };
+        // The formats render side by side, as many at once as the track's reservation holds
+        // working sets for (admit), so a catalog's last tracks, or a one-track run, use the idle
+        // cores. Each format's output is the same whatever runs beside it.
+        for (std::size_t k = 0; k < todo.size(); k += w.formats_at_once) {
+          const auto first = todo.begin() + static_cast<std::ptrdiff_t>(k);
+          tbb::parallel_for_each(
+              first, first + static_cast<std::ptrdiff_t>(std::min(w.formats_at_once, todo.size() - k)), deliver_format);
         }
       } catch (const std::exception& e) {
         fail_track(w, track_error_text(e));

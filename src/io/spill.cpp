@@ -83,8 +83,7 @@ audio_spill::audio_spill(audio_spill&& o) noexcept
       memory_(std::move(o.memory_)),
       fd_(std::exchange(o.fd_, -1)),
       folder_(std::move(o.folder_)),
-      pending_(std::move(o.pending_)),
-      io_(std::move(o.io_)) {}
+      pending_(std::move(o.pending_)) {}
 
 audio_spill& audio_spill::operator=(audio_spill&& o) noexcept {
   if (this != &o) {
@@ -96,7 +95,6 @@ audio_spill& audio_spill::operator=(audio_spill&& o) noexcept {
     fd_ = std::exchange(o.fd_, -1);
     folder_ = std::move(o.folder_);
     pending_ = std::move(o.pending_);
-    io_ = std::move(o.io_);
   }
   return *this;
 }
@@ -146,21 +144,22 @@ void audio_spill::read(std::size_t first, block_view out) const {
       std::copy_n(memory_[static_cast<std::size_t>(c)].data() + first, out.frames, out[c]);
     return;
   }
-  flush_pending();
+  if (!pending_.empty()) flush_pending();  // a spill read while it is written (one thread); see seal()
   const auto ch = static_cast<std::size_t>(channels_);
-  io_.resize(spill_block_frames * ch);
+  thread_local std::vector<float> io;  // interleaved frames as the file holds them
+  io.resize(spill_block_frames * ch);
   for (std::size_t done = 0; done < out.frames;) {
     const std::size_t n = std::min(spill_block_frames, out.frames - done);
-    transfer_all(fd_, folder_, "read", io_.data(), n * ch, (first + done) * ch);
+    transfer_all(fd_, folder_, "read", io.data(), n * ch, (first + done) * ch);
     for (std::size_t i = 0; i < n; ++i)
-      for (int c = 0; c < channels_; ++c) out[c][done + i] = io_[i * ch + static_cast<std::size_t>(c)];
+      for (int c = 0; c < channels_; ++c) out[c][done + i] = io[i * ch + static_cast<std::size_t>(c)];
     done += n;
   }
 }
 
 std::size_t audio_spill::memory_bytes() const noexcept {
   if (borrowed_ != nullptr) return 0;
-  if (fd_ >= 0) return (pending_.capacity() + io_.capacity()) * sizeof(float);
+  if (fd_ >= 0) return pending_.capacity() * sizeof(float);
   std::size_t b = 0;
   for (const auto& v : memory_) b += v.capacity() * sizeof(float);
   return b;

@@ -427,7 +427,11 @@ TEST_F(EndToEnd, MemoryBoundChangesNoMasterAndHoldsTheReservations) {
     std::size_t budget;
     int jobs;
   };
-  const std::vector<run> runs = {{std::size_t{1} << 40, 2}, {1, 1}, {streaming_track_bytes, 3}, {1, 2}};
+  // In memory; one track at a time, in files; streamed, one format at a time; and streamed with
+  // both formats side by side (a token's share holds two working sets but not the whole track).
+  const std::size_t two_formats_streamed = 4 * (2 * streaming_track_bytes + whole / 2);
+  const std::vector<run> runs = {
+      {std::size_t{1} << 40, 2}, {1, 1}, {streaming_track_bytes, 3}, {1, 2}, {two_formats_streamed, 2}};
   std::vector<fs::path> outs;
   for (const run& r : runs) {
     SCOPED_TRACE(testing::Message() << "budget " << r.budget << " jobs " << r.jobs);

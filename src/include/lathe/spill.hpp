@@ -43,11 +43,17 @@ class audio_spill {
   void append(const_block_view in);
 
   /// Copies frames [first, first + out.frames) into `out` (channels() channels, first +
-  /// out.frames <= frames(), checked). Throws output_error when the file cannot be read.
+  /// out.frames <= frames(), checked). Throws output_error when the file cannot be read. After
+  /// seal(), reads from several threads at once are safe (file reads are positioned, and each
+  /// thread converts in its own buffer).
   void read(std::size_t first, block_view out) const;
 
-  /// Memory this spill holds (bytes): the audio for memory spills, the conversion buffer for
-  /// file spills, nothing for borrowed ones.
+  /// Writes the frames still pending to the file: the spill is complete, and read() may then run
+  /// on several threads at once. Throws output_error when the disk fails.
+  void seal() { flush_pending(); }
+
+  /// Memory this spill holds (bytes): the audio for memory spills, the frames pending for file
+  /// spills (readers convert in a per-thread block), nothing for borrowed ones.
   std::size_t memory_bytes() const noexcept;
 
  private:
@@ -60,9 +66,8 @@ class audio_spill {
   std::vector<std::vector<float>> memory_;  // per channel (memory spills)
   int fd_ = -1;                             // file spills
   std::filesystem::path folder_;            // for error messages
-  // File spills: interleaved frames not yet written, and the conversion buffer for reads.
+  // File spills: interleaved frames not yet written.
   mutable std::vector<float> pending_;
-  mutable std::vector<float> io_;
 };
 
 /// Frames per block that readers of a spill use.
