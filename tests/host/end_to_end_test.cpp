@@ -21,6 +21,7 @@
 #include "lathe/profile.hpp"
 #include "pipeline.hpp"
 #include "plan.hpp"
+#include "support/files.hpp"
 #include "support/oracle.hpp"
 
 namespace fs = std::filesystem;
@@ -29,6 +30,10 @@ using nlohmann::json;
 namespace lathe {
 namespace {
 
+using test::read_json;
+using test::slurp;
+using test::temp_dir;
+
 // Delivery tolerance the issue sets for every master: +-0.1 LU of its target, measured by libebur128.
 constexpr double loudness_tolerance_lu = 0.1;
 // libebur128 oversamples 4x (2x at 96 kHz) with a short filter; it must never read above the
@@ -36,30 +41,11 @@ constexpr double loudness_tolerance_lu = 0.1;
 constexpr double ceiling_tolerance_db = 0.0;
 constexpr double demo_seconds = 9.0;
 
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("lathe-e2e-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 std::vector<delivery_profile> profiles(std::initializer_list<const char*> names) {
   std::vector<delivery_profile> out;
   for (const char* n : names)
     out.push_back(load_profile(fs::path(LATHE_SOURCE_DIR) / "configs" / (std::string(n) + ".toml")));
   return out;
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  return json::parse(in);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 void write_float_wav(const fs::path& path, int channels, int rate, const std::vector<float>& interleaved) {

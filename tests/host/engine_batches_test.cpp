@@ -23,12 +23,17 @@
 #include "pipeline.hpp"
 #include "plan.hpp"
 #include "render_engine.hpp"
+#include "support/files.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace lathe {
 namespace {
+
+using test::read_json;
+using test::slurp;
+using test::temp_dir;
 
 // ---- the packer ---------------------------------------------------------------------------
 
@@ -178,23 +183,6 @@ class emulated_engine final : public render_engine {
  private:
   emulation& e_;
 };
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("lathe-engine-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  return json::parse(in);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 
 class EmulatedEngine : public ::testing::Test {
  protected:

@@ -18,12 +18,16 @@
 #include "report_merge.hpp"
 #include "shard.hpp"
 #include "shard_cli.hpp"
+#include "support/files.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace lathe {
 namespace {
+
+using test::slurp;
+using test::temp_dir;
 
 // The bound: every shard within 10% of the mean shard duration.
 constexpr double balance_tolerance = 0.10;
@@ -311,13 +315,6 @@ TEST(ShardEnvironment, NoneAmbiguousAndFlags) {
 
 // ---- merge ------------------------------------------------------------------------------------
 
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("lathe-shard-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 // Writes the reports a sharded run of `full` would leave in `dir` (with each ok track's output
 // file), as run_master and finish_shard_report write them; `status` overrides a track's status.
 void write_shard_reports(const fs::path& dir, const run_plan& full, int n,
@@ -453,13 +450,6 @@ TEST(Merge, RefusesMixedSplitsOverlapsAndEmptyFolders) {
 }
 
 // ---- a sharded run against a single run, with audio ------------------------------------------
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Every master, relative to the output folder (reports and resume sidecars left out).
 std::map<std::string, std::string> masters_in(const fs::path& out) {
