@@ -196,20 +196,24 @@ namespace {
 // channels share one loop so their four recursions overlap in the pipeline (each alone is bound by
 // its own latency). Each channel's sum grows sample by sample in order, so the result does not
 // depend on how the stream was split into blocks.
-inline void k_weight_one(const float* x, std::size_t n, biquad& pre, biquad& rlb, double& sum) noexcept {
+template <bool keep_energy>
+inline void k_weight_one(const float* x, std::size_t n, biquad& pre, biquad& rlb, double& sum, double w,
+                         float* energy) noexcept {
   biquad p = pre, r = rlb;
   double s = sum;
   for (std::size_t i = 0; i < n; ++i) {
     const double y = r.tick(p.tick(x[i]));
     s += y * y;
+    if constexpr (keep_energy) energy[i] += static_cast<float>(w * (y * y));
   }
   pre = p;
   rlb = r;
   sum = s;
 }
 
+template <bool keep_energy>
 inline void k_weight_two(const float* x0, const float* x1, std::size_t n, biquad& pre0, biquad& rlb0, biquad& pre1,
-                         biquad& rlb1, double& sum0, double& sum1) noexcept {
+                         biquad& rlb1, double& sum0, double& sum1, double w0, double w1, float* energy) noexcept {
   biquad p0 = pre0, r0 = rlb0, p1 = pre1, r1 = rlb1;
   double s0 = sum0, s1 = sum1;
   for (std::size_t i = 0; i < n; ++i) {
@@ -217,6 +221,7 @@ inline void k_weight_two(const float* x0, const float* x1, std::size_t n, biquad
     const double y1 = r1.tick(p1.tick(x1[i]));
     s0 += y0 * y0;
     s1 += y1 * y1;
+    if constexpr (keep_energy) energy[i] += static_cast<float>(w0 * (y0 * y0) + w1 * (y1 * y1));
   }
   pre0 = p0;
   rlb0 = r0;
@@ -228,26 +233,54 @@ inline void k_weight_two(const float* x0, const float* x1, std::size_t n, biquad
 
 }  // namespace
 
-void loudness_meter::run_filters(const_block_view in, std::size_t offset, std::size_t frames) noexcept {
+void loudness_meter::run_filters(const_block_view in, std::size_t offset, std::size_t frames,
+                                 float* frame_energy) noexcept {
+  if (frame_energy != nullptr) std::fill_n(frame_energy, frames, 0.0f);
   int c = 0;
   for (; c + 1 < channels_; c += 2) {
     const auto a = static_cast<std::size_t>(c), b = a + 1;
-    k_weight_two(in[c] + offset, in[c + 1] + offset, frames, pre_[a], rlb_[a], pre_[b], rlb_[b], tick_sum_[a],
-                 tick_sum_[b]);
+    if (frame_energy != nullptr) {
+      k_weight_two<true>(in[c] + offset, in[c + 1] + offset, frames, pre_[a], rlb_[a], pre_[b], rlb_[b], tick_sum_[a],
+                         tick_sum_[b], weights_[a], weights_[b], frame_energy);
+    } else {
+      k_weight_two<false>(in[c] + offset, in[c + 1] + offset, frames, pre_[a], rlb_[a], pre_[b], rlb_[b], tick_sum_[a],
+                          tick_sum_[b], 0.0, 0.0, nullptr);
+    }
   }
   if (c < channels_) {
     const auto a = static_cast<std::size_t>(c);
-    k_weight_one(in[c] + offset, frames, pre_[a], rlb_[a], tick_sum_[a]);
+    if (frame_energy != nullptr)
+      k_weight_one<true>(in[c] + offset, frames, pre_[a], rlb_[a], tick_sum_[a], weights_[a], frame_energy);
+    else
+      k_weight_one<false>(in[c] + offset, frames, pre_[a], rlb_[a], tick_sum_[a], 0.0, nullptr);
   }
 }
 
 void loudness_meter::process(const_block_view in) noexcept {
+  process(in, nullptr);
+}
+
+void loudness_meter::process(const_block_view in, float* frame_energy) noexcept {
   const denormal_guard guard;
   std::size_t pos = 0;
   while (pos < in.frames) {
     const std::size_t end = tick_end_[tick_index_];
     const std::size_t n = std::min(in.frames - pos, end - sub_block_fill_);
-    run_filters(in, pos, n);
+    run_filters(in, pos, n, frame_energy != nullptr ? frame_energy + pos : nullptr);
+    pos += n;
+    sub_block_fill_ += n;
+    if (sub_block_fill_ == end) finish_tick();
+  }
+}
+
+void loudness_meter::add_energy(const double* energy, std::size_t frames) noexcept {
+  std::size_t pos = 0;
+  while (pos < frames) {
+    const std::size_t end = tick_end_[tick_index_];
+    const std::size_t n = std::min(frames - pos, end - sub_block_fill_);
+    double s = tick_sum_[0];
+    for (std::size_t i = 0; i < n; ++i) s += energy[pos + i];
+    tick_sum_[0] = s;
     pos += n;
     sub_block_fill_ += n;
     if (sub_block_fill_ == end) finish_tick();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string_view>
 
 #include "lathe/error.hpp"
 #include "lathe/kaiser.hpp"
@@ -10,36 +11,36 @@
 namespace lathe {
 namespace {
 
-// Eight floats: one AVX register, or two SSE registers on the baseline build. Arithmetic on it is
-// elementwise IEEE exactly as scalar code (no reassociation; no FMA, as the AVX clone does not
-// enable it and the build's ISO mode keeps -ffp-contract=off), so every path gives identical peaks.
+// Vectors of floats: arithmetic on them is elementwise IEEE exactly as scalar code (no
+// reassociation; no FMA, as the build has -ffp-contract=off), so every path below gives
+// identical peaks.
 typedef float vec8 __attribute__((vector_size(32)));
+typedef float vec16 __attribute__((vector_size(64)));
 
-// peak[i] = max(peak[i], |sum_k c[k] x[i + k]|) for i < n. The dot products run over 64 outputs
-// at once, tap by tap: each output still sums its taps in order from 0.0f (bit-identical to a
-// plain per-output dot product), but the inner loop is over independent outputs, so it vectorizes
-// without reassociating a float sum and hides the add latency (~5x faster than per-output loops).
-// The AVX clone is picked at load time (ifunc), hence glibc only.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
-__attribute__((target_clones("avx", "default")))
-#endif
-void phase_peaks(const float* c, std::size_t taps, const float* x, float* peak, std::size_t n) noexcept {
-  constexpr std::size_t vecs = 8, lanes = 8 * vecs;
+// peak[i] = max(peak[i], |sum_k c[k] x[i + k]|) for i < n. The dot products run over 8 vectors
+// of outputs at once, tap by tap: each output still sums its taps in order from 0.0f
+// (bit-identical to a plain per-output dot product), but the inner loop is over independent
+// outputs, so it vectorizes without reassociating a float sum and hides the add latency (~5x
+// faster than per-output loops).
+template <class V>
+inline __attribute__((always_inline)) void phase_peaks_body(const float* c, std::size_t taps, const float* x,
+                                                            float* peak, std::size_t n) noexcept {
+  constexpr std::size_t width = sizeof(V) / sizeof(float), vecs = 8, lanes = width * vecs;
   std::size_t i = 0;
   for (; i + lanes <= n; i += lanes) {
-    vec8 acc[vecs] = {};
+    V acc[vecs] = {};
     for (std::size_t k = 0; k < taps; ++k) {
-      const vec8 ck = vec8{} + c[k];
+      const V ck = V{} + c[k];
       const float* xk = x + i + k;
       for (std::size_t v = 0; v < vecs; ++v) {
-        vec8 xv;
-        std::memcpy(&xv, xk + 8 * v, sizeof xv);  // unaligned load
+        V xv;
+        std::memcpy(&xv, xk + width * v, sizeof xv);  // unaligned load
         acc[v] += ck * xv;
       }
     }
     for (std::size_t v = 0; v < vecs; ++v) {
-      for (std::size_t j = 0; j < 8; ++j) {
-        float& out = peak[i + 8 * v + j];
+      for (std::size_t j = 0; j < width; ++j) {
+        float& out = peak[i + width * v + j];
         out = std::max(out, std::abs(acc[v][j]));
       }
     }
@@ -51,7 +52,62 @@ void phase_peaks(const float* c, std::size_t taps, const float* x, float* peak, 
   }
 }
 
+using phase_peaks_fn = void (*)(const float*, std::size_t, const float*, float*, std::size_t) noexcept;
+
+void phase_peaks_baseline(const float* c, std::size_t taps, const float* x, float* peak, std::size_t n) noexcept {
+  phase_peaks_body<vec8>(c, taps, x, peak, n);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx"))) void phase_peaks_avx(const float* c, std::size_t taps, const float* x, float* peak,
+                                                    std::size_t n) noexcept {
+  phase_peaks_body<vec8>(c, taps, x, peak, n);
+}
+
+// 16 floats per register, 128 outputs per step.
+__attribute__((target("avx512f"))) void phase_peaks_avx512(const float* c, std::size_t taps, const float* x,
+                                                           float* peak, std::size_t n) noexcept {
+  phase_peaks_body<vec16>(c, taps, x, peak, n);
+}
+#endif
+
+// The widest path this CPU runs, chosen once.
+phase_peaks_fn pick_phase_peaks() noexcept {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512f")) return phase_peaks_avx512;
+  if (__builtin_cpu_supports("avx")) return phase_peaks_avx;
+#endif
+  return phase_peaks_baseline;
+}
+
+void phase_peaks(const float* c, std::size_t taps, const float* x, float* peak, std::size_t n) noexcept {
+  static const phase_peaks_fn fn = pick_phase_peaks();
+  fn(c, taps, x, peak, n);
+}
+
 }  // namespace
+
+namespace detail {
+bool phase_peaks_with(const char* isa, const float* c, std::size_t taps, const float* x, float* peak,
+                      std::size_t n) noexcept {
+  const std::string_view name(isa);
+  if (name == "baseline") {
+    phase_peaks_baseline(c, taps, x, peak, n);
+    return true;
+  }
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (name == "avx" && __builtin_cpu_supports("avx")) {
+    phase_peaks_avx(c, taps, x, peak, n);
+    return true;
+  }
+  if (name == "avx512f" && __builtin_cpu_supports("avx512f")) {
+    phase_peaks_avx512(c, taps, x, peak, n);
+    return true;
+  }
+#endif
+  return false;
+}
+}  // namespace detail
 
 void true_peak_interpolator::prepare(double sample_rate_hz) {
   LATHE_EXPECTS(sample_rate_hz > 0.0, "sample rate must be positive");

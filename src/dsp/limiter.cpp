@@ -126,6 +126,11 @@ void meter_peak_interpolator::reset() noexcept {
   std::fill(work_.begin(), work_.end(), 0.0f);
 }
 
+// Its loops vectorize as elementwise IEEE arithmetic (no reassociation, no FMA), so every clone
+// gives identical peaks; the widest the CPU runs is picked at load time (ifunc, glibc only).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
+__attribute__((target_clones("avx512f", "avx", "default")))
+#endif
 void meter_peak_interpolator::process(const float* in, float* peak_out, std::size_t frames) noexcept {
   const std::size_t taps = taps_;
   // The newest input (chunk frame i) sits at w[history_ + i]; the points of frame
@@ -318,19 +323,17 @@ void offline_limiter::set_ceiling_dbtp(double ceiling_dbtp) {
   params_ = p;
 }
 
-limiter_stats offline_limiter::render(const audio_spill& in, double gain_db, frame_sink out) const {
+limiter_stats offline_limiter::gains(double gain_db, const std::function<void(std::span<const double>)>& out,
+                                     bool with_stats) const {
   LATHE_EXPECTS(det_ == nullptr && peak_.frames() == frames_ + latency_ && peak_.frames() > 0,
-                "render() needs a finished analysis");
-  LATHE_EXPECTS(in.frames() == frames_, "render() needs the input analysis saw");
+                "gains() needs a finished analysis");
   detail::limiter_gain_law law;
   law.prepare(params_, sample_rate_hz_);
   const double gain = db_to_gain(gain_db);
 
-  // The gain per output frame first (the recurrence is serial), then one multiply per sample.
   const std::size_t block = spill_block_frames;
   std::vector<float> peaks(block);
   std::vector<double> applied(block);
-  audio_buffer x(in.channels(), block);
   auto read_peaks = [&](std::size_t first, std::size_t n) {
     block_view v;
     v.channels = 1;
@@ -347,11 +350,22 @@ limiter_stats offline_limiter::render(const audio_spill& in, double gain_db, fra
   for (std::size_t m0 = 0; m0 < frames_; m0 += block) {
     const std::size_t n = std::min(block, frames_ - m0);
     read_peaks(m0 + latency_, n);
-    for (std::size_t i = 0; i < n; ++i) {
-      const double g = law.step(gain * static_cast<double>(peaks[i]));
-      acc.add(g);
-      applied[i] = gain * g;
-    }
+    for (std::size_t i = 0; i < n; ++i) applied[i] = law.step(gain * static_cast<double>(peaks[i]));
+    if (with_stats)
+      for (std::size_t i = 0; i < n; ++i) acc.add(applied[i]);
+    for (std::size_t i = 0; i < n; ++i) applied[i] *= gain;
+    out(std::span<const double>(applied.data(), n));
+  }
+  return with_stats ? acc.finish(frames_) : limiter_stats{};
+}
+
+limiter_stats offline_limiter::render(const audio_spill& in, double gain_db, frame_sink out) const {
+  LATHE_EXPECTS(in.frames() == frames_, "render() needs the input analysis saw");
+  // The gain per output frame first (the recurrence is serial), then one multiply per sample.
+  audio_buffer x(in.channels(), spill_block_frames);
+  std::size_t m0 = 0;
+  return gains(gain_db, [&](std::span<const double> applied) {
+    const std::size_t n = applied.size();
     block_view v = x.view(0, n);
     in.read(m0, v);
     for (int c = 0; c < v.channels; ++c) {
@@ -359,8 +373,8 @@ limiter_stats offline_limiter::render(const audio_spill& in, double gain_db, fra
       for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(y[i]) * applied[i]);
     }
     out(v);
-  }
-  return acc.finish(frames_);
+    m0 += n;
+  });
 }
 
 limiter_stats offline_limiter::render(const audio_buffer& in, double gain_db, audio_buffer& out) const {

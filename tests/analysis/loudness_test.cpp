@@ -499,6 +499,37 @@ TEST(LoudnessMeter, ResultsDoNotDependOnBlockSize) {
   }
 }
 
+// process(in, energy) is process(in) bit for bit, and a one-channel meter fed that per-frame
+// energy (add_energy) reads the same loudness: the energy is stored as float, so within 1e-5 LU.
+TEST(LoudnessMeter, PerFrameEnergyReproducesTheMeter) {
+  for (const int channels : {1, 2, 3, 5}) {
+    const double fs = 48'000.0;
+    audio_buffer b = test::white_noise(-20.0, 6.0, fs, channels, 3);
+    const audio_buffer tone =
+        tone_segments({{-12.0, 6.0}}, fs, std::vector<double>(static_cast<std::size_t>(channels), -2.0));
+    for (int c = 0; c < channels; ++c)
+      for (std::size_t i = 0; i < b.frames(); ++i)
+        b.channel(c)[i] += tone.channel(c)[i] * (i > b.frames() / 3 ? 1.0f : 0.05f);
+    const loudness_meter plain = run_meter(b, fs, b.frames());
+    loudness_meter tapped, fed;
+    tapped.prepare(fs, channels);
+    fed.prepare(fs, 1);
+    std::vector<float> energy(4093);
+    std::vector<double> e64(energy.size());
+    for (std::size_t pos = 0; pos < b.frames(); pos += energy.size()) {
+      const std::size_t n = std::min(energy.size(), b.frames() - pos);
+      tapped.process(b.view(pos, n), energy.data());
+      for (std::size_t i = 0; i < n; ++i) e64[i] = energy[i];
+      fed.add_energy(e64.data(), n);
+    }
+    ASSERT_EQ(tapped.blocks().momentary_energy, plain.blocks().momentary_energy) << channels << " channels";
+    ASSERT_EQ(tapped.blocks().short_term_energy, plain.blocks().short_term_energy) << channels << " channels";
+    ASSERT_TRUE(std::isfinite(plain.integrated_lufs()));
+    EXPECT_NEAR(fed.integrated_lufs(), plain.integrated_lufs(), 1e-5) << channels << " channels";
+    EXPECT_NEAR(fed.loudness_range_lu(), plain.loudness_range_lu(), 1e-5) << channels << " channels";
+  }
+}
+
 TEST(LoudnessMeter, ResetGivesTheSameResultAgain) {
   const audio_buffer b = test::white_noise(-18.0, 4.0, 44'100.0, 2, 5);
   loudness_meter m = run_meter(b, 44'100.0);

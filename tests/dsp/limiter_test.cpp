@@ -495,6 +495,38 @@ TEST(Limiter, OfflineAndStreamingAreBitIdentical) {
   }
 }
 
+// gains() is the gain render() applies: rendering an input of ones yields it, rounded to float;
+// with stats it reports render()'s statistics, without them none.
+TEST(Limiter, GainsAreWhatRenderApplies) {
+  const double fs = 48'000.0;
+  const audio_buffer a = drums(0.5, fs, 21);
+  const audio_buffer b = test::white_noise(-12.0, 0.3, fs, 2, 4);
+  const audio_buffer x = test::concat({&a, &b});
+  offline_limiter lim;
+  lim.analyze(x, fs, limiter_params{});
+  audio_buffer ones(2, x.frames());
+  for (int c = 0; c < 2; ++c) std::fill_n(ones.channel(c), x.frames(), 1.0f);
+  for (double gain_db : {0.0, 12.0}) {
+    audio_buffer y;
+    const limiter_stats rendered = lim.render(ones, gain_db, y);
+    std::vector<double> g;
+    const limiter_stats st =
+        lim.gains(gain_db, [&](std::span<const double> v) { g.insert(g.end(), v.begin(), v.end()); });
+    ASSERT_EQ(g.size(), x.frames());
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      ASSERT_EQ(static_cast<float>(g[i]), y.channel(0)[i]) << "gain " << gain_db << " frame " << i;
+      ASSERT_EQ(static_cast<float>(g[i]), y.channel(1)[i]) << "gain " << gain_db << " frame " << i;
+    }
+    EXPECT_EQ(st.frames_limited, rendered.frames_limited);
+    EXPECT_EQ(st.mean_gain_reduction_db, rendered.mean_gain_reduction_db);
+    EXPECT_EQ(st.max_gain_reduction_db, rendered.max_gain_reduction_db);
+    if (gain_db > 0.0) EXPECT_GT(st.frames_limited, 0u);
+    const limiter_stats none = lim.gains(
+        gain_db, [](std::span<const double>) {}, false);
+    EXPECT_EQ(none.frames_limited, 0u);
+  }
+}
+
 // The normalization loop's limiter over spills: detection fed in uneven blocks, the envelope
 // and the input in files, renders at two gains and a lowered ceiling; every output sample and
 // statistic equals the whole-buffer limiter's.

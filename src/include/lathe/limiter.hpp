@@ -5,7 +5,9 @@
 // followed by an exponential release.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "lathe/audio_buffer.hpp"
@@ -124,6 +126,12 @@ class offline_limiter {
   /// out = limit(in * 10^(gain_db/20)), passed to `out` in order in views of at most
   /// spill_block_frames frames. `in` must hold the frames analysis saw (its length is checked).
   limiter_stats render(const audio_spill& in, double gain_db, frame_sink out) const;
+  /// The gain render() applies to each frame (10^(gain_db/20) times the limiter's), passed to
+  /// `out` in order, at most spill_block_frames values at a time, without reading the input: for
+  /// predicting what a render would measure. The values are render()'s bit for bit. Without
+  /// `with_stats` the returned stats are empty (their log per limited frame is skipped).
+  limiter_stats gains(double gain_db, const std::function<void(std::span<const double>)>& out,
+                      bool with_stats = true) const;
   /// render() of a whole buffer into `out` (allocated if needed); thread-safe for concurrent
   /// calls with different `out` on a limiter whose envelope is in memory.
   limiter_stats render(const audio_buffer& in, double gain_db, audio_buffer& out) const;

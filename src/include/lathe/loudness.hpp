@@ -56,6 +56,14 @@ class loudness_meter {
 
   /// Feeds any number of frames; no allocation beyond the amortized growth of the block lists.
   void process(const_block_view in) noexcept;
+  /// process(), also writing to `frame_energy` (in.frames values) each frame's channel-weighted
+  /// sum of K-weighted squares: the quantity the meter integrates. The meter's state and results
+  /// are those of process() bit for bit.
+  void process(const_block_view in, float* frame_energy) noexcept;
+  /// Feeds frames given as that per-frame energy instead of audio: the meter must be prepared
+  /// for one channel of weight 1. For predicting the loudness of a gain-modulated signal from a
+  /// stored energy signal (sum of e[i] g[i]^2) without filtering the audio again.
+  void add_energy(const double* energy, std::size_t frames) noexcept;
 
   /// Loudness of the last 400 ms / 3 s fed (LUFS), as of the last 10 ms step, or -inf before
   /// the first full window. The maxima are taken over those 10 ms steps.
@@ -69,7 +77,7 @@ class loudness_meter {
   const loudness_blocks& blocks() const noexcept { return blocks_; }
 
  private:
-  void run_filters(const_block_view in, std::size_t offset, std::size_t frames) noexcept;
+  void run_filters(const_block_view in, std::size_t offset, std::size_t frames, float* frame_energy) noexcept;
   void finish_tick() noexcept;
   double window_energy(std::size_t ticks) const noexcept;
 

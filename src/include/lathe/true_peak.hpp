@@ -35,6 +35,15 @@ class true_peak_interpolator {
   std::vector<float> work_;         // history (taps_per_phase_) followed by up to chunk_frames inputs
 };
 
+namespace detail {
+/// The interpolator's inner kernel through one instruction-set path, for the tests that hold
+/// the paths to each other: peak[i] = max(peak[i], |sum_k c[k] x[i + k]|) for i < n. `isa` is
+/// "baseline", "avx" or "avx512f"; returns false (and does nothing) when this CPU or build lacks
+/// it. true_peak_interpolator uses the widest path the CPU runs.
+bool phase_peaks_with(const char* isa, const float* c, std::size_t taps, const float* x, float* peak,
+                      std::size_t n) noexcept;
+}  // namespace detail
+
 /// Largest true peak over all channels of a stream fed block by block: finish() equals the
 /// largest true_peak_of() of the concatenated channels bit for bit, for any block partition.
 /// Memory: one interpolator per channel. Not thread-safe; one per stream.
