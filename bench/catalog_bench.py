@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
 """End-to-end catalog benchmark: lathe's CPU backend against an ffmpeg chain of the same scope,
-on the same machine, catalog and parallelism, in one run.
+on the same machine, catalog and parallelism, in one run; and `lathe analyze` against libebur128.
 
 Catalog: Debian's warzone2100-music (Opus), decoded once to 24-bit FLAC (not timed).
 Formats: `streaming` (-14 LUFS, -1 dBTP, 24-bit FLAC, source rate) and `cd` (-12 LUFS,
--0.3 dBTP, 16-bit/44.1 kHz WAV, F-weighted TPDF dither), both with a 20 Hz high-pass and the same
-three-band linear-phase EQ (bench/profiles/*.toml).
+-0.3 dBTP, 16-bit/44.1 kHz WAV, F-weighted TPDF dither).
 
-ffmpeg chain per track and format, run N at a time (N = --jobs):
-  pass 1: highpass, firequalizer (linear phase), loudnorm measurement
-  pass 2: highpass, firequalizer, loudnorm two-pass linear, alimiter, soxr (precision 28 = VHQ)
-          resampling with dither, FLAC/WAV encode
-Both outputs are then measured with `lathe analyze` (the same meter for both).
+Chains (--chains, each run by both tools):
+  default      bench/profiles/*.toml: 20 Hz high-pass (order 2) and a three-band linear-phase EQ.
+               ffmpeg: highpass, firequalizer (linear phase).
+  gentle-glue  configs/chains/gentle-glue.toml: 20 Hz high-pass (order 4) and three-band
+               compression (crossovers 120 Hz and 2 kHz, 1.5:1, RMS detection, 6 dB knee).
+               ffmpeg: two cascaded 2-pole highpasses, acrossover (4th order) into three
+               acompressors with the preset's thresholds and times, summed by amix.
+Then, per track and format, run N at a time (N = --jobs):
+  pass 1: the chain, loudnorm measurement
+  pass 2: the chain, loudnorm two-pass linear, alimiter, soxr (precision 28 = VHQ) resampling
+          with dither, FLAC/WAV encode
+Both tools' masters are measured with `lathe analyze` (the same meter for both).
 
-Usage: bench/catalog_bench.py --lathe build/lathe [--jobs N] [--limit K] [--out bench/results/X.json]
+Meters: `lathe analyze --jobs 1` (integrated loudness, LRA, true peak, sample peak, DC, clipping)
+against libebur128 (build/lathe_ebur128: integrated loudness, LRA, true peak), one thread each,
+on the catalog's files.
+
+Usage: bench/catalog_bench.py --lathe build/lathe [--jobs N] [--limit K] [--chains default,gentle-glue]
+                              [--ebur128 build/lathe_ebur128] [--out bench/results/X.json]
 """
 import argparse
 import concurrent.futures as cf
@@ -61,7 +72,7 @@ def decode_catalog(work, limit):
         for n, t in enumerate(album["tracks"], 1):
             meta[os.path.join(os.path.dirname(album_json), t["filename"])] = (
                 album["title"], t.get("author", album.get("author", "")), t.get("title", ""), n)
-    cat = os.path.join(work, "catalog")
+    cat = os.path.join(work, f"catalog-{limit}" if limit else "catalog")
     os.makedirs(cat, exist_ok=True)
     files, rows = [], []
     for s in src:
@@ -86,12 +97,27 @@ def duration_s(path):
     return float(out.strip())
 
 
-def ffmpeg_one(src, fmt, out_dir):
+def glue_band(threshold_db, attack_ms, release_ms):
+    """acompressor for one band of configs/chains/gentle-glue.toml (ratio 1.5, knee 6 dB, RMS)."""
+    return (f"acompressor=threshold={10 ** (threshold_db / 20):.6f}:ratio=1.5:knee={10 ** (6 / 20):.4f}:"
+            f"attack={attack_ms}:release={release_ms}:detection=rms")
+
+
+# Each chain as a filter graph from [0:a] to an unlabelled output that the rest of the chain follows.
+CHAINS = {
+    "default": f"[0:a]highpass=f=20:poles=2,firequalizer=gain_entry='{FIREQ_ENTRIES}':zero_phase=on:fixed=on",
+    "gentle-glue": ("[0:a]highpass=f=20:poles=2,highpass=f=20:poles=2,acrossover=split=120 2000:order=4th[b0][b1][b2];"
+                    f"[b0]{glue_band(-20, 30, 250)}[c0];[b1]{glue_band(-22, 20, 200)}[c1];"
+                    f"[b2]{glue_band(-26, 10, 150)}[c2];[c0][c1][c2]amix=inputs=3:normalize=0"),
+}
+
+
+def ffmpeg_one(src, fmt, chain, out_dir):
     f = FORMATS[fmt]
-    pre = f"highpass=f=20:poles=2,firequalizer=gain_entry='{FIREQ_ENTRIES}':zero_phase=on:fixed=on"
-    p1 = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", src, "-af",
-                         pre + f",loudnorm=I={f['target']}:TP={f['ceiling']}:LRA=20:print_format=json",
-                         "-f", "null", "-"], capture_output=True, text=True, check=True)
+    pre = CHAINS[chain]
+    p1 = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", src, "-filter_complex",
+                         pre + f",loudnorm=I={f['target']}:TP={f['ceiling']}:LRA=20:print_format=json[out]",
+                         "-map", "[out]", "-f", "null", "-"], capture_output=True, text=True, check=True)
     m = json.loads(re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", p1.stderr, re.S).group(0))
     limit_lin = 10 ** (f["ceiling"] / 20)
     rate = f["rate"] or 48000
@@ -100,12 +126,13 @@ def ffmpeg_one(src, fmt, out_dir):
               f"offset={m['target_offset']}:linear=true:print_format=none,"
               f"alimiter=limit={limit_lin:.6f}:level=false,"
               f"aresample={rate}:resampler=soxr:precision=28:dither_method="
-              + ("f_weighted" if fmt == "cd" else "triangular"))
+              + ("f_weighted" if fmt == "cd" else "triangular") + "[out]")
     dst = os.path.join(out_dir, fmt, os.path.splitext(os.path.basename(src))[0] + "." + f["ext"])
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     codec = (["-c:a", "flac", "-sample_fmt", "s32", "-bits_per_raw_sample", "24"] if fmt == "streaming"
              else ["-c:a", "pcm_s16le"])
-    run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", src, "-af", second] + codec + [dst])
+    run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", src, "-filter_complex", second, "-map", "[out]"] + codec +
+        [dst])
     return dst
 
 
@@ -129,58 +156,89 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--limit", type=int, default=0, help="only the first K tracks")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench", "work"))
+    ap.add_argument("--chains", default="default", help="comma-separated: default, gentle-glue")
+    ap.add_argument("--ebur128", default="", help="build/lathe_ebur128: also time the meters")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     lathe = os.path.abspath(a.lathe)
     # What was measured: the commit at the start, marked dirty when the tree had changes.
     commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
                             text=True).stdout.strip()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     os.makedirs(a.work, exist_ok=True)
     cat, files = decode_catalog(a.work, a.limit)
     audio_s = sum(duration_s(x) for x in files)
     print(f"catalog: {len(files)} tracks, {audio_s / 3600:.2f} h, jobs {a.jobs}", flush=True)
 
-    lathe_out = os.path.join(a.work, "lathe-out")
-    shutil.rmtree(lathe_out, ignore_errors=True)
-    t = time.monotonic()
-    run([lathe, "master", cat, "--out", lathe_out, "--formats", "streaming,cd", "--track-mode",
-         "--jobs", str(a.jobs), "--log-format", "json", "--config-dir", os.path.join(ROOT, "configs"),
-         "--profile", os.path.join(ROOT, "bench", "profiles", "streaming.toml"),
-         "--profile", os.path.join(ROOT, "bench", "profiles", "cd.toml")])
-    lathe_s = time.monotonic() - t
-    print(f"lathe:  {lathe_s:.1f} s, {audio_s / lathe_s:.1f}x realtime", flush=True)
+    chains = {}
+    for chain in a.chains.split(","):
+        if chain not in CHAINS:
+            sys.exit(f"unknown chain '{chain}' (known: {', '.join(CHAINS)})")
+        lathe_out = os.path.join(a.work, f"lathe-out-{chain}")
+        shutil.rmtree(lathe_out, ignore_errors=True)
+        chain_args = [] if chain == "default" else ["--chain", chain]
+        t = time.monotonic()
+        run([lathe, "master", cat, "--out", lathe_out, "--formats", "streaming,cd", "--track-mode",
+             "--jobs", str(a.jobs), "--log-format", "json", "--config-dir", os.path.join(ROOT, "configs"),
+             "--profile", os.path.join(ROOT, "bench", "profiles", "streaming.toml"),
+             "--profile", os.path.join(ROOT, "bench", "profiles", "cd.toml")] + chain_args)
+        lathe_s = time.monotonic() - t
+        print(f"{chain}: lathe  {lathe_s:.1f} s, {audio_s / lathe_s:.1f}x realtime", flush=True)
 
-    ff_out = os.path.join(a.work, "ffmpeg-out")
-    shutil.rmtree(ff_out, ignore_errors=True)
-    t = time.monotonic()
-    with cf.ThreadPoolExecutor(max_workers=a.jobs) as pool:
-        outs = list(pool.map(lambda job: ffmpeg_one(job[0], job[1], ff_out),
-                             [(x, fmt) for x in files for fmt in FORMATS]))
-    ff_s = time.monotonic() - t
-    print(f"ffmpeg: {ff_s:.1f} s, {audio_s / ff_s:.1f}x realtime", flush=True)
+        ff_out = os.path.join(a.work, f"ffmpeg-out-{chain}")
+        shutil.rmtree(ff_out, ignore_errors=True)
+        t = time.monotonic()
+        with cf.ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            outs = list(pool.map(lambda job: ffmpeg_one(job[0], job[1], chain, ff_out),
+                                 [(x, fmt) for x in files for fmt in FORMATS]))
+        ff_s = time.monotonic() - t
+        print(f"{chain}: ffmpeg {ff_s:.1f} s, {audio_s / ff_s:.1f}x realtime", flush=True)
 
-    report = json.load(open(os.path.join(lathe_out, "report.json")))
-    quality = {"lathe": {}, "ffmpeg": {}}
-    for fmt in FORMATS:
-        lathe_files = [os.path.join(lathe_out, t["outputs"][fmt]["path"]) for t in report["tracks"]]
-        quality["lathe"][fmt] = summarize(measure(lathe, lathe_files, a.jobs), fmt)
-        quality["ffmpeg"][fmt] = summarize(measure(lathe, [o for o in outs if f"{os.sep}{fmt}{os.sep}" in o], a.jobs), fmt)
+        report = json.load(open(os.path.join(lathe_out, "report.json")))
+        quality = {"lathe": {}, "ffmpeg": {}}
+        for fmt in FORMATS:
+            lathe_files = [os.path.join(lathe_out, t["outputs"][fmt]["path"]) for t in report["tracks"]]
+            quality["lathe"][fmt] = summarize(measure(lathe, lathe_files, a.jobs), fmt)
+            quality["ffmpeg"][fmt] = summarize(measure(lathe, [o for o in outs if f"{os.sep}{fmt}{os.sep}" in o],
+                                                       a.jobs), fmt)
+        chains[chain] = {
+            "lathe_cpu": {"wall_s": round(lathe_s, 2), "x_realtime": round(audio_s / lathe_s, 1)},
+            "ffmpeg_chain": {"wall_s": round(ff_s, 2), "x_realtime": round(audio_s / ff_s, 1)},
+            "speedup_lathe_over_ffmpeg": round(ff_s / lathe_s, 2),
+            "output_quality": quality,
+        }
+
+    # The meters, one thread each, on the catalog's files (page cache warm from the runs above).
+    meters = {}
+    if a.ebur128:
+        t = time.monotonic()
+        run([lathe, "analyze", "--json", "--jobs", "1"] + files)
+        lathe_an_s = time.monotonic() - t
+        t = time.monotonic()
+        run([os.path.abspath(a.ebur128)] + files)
+        ebur_s = time.monotonic() - t
+        meters = {"lathe_analyze_jobs1": {"wall_s": round(lathe_an_s, 2), "x_realtime": round(audio_s / lathe_an_s, 1),
+                                          "measures": "I, LRA, TP, sample peak, DC, clipping"},
+                  "libebur128": {"wall_s": round(ebur_s, 2), "x_realtime": round(audio_s / ebur_s, 1),
+                                 "measures": "I, LRA, TP"},
+                  "speedup_lathe_over_libebur128": round(ebur_s / lathe_an_s, 2)}
+        print(f"meters: lathe analyze {lathe_an_s:.1f} s, libebur128 {ebur_s:.1f} s", flush=True)
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     result = {
         "benchmark": "catalog end to end, formats streaming + cd (bench/catalog_bench.py)",
         "date": datetime.date.today().isoformat(),
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+                    "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+                    "load_average_at_start": load_at_start},
         "lathe_version": run([lathe, "--version"]).stdout.strip(),
         "git_commit": commit,
         "ffmpeg_version": run(["ffmpeg", "-version"]).stdout.splitlines()[0],
         "catalog": {"source": "warzone2100-music (Debian), decoded to 24-bit FLAC", "tracks": len(files),
                     "audio_hours": round(audio_s / 3600, 4)},
         "jobs": a.jobs,
-        "lathe_cpu": {"wall_s": round(lathe_s, 2), "x_realtime": round(audio_s / lathe_s, 1)},
-        "ffmpeg_chain": {"wall_s": round(ff_s, 2), "x_realtime": round(audio_s / ff_s, 1)},
-        "speedup_lathe_over_ffmpeg": round(ff_s / lathe_s, 2),
-        "output_quality": quality,
+        "chains": chains,
+        "meters": meters,
     }
     text = json.dumps(result, indent=2)
     print(text)
