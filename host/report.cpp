@@ -93,6 +93,7 @@ json to_json(const rendered_master& m, const delivery_profile& p) {
                   {"gain_db", rounded(n.gain_db, 3)},
                   {"shortfall_lu", rounded(n.shortfall_lu, 2)},
                   {"iterations", n.iterations},
+                  {"predicted_iterations", n.predictions},
                   {"full_track_passes", n.passes}}},
                 {"limiter",
                  {{"ceiling_dbtp", rounded(n.limiter_ceiling_dbtp, 3)},

@@ -91,8 +91,51 @@ void deliver(Produce&& produce, int channels, std::size_t frames, double rate_hz
   ++m.normalization.passes;
 }
 
-// Gain that brings `src` to the target through the limiter (gain_search); each iteration is
-// one streaming pass that only meters the limiter's output.
+// Integrated loudness of limiter.render(src, gain_db), predicted without reading the audio
+// from `energy`, the source's per-frame K-weighted, channel-weighted energy z (one float per
+// frame): the limiter multiplies every channel of frame n by a[n], and a moves slowly against
+// the K-weighting's response, so the rendered frame's energy is close to z[n] a[n]^2. Measured
+// on real catalogs the prediction lands within a few hundredths of an LU of the render's
+// measurement; the delivered master is always measured exactly, and when it misses the target
+// the gain is searched again with measured trials (converge_gain).
+double predicted_loudness(const offline_limiter& limiter, const audio_spill& energy, double rate_hz, double gain_db) {
+  loudness_meter meter;
+  meter.prepare(rate_hz, 1);
+  std::vector<float> z(spill_block_frames);
+  std::vector<double> e(spill_block_frames);
+  std::size_t pos = 0;
+  limiter.gains(
+      gain_db,
+      [&](std::span<const double> a) {
+        const std::size_t n = a.size();
+        block_view v;
+        v.channels = 1;
+        v.frames = n;
+        v.ch[0] = z.data();
+        energy.read(pos, v);
+        for (std::size_t i = 0; i < n; ++i) e[i] = static_cast<double>(z[i]) * (a[i] * a[i]);
+        meter.add_energy(e.data(), n);
+        pos += n;
+      },
+      false);
+  return meter.integrated_lufs();
+}
+
+// Gain that brings the prediction to the target (gain_search).
+double predict_gain(const offline_limiter& limiter, const audio_spill& energy, double rate_hz, double target_lufs,
+                    double first_gain_db, normalization_result& n) {
+  gain_search search(target_lufs, first_gain_db);
+  while (!search.done()) {
+    search.observe(predicted_loudness(limiter, energy, rate_hz, search.gain_db()));
+    ++n.predictions;
+  }
+  return search.gain_db();
+}
+
+// Gain that brings `src` to the target through the limiter (gain_search), each trial measured:
+// one streaming pass that renders and meters. For the rare track whose delivery at the
+// predicted gain missed (heavy limiting of deep bass, where the gain's modulation moves energy
+// across the K-weighting's high-pass).
 double converge_gain(const offline_limiter& limiter, const audio_spill& src, double rate_hz, double target_lufs,
                      double first_gain_db, normalization_result& n) {
   gain_search search(target_lufs, first_gain_db);
@@ -229,12 +272,22 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
   true_peak_meter peaks(rate, ch);
   std::optional<audio_spill> resampled;
   if (rate != pre_rate_hz) resampled = make_spill(ch);
+  audio_spill energy = make_spill(1);  // limit mode: what predicted_loudness reads
+  std::vector<float> frame_energy;
   auto measure = [&](const_block_view v) {
-    meter.process(v);
-    if (linear)
+    if (linear) {
+      meter.process(v);
       peaks.add(v.ch.data(), v.frames);
-    else
+    } else {
+      if (frame_energy.size() < v.frames) frame_energy.resize(v.frames);
+      meter.process(v, frame_energy.data());
+      block_view e;
+      e.channels = 1;
+      e.frames = v.frames;
+      e.ch[0] = frame_energy.data();
+      energy.append(e);
       limiter.analyze_more(v);
+    }
     if (resampled) resampled->append(v);
   };
   if (resampled && pre.frames() > 0) {
@@ -297,9 +350,18 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
     double g = target_lufs - n.pre_loudness_lufs;
     for (int attempt = 0; attempt < max_ceiling_attempts; ++attempt) {
       limiter.set_ceiling_dbtp(lp.ceiling_dbtp);
-      g = converge_gain(limiter, src, rate, target_lufs, g, n);
-      deliver([&](const frame_sink& out) { n.limiter = limiter.render(src, g, out); }, ch, frames, rate, p, dither_seed,
-              sink, m);
+      auto deliver_at = [&](double gain_db) {
+        deliver([&](const frame_sink& out) { n.limiter = limiter.render(src, gain_db, out); }, ch, frames, rate, p,
+                dither_seed, sink, m);
+        ++n.iterations;
+      };
+      g = predict_gain(limiter, energy, rate, target_lufs, g, n);
+      deliver_at(g);
+      const double miss = m.measured.integrated_lufs - target_lufs;
+      if (std::abs(miss) > gain_search::converged_lu && std::isfinite(miss)) {
+        g = converge_gain(limiter, src, rate, target_lufs, g - miss, n);
+        deliver_at(g);
+      }
       n.limiter_ceiling_dbtp = lp.ceiling_dbtp;
       if (m.measured.true_peak_dbtp <= p.ceiling_dbtp) break;
       lp.ceiling_dbtp -= m.measured.true_peak_dbtp - p.ceiling_dbtp + ceiling_step_extra_db;

@@ -41,7 +41,8 @@ struct normalization_result {
   double target_lufs = 0.0;           ///< this track's target (album mode shifts it)
   double gain_db = 0.0;               ///< the normalization gain applied before the limiter
   double shortfall_lu = 0.0;          ///< linear mode: how far below the target it stopped (>= 0)
-  int iterations = 0;                 ///< limiter/meter passes of the loudness loop
+  int iterations = 0;                 ///< renders measured by the loudness loop (linear: attempts)
+  int predictions = 0;                ///< loudness predictions of the gain search (no audio read)
   int passes = 0;                     ///< full-track streaming passes in all (resampling and detection, loop, delivery)
   bool limited = false;               ///< the limiter reduced gain somewhere
   double limiter_ceiling_dbtp = 0.0;  ///< the ceiling the limiter finally aimed at
