@@ -160,8 +160,8 @@ void loudness_meter::prepare(double sample_rate_hz, int channels, std::span<cons
       // BS.1770: +1.5 dB (x1.41) on the surrounds of L R C Ls Rs.
       weights_[i] = (channels == 5 && c >= 3) ? 1.41 : 1.0;
     }
-    pre_[i].set(k.shelf);
-    rlb_[i].set(k.highpass);
+    k_[i].shelf = k.shelf;
+    k_[i].highpass = k.highpass;
   }
   // 100 ms rounded as libebur128 does, so block boundaries coincide with its blocks.
   sub_block_frames_ = static_cast<std::size_t>(std::llround(sample_rate_hz / 10.0));
@@ -176,8 +176,7 @@ void loudness_meter::prepare(double sample_rate_hz, int channels, std::span<cons
 
 void loudness_meter::reset() {
   for (int c = 0; c < max_channels; ++c) {
-    pre_[static_cast<std::size_t>(c)].reset();
-    rlb_[static_cast<std::size_t>(c)].reset();
+    k_[static_cast<std::size_t>(c)].x.fill(0.0);
   }
   tick_sum_.fill(0.0);
   tick_index_ = 0;
@@ -192,43 +191,107 @@ void loudness_meter::reset() {
 
 namespace {
 
+// One K-weighting section in direct form I, its state in float64: y = b0 x + b1 x1 + b2 x2
+// - a2 y2 - a1 y1, summed in that order so the recursion's critical path is one multiply and one
+// subtract per sample (the transposed form's is twice that); the state is the biquad's,
+// converted at entry and exit.
+struct df1 {
+  double b0, b1, b2, a1, a2;
+  double x1 = 0.0, x2 = 0.0, y1 = 0.0, y2 = 0.0;
+  explicit df1(const biquad_coeffs& c) noexcept : b0(c.b0), b1(c.b1), b2(c.b2), a1(c.a1), a2(c.a2) {}
+  double tick(double x) noexcept {
+    const double y = (((b0 * x + b1 * x1) + b2 * x2) - a2 * y2) - a1 * y1;
+    x2 = x1;
+    x1 = x;
+    y2 = y1;
+    y1 = y;
+    return y;
+  }
+};
+
+// The K-weighting of one channel (shelf, then RLB high-pass) in direct form I.
+struct k_chain {
+  df1 pre, rlb;
+  explicit k_chain(const k_weighting_state& s) noexcept : pre(s.shelf), rlb(s.highpass) {
+    pre.x1 = s.x[0], pre.x2 = s.x[1], pre.y1 = s.x[2], pre.y2 = s.x[3];
+    rlb.x1 = s.x[2], rlb.x2 = s.x[3], rlb.y1 = s.x[4], rlb.y2 = s.x[5];
+  }
+  void store(k_weighting_state& s) const noexcept { s.x = {pre.x1, pre.x2, pre.y1, pre.y2, rlb.y1, rlb.y2}; }
+  double tick(double x) noexcept { return rlb.tick(pre.tick(x)); }
+};
+
 // K-weights `frames` samples of one or two channels and adds their squares to running sums. Two
 // channels share one loop so their four recursions overlap in the pipeline (each alone is bound by
 // its own latency). Each channel's sum grows sample by sample in order, so the result does not
 // depend on how the stream was split into blocks.
 template <bool keep_energy>
-inline void k_weight_one(const float* x, std::size_t n, biquad& pre, biquad& rlb, double& sum, double w,
+inline void k_weight_one(const float* x, std::size_t n, k_weighting_state& st, double& sum, double w,
                          float* energy) noexcept {
-  biquad p = pre, r = rlb;
+  k_chain k(st);
   double s = sum;
   for (std::size_t i = 0; i < n; ++i) {
-    const double y = r.tick(p.tick(x[i]));
+    const double y = k.tick(x[i]);
     s += y * y;
     if constexpr (keep_energy) energy[i] += static_cast<float>(w * (y * y));
   }
-  pre = p;
-  rlb = r;
+  k.store(st);
   sum = s;
 }
 
-template <bool keep_energy>
-inline void k_weight_two(const float* x0, const float* x1, std::size_t n, biquad& pre0, biquad& rlb0, biquad& pre1,
-                         biquad& rlb1, double& sum0, double& sum1, double w0, double w1, float* energy) noexcept {
-  biquad p0 = pre0, r0 = rlb0, p1 = pre1, r1 = rlb1;
-  double s0 = sum0, s1 = sum1;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double y0 = r0.tick(p0.tick(x0[i]));
-    const double y1 = r1.tick(p1.tick(x1[i]));
-    s0 += y0 * y0;
-    s1 += y1 * y1;
-    if constexpr (keep_energy) energy[i] += static_cast<float>(w0 * (y0 * y0) + w1 * (y1 * y1));
+// Two channels in one SSE2 register: each lane's arithmetic is the scalar k_chain's, so the
+// lanes give exactly k_weight_one's results.
+typedef double vec2 __attribute__((vector_size(16)));
+
+struct df1x2 {
+  vec2 b0, b1, b2, a1, a2;
+  vec2 x1, x2, y1, y2;
+  df1x2(const df1& l, const df1& r) noexcept
+      : b0{l.b0, r.b0},
+        b1{l.b1, r.b1},
+        b2{l.b2, r.b2},
+        a1{l.a1, r.a1},
+        a2{l.a2, r.a2},
+        x1{l.x1, r.x1},
+        x2{l.x2, r.x2},
+        y1{l.y1, r.y1},
+        y2{l.y2, r.y2} {}
+  vec2 tick(vec2 x) noexcept {
+    const vec2 y = (((b0 * x + b1 * x1) + b2 * x2) - a2 * y2) - a1 * y1;
+    x2 = x1;
+    x1 = x;
+    y2 = y1;
+    y1 = y;
+    return y;
   }
-  pre0 = p0;
-  rlb0 = r0;
-  pre1 = p1;
-  rlb1 = r1;
-  sum0 = s0;
-  sum1 = s1;
+  void store(df1& l, df1& r) const noexcept {
+    l.x1 = x1[0], l.x2 = x2[0], l.y1 = y1[0], l.y2 = y2[0];
+    r.x1 = x1[1], r.x2 = x2[1], r.y1 = y1[1], r.y2 = y2[1];
+  }
+};
+
+template <bool keep_energy>
+inline void k_weight_two(const float* x0, const float* x1, std::size_t n, k_weighting_state& st0,
+                         k_weighting_state& st1, double& sum0, double& sum1, double w0, double w1,
+                         float* energy) noexcept {
+  k_chain k0(st0), k1(st1);
+  df1x2 pre(k0.pre, k1.pre), rlb(k0.rlb, k1.rlb);
+  vec2 s{sum0, sum1};
+  const vec2 w{w0, w1};
+  for (std::size_t i = 0; i < n; ++i) {
+    const vec2 y = rlb.tick(pre.tick(vec2{static_cast<double>(x0[i]), static_cast<double>(x1[i])}));
+    const vec2 y2 = y * y;
+    s += y2;
+    if constexpr (keep_energy) {
+      const vec2 e = w * y2;
+      energy[i] += static_cast<float>(e[0] + e[1]);
+    }
+  }
+  pre.store(k0.pre, k1.pre);
+  rlb.store(k0.rlb, k1.rlb);
+  k0.store(st0);
+  k1.store(st1);
+  sum0 = s[0];
+  sum1 = s[1];
 }
 
 }  // namespace
@@ -240,19 +303,19 @@ void loudness_meter::run_filters(const_block_view in, std::size_t offset, std::s
   for (; c + 1 < channels_; c += 2) {
     const auto a = static_cast<std::size_t>(c), b = a + 1;
     if (frame_energy != nullptr) {
-      k_weight_two<true>(in[c] + offset, in[c + 1] + offset, frames, pre_[a], rlb_[a], pre_[b], rlb_[b], tick_sum_[a],
-                         tick_sum_[b], weights_[a], weights_[b], frame_energy);
+      k_weight_two<true>(in[c] + offset, in[c + 1] + offset, frames, k_[a], k_[b], tick_sum_[a], tick_sum_[b],
+                         weights_[a], weights_[b], frame_energy);
     } else {
-      k_weight_two<false>(in[c] + offset, in[c + 1] + offset, frames, pre_[a], rlb_[a], pre_[b], rlb_[b], tick_sum_[a],
-                          tick_sum_[b], 0.0, 0.0, nullptr);
+      k_weight_two<false>(in[c] + offset, in[c + 1] + offset, frames, k_[a], k_[b], tick_sum_[a], tick_sum_[b], 0.0,
+                          0.0, nullptr);
     }
   }
   if (c < channels_) {
     const auto a = static_cast<std::size_t>(c);
     if (frame_energy != nullptr)
-      k_weight_one<true>(in[c] + offset, frames, pre_[a], rlb_[a], tick_sum_[a], weights_[a], frame_energy);
+      k_weight_one<true>(in[c] + offset, frames, k_[a], tick_sum_[a], weights_[a], frame_energy);
     else
-      k_weight_one<false>(in[c] + offset, frames, pre_[a], rlb_[a], tick_sum_[a], 0.0, nullptr);
+      k_weight_one<false>(in[c] + offset, frames, k_[a], tick_sum_[a], 0.0, nullptr);
   }
 }
 

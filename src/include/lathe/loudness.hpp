@@ -44,6 +44,14 @@ struct k_weighting_coeffs {
 };
 k_weighting_coeffs design_k_weighting(double sample_rate_hz);
 
+/// One channel's K-weighting filters in direct form I: the coefficients and the last two inputs
+/// and outputs of each section (x[0..1] the shelf's inputs, x[2..3] its outputs, which are the
+/// high-pass's inputs, x[4..5] the high-pass's outputs), newest first, in float64.
+struct k_weighting_state {
+  biquad_coeffs shelf, highpass;
+  std::array<double, 6> x{};
+};
+
 /// Streaming loudness meter. Not thread-safe; one per stream.
 class loudness_meter {
  public:
@@ -93,7 +101,7 @@ class loudness_meter {
   double sample_rate_hz_ = 0.0;
   int channels_ = 0;
   std::array<double, max_channels> weights_{};
-  std::array<biquad, max_channels> pre_{}, rlb_{};           // per channel, float64 state
+  std::array<k_weighting_state, max_channels> k_{};          // per channel
   std::array<double, max_channels> tick_sum_{};              // per channel sum of squares, current tick
   std::size_t sub_block_frames_ = 0;                         // 100 ms
   std::array<std::size_t, ticks_per_sub_block> tick_end_{};  // tick ends within a sub-block
