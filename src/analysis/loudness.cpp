@@ -194,19 +194,26 @@ namespace {
 // One K-weighting section in direct form I, its state in float64: y = b0 x + b1 x1 + b2 x2
 // - a2 y2 - a1 y1, summed in that order so the recursion's critical path is one multiply and one
 // subtract per sample (the transposed form's is twice that); the state is the biquad's,
-// converted at entry and exit.
-struct df1 {
-  double b0, b1, b2, a1, a2;
-  double x1 = 0.0, x2 = 0.0, y1 = 0.0, y2 = 0.0;
-  explicit df1(const biquad_coeffs& c) noexcept : b0(c.b0), b1(c.b1), b2(c.b2), a1(c.a1), a2(c.a2) {}
-  double tick(double x) noexcept {
-    const double y = (((b0 * x + b1 * x1) + b2 * x2) - a2 * y2) - a1 * y1;
+// converted at entry and exit. T is double, or vec2 for two channels in one SSE2 register (each
+// lane's arithmetic is then the scalar section's, so the lanes give exactly its results).
+typedef double vec2 __attribute__((vector_size(16)));
+
+template <class T>
+struct df1_section {
+  T b0, b1, b2, a1, a2;
+  T x1{}, x2{}, y1{}, y2{};
+  T tick(T x) noexcept {
+    const T y = (((b0 * x + b1 * x1) + b2 * x2) - a2 * y2) - a1 * y1;
     x2 = x1;
     x1 = x;
     y2 = y1;
     y1 = y;
     return y;
   }
+};
+
+struct df1 : df1_section<double> {
+  explicit df1(const biquad_coeffs& c) noexcept : df1_section<double>{c.b0, c.b1, c.b2, c.a1, c.a2} {}
 };
 
 // The K-weighting of one channel (shelf, then RLB high-pass) in direct form I.
@@ -238,31 +245,11 @@ inline void k_weight_one(const float* x, std::size_t n, k_weighting_state& st, d
   sum = s;
 }
 
-// Two channels in one SSE2 register: each lane's arithmetic is the scalar k_chain's, so the
-// lanes give exactly k_weight_one's results.
-typedef double vec2 __attribute__((vector_size(16)));
-
-struct df1x2 {
-  vec2 b0, b1, b2, a1, a2;
-  vec2 x1, x2, y1, y2;
+// A stereo pair's sections side by side in vector lanes.
+struct df1x2 : df1_section<vec2> {
   df1x2(const df1& l, const df1& r) noexcept
-      : b0{l.b0, r.b0},
-        b1{l.b1, r.b1},
-        b2{l.b2, r.b2},
-        a1{l.a1, r.a1},
-        a2{l.a2, r.a2},
-        x1{l.x1, r.x1},
-        x2{l.x2, r.x2},
-        y1{l.y1, r.y1},
-        y2{l.y2, r.y2} {}
-  vec2 tick(vec2 x) noexcept {
-    const vec2 y = (((b0 * x + b1 * x1) + b2 * x2) - a2 * y2) - a1 * y1;
-    x2 = x1;
-    x1 = x;
-    y2 = y1;
-    y1 = y;
-    return y;
-  }
+      : df1_section<vec2>{{l.b0, r.b0}, {l.b1, r.b1}, {l.b2, r.b2}, {l.a1, r.a1}, {l.a2, r.a2},
+                          {l.x1, r.x1}, {l.x2, r.x2}, {l.y1, r.y1}, {l.y2, r.y2}} {}
   void store(df1& l, df1& r) const noexcept {
     l.x1 = x1[0], l.x2 = x2[0], l.y1 = y1[0], l.y2 = y2[0];
     r.x1 = x1[1], r.x2 = x2[1], r.y1 = y1[1], r.y2 = y2[1];
