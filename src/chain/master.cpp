@@ -108,11 +108,7 @@ double predicted_loudness(const offline_limiter& limiter, const audio_spill& ene
       gain_db,
       [&](std::span<const double> a) {
         const std::size_t n = a.size();
-        block_view v;
-        v.channels = 1;
-        v.frames = n;
-        v.ch[0] = z.data();
-        energy.read(pos, v);
+        energy.read(pos, block_view::mono(z.data(), n));
         for (std::size_t i = 0; i < n; ++i) e[i] = static_cast<double>(z[i]) * (a[i] * a[i]);
         meter.add_energy(e.data(), n);
         pos += n;
@@ -281,11 +277,7 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
     } else {
       if (frame_energy.size() < v.frames) frame_energy.resize(v.frames);
       meter.process(v, frame_energy.data());
-      block_view e;
-      e.channels = 1;
-      e.frames = v.frames;
-      e.ch[0] = frame_energy.data();
-      energy.append(e);
+      energy.append(block_view::mono(frame_energy.data(), v.frames));
       limiter.analyze_more(v);
     }
     if (resampled) resampled->append(v);

@@ -290,11 +290,7 @@ void offline_limiter::analyze_more(const_block_view in) {
       max_peak_ = std::max(max_peak_, d.linked[t]);
       d.linked[t] = d.window.push(d.linked[t]);
     }
-    block_view v;
-    v.channels = 1;
-    v.frames = n;
-    v.ch[0] = d.linked.data();
-    peak_.append(v);
+    peak_.append(block_view::mono(d.linked.data(), n));
     done += n;
   }
   frames_ += in.frames;
@@ -334,13 +330,7 @@ limiter_stats offline_limiter::gains(double gain_db, const std::function<void(st
   const std::size_t block = spill_block_frames;
   std::vector<float> peaks(block);
   std::vector<double> applied(block);
-  auto read_peaks = [&](std::size_t first, std::size_t n) {
-    block_view v;
-    v.channels = 1;
-    v.frames = n;
-    v.ch[0] = peaks.data();
-    peak_.read(first, v);
-  };
+  auto read_peaks = [&](std::size_t first, std::size_t n) { peak_.read(first, block_view::mono(peaks.data(), n)); };
   stats_accumulator acc;
   for (std::size_t t = 0; t < latency_; t += block) {
     const std::size_t n = std::min(block, latency_ - t);

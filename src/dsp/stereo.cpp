@@ -187,15 +187,7 @@ void stereo_stage::process(const_block_view in, block_view out) noexcept {
     }
     if (latency_ > 0) {
       float* s = side;
-      const_block_view sv;
-      sv.ch[0] = s;
-      sv.channels = 1;
-      sv.frames = n;
-      block_view so;
-      so.ch[0] = s;
-      so.channels = 1;
-      so.frames = n;
-      side_hp_.process(sv, so);
+      side_hp_.process(const_block_view::mono(s, n), block_view::mono(s, n));
       // Mid through a ring of latency_ frames, swapped in at most two contiguous pieces.
       for (std::size_t done = 0; done < n;) {
         const std::size_t k = std::min(n - done, latency_ - delay_pos_);

@@ -544,11 +544,7 @@ void meter_fold_down(loudness_meter& m, const_block_view stereo, std::span<float
   for (std::size_t pos = 0; pos < stereo.frames; pos += mid.size()) {
     const std::size_t n = std::min(mid.size(), stereo.frames - pos);
     for (std::size_t i = 0; i < n; ++i) mid[i] = 0.5f * (stereo[0][pos + i] + stereo[1][pos + i]);
-    const_block_view v;
-    v.ch[0] = mid.data();
-    v.channels = 1;
-    v.frames = n;
-    m.process(v);
+    m.process(const_block_view::mono(mid.data(), n));
   }
 }
 

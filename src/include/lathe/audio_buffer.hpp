@@ -30,6 +30,14 @@ struct basic_block_view {
   int channels = 0;
   std::size_t frames = 0;
 
+  /// One channel of `frames` samples at `x`.
+  static basic_block_view mono(T* x, std::size_t frames) noexcept {
+    basic_block_view v;
+    v.ch[0] = x;
+    v.channels = 1;
+    v.frames = frames;
+    return v;
+  }
   T* operator[](int c) const noexcept { return ch[static_cast<std::size_t>(c)]; }
   /// Frames [offset, offset + count) of every channel.
   basic_block_view sub(std::size_t offset, std::size_t count) const noexcept {
