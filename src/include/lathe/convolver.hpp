@@ -69,7 +69,7 @@ class partitioned_convolver {
 };
 
 /// Serializes FFTW planner calls (the planner is not thread-safe); hold it around any
-/// fftwf_plan_* or fftwf_destroy_plan call.
+/// fftwf_plan_* / fftw_plan_* or fftwf_destroy_plan / fftw_destroy_plan call (float and double).
 std::mutex& fftw_planner_mutex();
 
 }  // namespace lathe
