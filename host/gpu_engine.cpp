@@ -348,13 +348,23 @@ std::vector<gpu_engine::result> gpu_engine::render_batch(std::span<const engine_
       gpu::device_vector<float> d_peaks(std::max<std::size_t>(peak_frames, 1)), d_meter(d_peaks.size());
       tp_plan.run_async(x, d_peaks.data(), s);
       meter_plan.run_async(x, d_meter.data(), s);
+      // Each track's detected peak before any gain, as offline_limiter::input_true_peak_dbtp(0):
+      // it bounds the gain search (limit_mode_max_gain_db).
+      const std::vector<float> tp_max = tp_plan.lane_max(s), meter_max = meter_plan.lane_max(s);
       gpu::max_into_async(d_peaks.data(), d_meter.data(), peak_frames, s);
 
       // 4. normalization: one gain_search per track, as on the CPU; audio stays on the device.
       gpu::device_vector<float> d_out(std::max<std::size_t>(layout.total_frames, 1));
       std::vector<gain_search> search;
       search.reserve(n_tracks);
-      for (std::size_t t = 0; t < n_tracks; ++t) search.emplace_back(tracks[t].targets_lufs[f], gain[t]);
+      std::vector<double> max_gain(n_tracks);
+      for (std::size_t t = 0; t < n_tracks; ++t) {
+        const float detected = std::max({tp_max[2 * t], tp_max[2 * t + 1], meter_max[2 * t], meter_max[2 * t + 1]});
+        max_gain[t] = limit_mode_max_gain_db(20.0 * std::log10(static_cast<double>(detected)), lp.ceiling_dbtp,
+                                             lp.margin_db, lp.max_reduction_db);
+        search.emplace_back(tracks[t].targets_lufs[f], gain[t], max_gain[t]);
+        gain[t] = search.back().gain_db();
+      }
       bool moved = true;  // a gain changed since the last render
       for (bool all_done = false; !all_done;) {
         limiter.render_async(d_peaks.data(), x, d_out.data(), gain, s);  // the meter synchronizes
@@ -465,6 +475,7 @@ std::vector<gpu_engine::result> gpu_engine::render_batch(std::span<const engine_
         o.blocks = out_blocks[t];
         o.integrated_lufs = o.blocks.integrated_lufs();
         o.loudness_range_lu = o.blocks.loudness_range_lu();
+        if (gain[t] >= max_gain[t]) n.shortfall_lu = std::max(0.0, n.target_lufs - o.integrated_lufs);
         o.true_peak_dbtp = 20.0 * std::log10(static_cast<double>(std::max(lane_peaks[2 * t], lane_peaks[2 * t + 1])));
         o.sample_rate_hz = rate;
         o.bit_depth = p.bit_depth;

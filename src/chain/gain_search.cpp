@@ -14,11 +14,15 @@ bool gain_search::observe(double lufs) noexcept {
     done_ = true;
     return true;
   }
+  if (err > 0.0 && gain_ >= max_gain_) {
+    done_ = at_bound_ = true;
+    return true;
+  }
   double slope = 1.0;
   if (iterations_ > 1 && gain_ != prev_gain_) slope = std::clamp((lufs - prev_lufs_) / (gain_ - prev_gain_), 0.05, 1.0);
   prev_gain_ = gain_;
   prev_lufs_ = lufs;
-  gain_ += err / slope;
+  gain_ = std::min(gain_ + err / slope, max_gain_);
   moved_ = true;
   done_ = iterations_ == max_iterations;
   return done_;

@@ -117,10 +117,10 @@ double predicted_loudness(const offline_limiter& limiter, const audio_spill& ene
   return meter.integrated_lufs();
 }
 
-// Gain that brings the prediction to the target (gain_search).
+// Gain that brings the prediction to the target (gain_search), at most max_gain_db.
 double predict_gain(const offline_limiter& limiter, const audio_spill& energy, double rate_hz, double target_lufs,
-                    double first_gain_db, normalization_result& n) {
-  gain_search search(target_lufs, first_gain_db);
+                    double first_gain_db, double max_gain_db, normalization_result& n) {
+  gain_search search(target_lufs, first_gain_db, max_gain_db);
   while (!search.done()) {
     search.observe(predicted_loudness(limiter, energy, rate_hz, search.gain_db()));
     ++n.predictions;
@@ -133,8 +133,8 @@ double predict_gain(const offline_limiter& limiter, const audio_spill& energy, d
 // predicted gain missed (heavy limiting of deep bass, where the gain's modulation moves energy
 // across the K-weighting's high-pass).
 double converge_gain(const offline_limiter& limiter, const audio_spill& src, double rate_hz, double target_lufs,
-                     double first_gain_db, normalization_result& n) {
-  gain_search search(target_lufs, first_gain_db);
+                     double first_gain_db, double max_gain_db, normalization_result& n) {
+  gain_search search(target_lufs, first_gain_db, max_gain_db);
   loudness_meter meter;
   while (!search.done()) {
     meter.prepare(rate_hz, src.channels());
@@ -225,11 +225,16 @@ void check_against_profile(rendered_master& m, const delivery_profile& p) {
   const output_measurement& o = m.measured;
   if (std::isfinite(n.pre_loudness_lufs)) {
     const double miss = o.integrated_lufs - target_lufs;
-    if (n.shortfall_lu > p.tolerance_lu) {
+    if (n.shortfall_lu > p.tolerance_lu && p.normalization == normalization_mode::linear) {
       m.failures.push_back(fmt::format(
           "linear normalization stopped {:.2f} LU short of the target ({:.2f} LUFS) to keep true peak under "
           "{:.1f} dBTP; use normalization = \"limit\" or a lower target to reach it",
           n.shortfall_lu, target_lufs, p.ceiling_dbtp));
+    } else if (n.shortfall_lu > p.tolerance_lu) {
+      m.failures.push_back(fmt::format(
+          "limit mode stopped {:.2f} LU short of the target ({:.2f} LUFS): reaching it needs more than {:.1f} dB of "
+          "limiting on the loudest peak (chain.limiter.max_reduction_db); lower the target or raise the bound",
+          n.shortfall_lu, target_lufs, p.limiter.max_reduction_db));
     } else if (!(std::abs(miss) <= p.tolerance_lu)) {
       m.failures.push_back(
           fmt::format("integrated loudness {:.2f} LUFS is {:+.2f} LU from the target {:.2f} LUFS "
@@ -340,18 +345,22 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
     n.shortfall_lu = std::max(0.0, target_lufs - m.measured.integrated_lufs);
   } else {
     double g = target_lufs - n.pre_loudness_lufs;
+    const double detected_dbtp = limiter.input_true_peak_dbtp(0.0);
+    double max_gain = 0.0;
     for (int attempt = 0; attempt < max_ceiling_attempts; ++attempt) {
       limiter.set_ceiling_dbtp(lp.ceiling_dbtp);
+      max_gain = limit_mode_max_gain_db(detected_dbtp, lp.ceiling_dbtp, lp.margin_db, lp.max_reduction_db);
       auto deliver_at = [&](double gain_db) {
         deliver([&](const frame_sink& out) { n.limiter = limiter.render(src, gain_db, out); }, ch, frames, rate, p,
                 dither_seed, sink, m);
         ++n.iterations;
       };
-      g = predict_gain(limiter, energy, rate, target_lufs, g, n);
+      g = predict_gain(limiter, energy, rate, target_lufs, g, max_gain, n);
       deliver_at(g);
       const double miss = m.measured.integrated_lufs - target_lufs;
-      if (std::abs(miss) > gain_search::converged_lu && std::isfinite(miss)) {
-        g = converge_gain(limiter, src, rate, target_lufs, g - miss, n);
+      const bool short_at_bound = g >= max_gain && miss < 0.0;  // no larger gain is allowed
+      if (std::abs(miss) > gain_search::converged_lu && std::isfinite(miss) && !short_at_bound) {
+        g = converge_gain(limiter, src, rate, target_lufs, g - miss, max_gain, n);
         deliver_at(g);
       }
       n.limiter_ceiling_dbtp = lp.ceiling_dbtp;
@@ -360,6 +369,7 @@ rendered_master render_master(const audio_spill& pre, double pre_rate_hz, const 
     }
     n.gain_db = g;
     n.limited = n.limiter.frames_limited > 0;
+    if (g >= max_gain) n.shortfall_lu = std::max(0.0, target_lufs - m.measured.integrated_lufs);
   }
 
   check_against_profile(m, p);

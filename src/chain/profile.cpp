@@ -120,10 +120,12 @@ void read_chain(const table_reader& top, delivery_profile& p) {
     M::read(chain, M::of(p));
   });
   if (const toml::table* l = chain.sub_table("limiter")) {
-    const table_reader r(*l, top.file(), "chain.limiter", {"lookahead_ms", "release_ms", "margin_db"});
+    const table_reader r(*l, top.file(), "chain.limiter",
+                         {"lookahead_ms", "release_ms", "margin_db", "max_reduction_db"});
     r.number("lookahead_ms", p.limiter.lookahead_ms, 0.5, 20.0);
     r.number("release_ms", p.limiter.release_ms, 5.0, 2'000.0);
     r.number("margin_db", p.limiter.margin_db, 0.0, 1.0);
+    r.number("max_reduction_db", p.limiter.max_reduction_db, 1.0, 60.0);
   }
   if (listed(chain_stage::reverb) && p.reverb.ir_path.empty())
     chain.fail_here("`reverb` is in `chain.order` but [chain.reverb] names no `ir`");
@@ -303,6 +305,7 @@ std::string profile_fingerprint(const delivery_profile& p) {
   f.num("limiter.lookahead_ms", p.limiter.lookahead_ms);
   f.num("limiter.release_ms", p.limiter.release_ms);
   f.num("limiter.margin_db", p.limiter.margin_db);
+  f.num("limiter.max_reduction_db", p.limiter.max_reduction_db);
   if (const adaptive_params& a = p.adaptive; a.enabled) {
     f.num("adaptive.eq", a.eq);
     f.num("adaptive.width", a.width);

@@ -59,6 +59,34 @@ TEST(GainSearch, StopsAfterMaxIterations) {
   EXPECT_GT(s.gain_db(), 16.0 + 100.0);
 }
 
+// The same stuck curve under a bound never renders past it: the search steps to the bound,
+// measures there once, and stops at it saying so. A target the bound allows is still reached,
+// and a first gain over the bound starts at the bound.
+TEST(GainSearch, NeverRendersPastItsBound) {
+  const auto stuck = [](double g) { return -30.0 + 0.01 * g; };
+  gain_search s(-14.0, 16.0, 24.0);
+  double highest = -std::numeric_limits<double>::infinity();
+  while (!s.done()) {
+    highest = std::max(highest, s.gain_db());
+    s.observe(stuck(s.gain_db()));
+  }
+  EXPECT_EQ(highest, 24.0);
+  EXPECT_EQ(s.gain_db(), 24.0);
+  EXPECT_TRUE(s.at_bound());
+  EXPECT_FALSE(s.moved());
+  EXPECT_EQ(s.iterations(), 2);
+
+  const auto linear = [](double g) { return -20.0 + g; };
+  gain_search reachable(-14.0, 2.0, 6.5);
+  EXPECT_NEAR(run(reachable, linear), 6.0, 1e-12);
+  EXPECT_FALSE(reachable.at_bound());
+
+  gain_search over(-14.0, 30.0, 6.5);
+  EXPECT_EQ(over.gain_db(), 6.5);
+  EXPECT_NEAR(run(over, linear), 6.0, 1e-12);  // too loud at the bound: steps down
+  EXPECT_FALSE(over.at_bound());
+}
+
 // Nothing above the gate (silence after the limiter): no step can help, so it stops.
 TEST(GainSearch, StopsOnAnUnmeasurableLoudness) {
   gain_search s(-14.0, 3.0);

@@ -69,6 +69,7 @@ TEST(RenderMaster, LimitModeDeliversAtThePredictedGainAndCorrectsAMiss) {
     for (const audio_buffer* in : {&clicks, static_cast<const audio_buffer*>(&bass)}) {
       delivery_profile p = base_profile();
       p.target_lufs = target;
+      p.limiter.max_reduction_db = 40.0;  // -10 LUFS needs about 28 dB on the bass signal
       const rendered_master m = render_master(*in, fs, p, target, 1);
       const normalization_result& n = m.normalization;
       EXPECT_LE(std::abs(m.measured.integrated_lufs - target), gain_search::converged_lu) << target;
@@ -82,6 +83,38 @@ TEST(RenderMaster, LimitModeDeliversAtThePredictedGainAndCorrectsAMiss) {
   }
   EXPECT_GE(delivered_once, 3);
   EXPECT_GE(corrected, 1);
+}
+
+// Where the limiter cannot raise the loudness (a 25 Hz tone under the K-weighting's high-pass
+// dominates the peaks), the gain search would run away: without the bound it took the gain past
+// +200 dB, where the master overflowed and measured -inf LUFS. With it, the limiter cuts the loudest
+// peak by exactly max_reduction_db, the master stops short, measured and under the ceiling, and
+// fails its check saying why; a larger bound reaches further.
+TEST(RenderMaster, LimitModeStopsAtTheLimitingBoundAndSaysSo) {
+  const double fs = 48'000.0;
+  audio_buffer bass = test::white_noise(-26.0, 10.0, fs, 2, 7);
+  for (int c = 0; c < 2; ++c)
+    for (std::size_t i = 0; i < bass.frames(); ++i)
+      bass.channel(c)[i] += 0.4f * static_cast<float>(std::sin(2.0 * M_PI * 25.0 * static_cast<double>(i) / fs));
+  delivery_profile p = base_profile();
+  p.target_lufs = -6.0;
+  double reached = 0.0;
+  for (const double bound : {12.0, 18.0}) {
+    p.limiter.max_reduction_db = bound;
+    const rendered_master m = render_master(bass, fs, p, p.target_lufs, 1);
+    const normalization_result& n = m.normalization;
+    EXPECT_NEAR(n.limiter.max_gain_reduction_db, bound, 0.05) << bound;  // the report rounds to 0.01 dB
+    EXPECT_GT(m.measured.integrated_lufs, -30.0) << bound;
+    EXPECT_LE(m.measured.true_peak_dbtp, p.ceiling_dbtp) << bound;
+    EXPECT_GT(n.shortfall_lu, 1.0) << bound;
+    EXPECT_NEAR(m.measured.integrated_lufs + n.shortfall_lu, p.target_lufs, 1e-9) << bound;
+    EXPECT_LE(n.passes, 3) << bound;  // pass 1 and the delivery; no measured search at the bound
+    EXPECT_FALSE(m.passed) << bound;
+    ASSERT_FALSE(m.failures.empty()) << bound;
+    EXPECT_NE(m.failures.front().find("max_reduction_db"), std::string::npos) << m.failures.front();
+    if (bound > 12.0) EXPECT_GT(m.measured.integrated_lufs, reached + 0.1);
+    reached = m.measured.integrated_lufs;
+  }
 }
 
 TEST(RenderMaster, LinearModeNeverLimitsAndSaysHowFarShortItStopped) {

@@ -179,6 +179,7 @@ freq_hz = 40000
 lookahead_ms = 0.5
 release_ms = 2000
 margin_db = 1
+max_reduction_db = 12
 )"));
   EXPECT_EQ(p.name, "custom");
   EXPECT_EQ(p.target_lufs, -18.5);
@@ -201,6 +202,7 @@ margin_db = 1
   EXPECT_EQ(p.limiter.lookahead_ms, 0.5);
   EXPECT_EQ(p.limiter.release_ms, 2'000.0);
   EXPECT_EQ(p.limiter.margin_db, 1.0);
+  EXPECT_EQ(p.limiter.max_reduction_db, 12.0);
   EXPECT_EQ(p.limiter.ceiling_dbtp, -0.5);
 }
 
@@ -214,7 +216,7 @@ TEST_F(profile_test, fingerprint_tracks_audio_settings_only) {
   for (const std::string& extra :
        {std::string("[output]\nbit_depth = 16\n"), std::string("[output]\ncontainer = \"wav\"\n"),
         std::string("[output]\nsample_rate_hz = 48000\n"), std::string("[chain.highpass]\norder = 2\n"),
-        std::string("[chain.limiter]\nrelease_ms = 81\n"),
+        std::string("[chain.limiter]\nrelease_ms = 81\n"), std::string("[chain.limiter]\nmax_reduction_db = 9\n"),
         std::string("[[chain.eq.band]]\ntype = \"bell\"\nfreq_hz = 1000\ngain_db = 1\n")}) {
     const auto changed = load_profile(write("c.toml", minimal + extra));
     EXPECT_NE(profile_fingerprint(base), profile_fingerprint(changed)) << extra;

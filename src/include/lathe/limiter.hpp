@@ -23,6 +23,12 @@ struct limiter_params {
   /// The detector aims this far under the ceiling, leaving room for the interpolator's ripple
   /// and later dither; the chain verifies the result with an independent meter anyway.
   double margin_db = 0.05;
+  /// Limit-mode normalization stops raising the gain where the limiter would cut the loudest
+  /// peak by more than this (dB): past it a master stops short of its target and fails its
+  /// check, saying so, instead of trading more of the track's dynamics for loudness. With
+  /// content whose loudness the limiter cannot raise (heavy sub-bass) the search would otherwise
+  /// run away. Not a property of the limiter's sound: render() applies any gain it is given.
+  double max_reduction_db = 18.0;
 };
 
 /// What the limiter did, in dB of gain reduction (>= 0).

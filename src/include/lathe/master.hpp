@@ -40,7 +40,8 @@ struct normalization_result {
   double pre_loudness_lufs = 0.0;     ///< before the gain, at the output rate
   double target_lufs = 0.0;           ///< this track's target (album mode shifts it)
   double gain_db = 0.0;               ///< the normalization gain applied before the limiter
-  double shortfall_lu = 0.0;          ///< linear mode: how far below the target it stopped (>= 0)
+  double shortfall_lu = 0.0;          ///< how far below the target it stopped (>= 0): linear mode at the
+                                      ///< ceiling, limit mode at limiter_params::max_reduction_db
   int iterations = 0;                 ///< renders measured by the loudness loop (linear: attempts)
   int predictions = 0;                ///< loudness predictions of the gain search (no audio read)
   int passes = 0;                     ///< full-track streaming passes in all (resampling and detection, loop, delivery)
