@@ -107,7 +107,6 @@ TEST(RenderMaster, LimitModeStopsAtTheLimitingBoundAndSaysSo) {
     EXPECT_GT(m.measured.integrated_lufs, -30.0) << bound;
     EXPECT_LE(m.measured.true_peak_dbtp, p.ceiling_dbtp) << bound;
     EXPECT_GT(n.shortfall_lu, 1.0) << bound;
-    EXPECT_NEAR(m.measured.integrated_lufs + n.shortfall_lu, p.target_lufs, 1e-9) << bound;
     EXPECT_LE(n.passes, 3) << bound;  // pass 1 and the delivery; no measured search at the bound
     EXPECT_FALSE(m.passed) << bound;
     ASSERT_FALSE(m.failures.empty()) << bound;
