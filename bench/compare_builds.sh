@@ -3,29 +3,31 @@
 # time and x realtime of each, then the candidate again under a small --max-memory, and every
 # master of the three runs compared byte for byte. Writes one JSON file.
 #   bench/compare_builds.sh OUT.json BASELINE_LATHE CANDIDATE_LATHE CATALOG [--formats F] [--jobs N] [--bound 256M]
+#                          [--base-configs DIR]  (the baseline's own configs/, when the profiles' schema changed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$1 base=$2 cand=$3 catalog=$4; shift 4
-formats=streaming,cd; jobs=$(nproc); bound=256M
+formats=streaming,cd; jobs=$(nproc); bound=256M; base_configs=configs
 while [ $# -gt 0 ]; do
   case $1 in
     --formats) formats=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --bound) bound=$2; shift 2 ;;
+    --base-configs) base_configs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 work=$(mktemp -d "${TMPDIR:-/tmp}/lathe-compare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-run() {  # label binary [extra args]
-  local label=$1 bin=$2; shift 2
+run() {  # label binary configs [extra args]
+  local label=$1 bin=$2 cfg=$3; shift 3
   /usr/bin/time -v -o "$work/time-$label" "$bin" master "$catalog" --out "$work/$label" --formats "$formats" \
-    --jobs "$jobs" --config-dir configs --log-format json "$@" >/dev/null 2>"$work/log-$label" || true
+    --jobs "$jobs" --config-dir "$cfg" --log-format json "$@" >/dev/null 2>"$work/log-$label" || true
   echo "$label done" >&2
 }
-run baseline "$base"
-run candidate "$cand"
-run candidate_bounded "$cand" --max-memory "$bound"
+run baseline "$base" "$base_configs"
+run candidate "$cand" configs
+run candidate_bounded "$cand" configs --max-memory "$bound"
 python3 - "$work" "$out" "$base" "$cand" "$catalog" "$formats" "$jobs" "$bound" <<'PY'
 import hashlib, json, os, subprocess, sys
 work, out, base, cand, catalog, formats, jobs, bound = sys.argv[1:]

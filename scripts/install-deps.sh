@@ -14,7 +14,7 @@ pkgs=(
   slurm-wlm munge  # tests/slurm: a one-node Slurm cluster runs the job-array script
 )
 if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(ffmpeg sox warzone2100-music flac python3 libbenchmark-dev)  # bench/: catalog runs and Google Benchmark
+  pkgs+=(ffmpeg sox warzone2100-music flac python3 libbenchmark-dev time)  # bench/: catalog runs, Google Benchmark, peak RSS
 fi
 missing=()
 for p in "${pkgs[@]}"; do
