@@ -22,10 +22,12 @@ std::string album_decision_key(const run_plan& plan, const std::vector<std::size
 
 }  // namespace
 
-json decide_albums(const run_plan& plan, std::vector<track_state>& state, const std::filesystem::path& out_dir) {
+json decide_albums(const run_plan& plan, std::vector<track_state>& state, const std::filesystem::path& out_dir,
+                   const std::vector<std::string>& albums) {
   const std::size_t n_formats = plan.profiles.size();
   json album_reports = json::object();
-  for (const auto& [album, members] : plan.albums) {
+  for (const std::string& album : albums) {
+    const std::vector<std::size_t>& members = plan.albums.at(album);
     json a = {{"tracks", members.size()}, {"formats", json::object()}};
     if (std::none_of(members.begin(), members.end(), [&](std::size_t i) { return state[i].needs_album_pass; })) {
       for (std::size_t f = 0; f < n_formats; ++f) {

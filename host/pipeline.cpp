@@ -98,10 +98,16 @@ master_summary run_master(const run_plan& planned, const master_options& opt) {
     graph.analyze_album_tracks();
     targets.set_album_balances(state);
   }
-  // Album mode: the loudness of every album track after the pre-chain, then the album gains.
-  graph.measure_album_prechains();
-  json album_reports = decide_albums(plan, state, opt.out_dir);
-  graph.render(audio_to_do_s);
+  // Album mode, window by window: the loudness of the album tracks after the pre-chain, the
+  // album gains, then the render.
+  json album_reports = json::object();
+  graph.begin_render(audio_to_do_s);
+  for (const render_window& window : graph.windows()) {
+    graph.measure_album_prechains(window);
+    album_reports.update(decide_albums(plan, state, opt.out_dir, window.albums));
+    graph.render(window);
+  }
+  graph.end_render();
   return write_run_report(plan, state, std::move(album_reports), opt,
                           {t0, threads, budget, graph.peak_reserved_bytes()});
 }

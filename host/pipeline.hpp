@@ -18,6 +18,9 @@ struct master_options {
   std::filesystem::path out_dir;
   int jobs = 0;                      ///< worker threads; 0 = every core
   std::size_t max_memory_bytes = 0;  ///< bound on the audio held by tracks in flight; 0 = half of RAM
+  /// Album mode: the part of that bound that may keep album tracks' pre-chained audio from the
+  /// album pass to their render (so they are decoded and pre-chained once); 0 = half of it.
+  std::size_t album_hold_bytes = 0;
   log_format log = log_format::text;
   bool progress_on_terminal = false;  ///< one updating status line on stderr
   backend_choice backend;

@@ -8,7 +8,9 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 #include <oneapi/tbb/enumerable_thread_specific.h>
@@ -59,12 +61,31 @@ class memory_gate {
     }
     cv_.notify_all();
   }
+  // Audio kept between passes (an album track's pre-chained audio, from the album pass to its
+  // render) counts against the budget, without holding back a track when nothing is in flight.
+  // False, holding nothing, when `bytes` would take the held total past `limit`.
+  bool hold(std::size_t bytes, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    if (held_ + bytes > limit) return false;
+    held_ += bytes;
+    used_ += bytes;
+    peak_ = std::max(peak_, used_);
+    return true;
+  }
+  void unhold(std::size_t bytes) {
+    {
+      std::lock_guard lock(mutex_);
+      held_ -= bytes;
+      used_ -= bytes;
+    }
+    cv_.notify_all();
+  }
   std::size_t peak() const { return peak_; }
 
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::size_t budget_, used_ = 0, peak_ = 0;
+  std::size_t budget_, used_ = 0, held_ = 0, peak_ = 0;
   int in_flight_ = 0;
 };
 
@@ -128,6 +149,14 @@ struct work_item {
   std::vector<std::optional<rendered_master>> masters;  // per format, rendered by the engine
   std::string cpu_note;                                 // GPU run: why this track renders on the CPU
   std::string error;
+  std::size_t held_bytes = 0;  // the memory gate's hold on `pre`, kept since the album pass
+};
+
+// An album track's pre-chained audio, kept from the album pass for its render.
+struct held_track {
+  source_info info;
+  std::map<std::string, audio_spill> pre;
+  std::size_t bytes = 0;
 };
 
 // The tracks of one engine call (one track with the CPU backend), admitted together by the
@@ -179,6 +208,7 @@ struct render_graph::impl {
             })),
         spill_dir(o.out_dir / ".lathe" / "spill"),
         gate(memory_budget),
+        hold_limit(o.album_hold_bytes > 0 ? std::min(o.album_hold_bytes, memory_budget) : memory_budget / 2),
         threads(threads) {
     int gpu_count = 0;
 #ifdef LATHE_HAVE_CUDA
@@ -202,6 +232,10 @@ struct render_graph::impl {
   const bool needs_input_loudness;
   const std::filesystem::path spill_dir;
   memory_gate gate;
+  // Pre-chained album tracks kept between the album pass and the render, up to hold_limit bytes.
+  const std::size_t hold_limit;
+  mutable std::mutex held_mutex;
+  std::map<std::size_t, held_track> held;
   std::size_t next = 0;  // the serial filter's cursor (TBB filter bodies are const)
   std::optional<progress_reporter> progress;
   std::vector<char> reported;  // per track: its progress line is out
@@ -276,6 +310,8 @@ struct render_graph::impl {
     const std::size_t share = budget / max_tokens;
     // In memory, the formats render side by side: one streaming working set each.
     const std::size_t in_memory = estimate_track_bytes(plan.tracks[i], plan) + streaming_track_bytes * formats;
+    // A held track's audio is in the gate's hold already: its render needs the working sets only.
+    if (render && is_held(i)) return {streaming_track_bytes * formats, in_memory, false, false, formats};
     if (render && use_gpu && in_memory <= budget) return {in_memory, in_memory, false, true, formats};
     if (in_memory <= share) return {in_memory, in_memory, false, false, formats};
     // Streamed: as many formats side by side as the track's share of the budget holds working
@@ -284,11 +320,16 @@ struct render_graph::impl {
     return {streaming_track_bytes * at_once, in_memory, true, false, at_once};
   }
 
-  // The render pass's calls: engine tracks packed by rate and by the host's and the device's
-  // share of memory (pack_batches); every track alone with the CPU backend.
-  std::vector<std::vector<std::size_t>> render_batches() {
+  bool is_held(std::size_t i) const {
+    std::lock_guard lock(held_mutex);
+    return held.count(i) != 0;
+  }
+
+  // The render pass's calls for the window's tracks: engine tracks packed by rate and by the
+  // host's and the device's share of memory (pack_batches); every track alone with the CPU backend.
+  std::vector<std::vector<std::size_t>> render_batches(const render_window& window) {
     std::vector<batch_candidate> candidates;
-    for (std::size_t i = 0; i < n_tracks; ++i) {
+    for (const std::size_t i : window.tracks) {
       if (!state[i].needs_render || !state[i].error.empty()) continue;
       const planned_track& t = plan.tracks[i];
       const admission a = admit(i, true);
@@ -344,8 +385,9 @@ struct render_graph::impl {
   }
 
   // Stages 1-2 of the chain on the CPU, every distinct pre-chain in one pass over the source:
-  // kept for rendering, or (album pass, keep_audio false) only measured for the album decision.
-  void run_prechains(work_item& w, bool keep_audio) {
+  // kept for rendering (keep_audio), measured for the album decision (measure), or both.
+  void run_prechains(work_item& w, bool keep_audio, bool measure) {
+    LATHE_EXPECTS(w.source.has_value(), "the pre-chains run on the decoded source");
     track_state& s = state[w.index];
     const audio_spill& src = *w.source;
     const double rate = w.info.sample_rate_hz;
@@ -362,9 +404,8 @@ struct render_graph::impl {
       if (w.pre.count(key) != 0 || std::any_of(jobs.begin(), jobs.end(), [&](const job& j) { return j.key == key; }))
         continue;
       job& j = jobs.emplace_back(job{key, prechain_stream(pf, rate, src.channels(), src.frames()), {}, {}, {}});
-      if (keep_audio) {
-        j.out = make_spill(w, src.channels());
-      } else {
+      if (keep_audio) j.out = make_spill(w, src.channels());
+      if (measure) {
         j.meter.prepare(rate, src.channels());
         j.peaks.emplace(rate, src.channels());
       }
@@ -372,9 +413,8 @@ struct render_graph::impl {
     if (jobs.empty()) return;
     auto feed = [&](job& j) {
       return [&j](const_block_view v) {
-        if (j.out) {
-          j.out->append(v);
-        } else {
+        if (j.out) j.out->append(v);
+        if (j.peaks) {
           j.meter.process(v);
           j.peaks->add(v.ch.data(), v.frames);
         }
@@ -396,7 +436,8 @@ struct render_graph::impl {
       if (keep_audio) {
         j.out->seal();  // the formats read it side by side
         w.pre.emplace(j.key, std::move(*j.out));
-      } else {
+      }
+      if (measure) {
         s.pre_loudness_lufs[j.key] = j.meter.integrated_lufs();
         s.pre_true_peak_dbtp[j.key] = 20.0 * std::log10(static_cast<double>(j.peaks->finish()));
       }
@@ -471,25 +512,65 @@ struct render_graph::impl {
     if (tonal) s.tonal = tonal->finish();
   }
 
-  // Input analysis, then the pre-chains (which the engine runs itself for its tracks). For an
-  // engine track only the one-pass sample scan runs here; the engine meters the input on the
-  // device and complete_analysis() finishes it (render_on_engine).
-  void prepare(work_item& w, bool keep_audio) {
-    const bool engine_render = keep_audio && w.on_engine;
-    load(w, engine_render, engine_render && !needs_input_loudness);
+  // Render pass: input analysis, then the pre-chains (which the engine runs itself for its
+  // tracks), or what the album pass kept of them. For an engine track only the one-pass sample
+  // scan runs here; the engine meters the input on the device and complete_analysis() finishes
+  // it (render_on_engine).
+  void prepare(work_item& w) {
+    if (take_held(w)) return;
+    load(w, w.on_engine, w.on_engine && !needs_input_loudness);
     targets.adapt(plan.tracks[w.index], state[w.index]);
-    if (!engine_render) run_prechains(w, keep_audio);
+    if (!w.on_engine) run_prechains(w, true, false);
+  }
+
+  bool take_held(work_item& w) {
+    std::lock_guard lock(held_mutex);
+    const auto it = held.find(w.index);
+    if (it == held.end()) return false;
+    w.info = it->second.info;
+    w.pre = std::move(it->second.pre);
+    w.held_bytes = it->second.bytes;
+    held.erase(it);
+    return true;
+  }
+
+  // Album pass: the track's loudness and true peak after each distinct pre-chain, for the album
+  // decision. A track still to render on the CPU also keeps that audio, with its mix checked,
+  // while the gate's hold has room (spills in memory only): its render then neither decodes it
+  // nor runs its pre-chains again. The masters are the same either way.
+  void measure_prechains(work_item& w) {
+    track_state& s = state[w.index];
+    const bool keep = !use_gpu && s.needs_render && !w.spill_to_files;
+    load(w, false, false, true);
+    targets.adapt(plan.tracks[w.index], s);
+    run_prechains(w, keep, true);
+    if (keep) check_mix(w);
+    w.source.reset();
+    std::size_t bytes = 0;
+    for (const auto& [key, spill] : w.pre) bytes += spill.memory_bytes();
+    if (keep && s.error.empty() && gate.hold(bytes, hold_limit)) {
+      std::lock_guard lock(held_mutex);
+      held.emplace(w.index, held_track{w.info, std::move(w.pre), bytes});
+    }
+    w.pre.clear();
+  }
+
+  // Drops what no render took (its track failed first).
+  void release_held() {
+    std::lock_guard lock(held_mutex);
+    for (auto& [i, h] : held) gate.unhold(h.bytes);
+    held.clear();
   }
 
   void fail_track(work_item& w, std::string why) {
     if (state[w.index].error.empty()) state[w.index].error = std::move(why);
   }
 
-  // A pass over the album tracks that decodes each one and runs `body` on it.
+  // A pass over the album tracks of `tracks` that decodes each one and runs `body` on it.
   template <class Body>
-  void album_pass(Body body) {
+  void album_pass(const std::vector<std::size_t>& tracks, Body body) {
     std::vector<std::vector<std::size_t>> batches;
-    for (std::size_t i = 0; i < n_tracks; ++i)
+    for (const std::size_t i : tracks)
       if (state[i].needs_album_pass) batches.push_back({i});
     tbb::parallel_pipeline(max_tokens, tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order,
                                                                      decoder(std::move(batches), false)) &
@@ -598,7 +679,7 @@ struct render_graph::impl {
         return;
       }
       try {
-        prepare(w, true);
+        prepare(w);
       } catch (const std::exception& e) {
         fail_track(w, track_error_text(e));
       }
@@ -683,7 +764,7 @@ struct render_graph::impl {
           if (s.resumed[f]) continue;
           todo.push_back(f);
           // What the CPU renders from, made before the formats run side by side.
-          if (!w.masters[f] && w.pre.count(prechain_key(s.profiles[f])) == 0) run_prechains(w, true);
+          if (!w.masters[f] && w.pre.count(prechain_key(s.profiles[f])) == 0) run_prechains(w, true, false);
         }
         if (!t.album_key.empty()) s.output_blocks.resize(n_formats);
         auto deliver_format = [&](std::size_t f) {
@@ -748,6 +829,7 @@ struct render_graph::impl {
       }
     }
     w.pre.clear();
+    if (w.held_bytes != 0) gate.unhold(std::exchange(w.held_bytes, 0));
     w.source.reset();
     w.decoded.reset();
   }
@@ -760,29 +842,76 @@ render_graph::render_graph(const run_plan& plan, const master_options& opt, std:
 render_graph::~render_graph() = default;
 
 void render_graph::analyze_album_tracks() {
-  impl_->album_pass([this](work_item& w) { impl_->load(w, false, false, false); });
+  std::vector<std::size_t> all(impl_->n_tracks);
+  std::iota(all.begin(), all.end(), std::size_t{0});
+  impl_->album_pass(all, [this](work_item& w) { impl_->load(w, false, false, false); });
 }
 
-void render_graph::measure_album_prechains() {
-  impl_->album_pass([this](work_item& w) { impl_->prepare(w, false); });
+std::vector<render_window> render_graph::windows() const {
+  const impl& g = *impl_;
+  std::vector<render_window> out(1);
+  // The engine holds nothing between passes: one window.
+  if (g.use_gpu) {
+    out[0].tracks.resize(g.n_tracks);
+    std::iota(out[0].tracks.begin(), out[0].tracks.end(), std::size_t{0});
+    for (const auto& [album, members] : g.plan.albums) out[0].albums.push_back(album);
+    return out;
+  }
+  std::map<std::string, int> prechains;
+  for (const delivery_profile& p : g.plan.profiles) prechains[prechain_key(p)] = 1;
+  const auto held_bytes = [&](std::size_t i) {
+    const planned_track& t = g.plan.tracks[i];
+    return t.info ? static_cast<std::size_t>(t.info->frames) * 2 * sizeof(float) * prechains.size() : 0;
+  };
+  std::map<std::string, std::size_t> window_of;
+  std::size_t bytes = 0;
+  for (const planned_track& t : g.plan.tracks) {
+    if (!t.album_key.empty() && window_of.count(t.album_key) == 0) {
+      std::size_t album_bytes = 0;
+      for (const std::size_t i : g.plan.albums.at(t.album_key)) album_bytes += held_bytes(i);
+      if (!out.back().albums.empty() && bytes + album_bytes > g.hold_limit) {
+        out.emplace_back();
+        bytes = 0;
+      }
+      bytes += album_bytes;
+      window_of[t.album_key] = out.size() - 1;
+      out.back().albums.push_back(t.album_key);
+    }
+    out[t.album_key.empty() ? out.size() - 1 : window_of.at(t.album_key)].tracks.push_back(t.index);
+  }
+  return out;
 }
 
-void render_graph::render(double audio_to_do_s) {
+void render_graph::measure_album_prechains(const render_window& window) {
+  impl_->album_pass(window.tracks, [this](work_item& w) { impl_->measure_prechains(w); });
+}
+
+void render_graph::begin_render(double audio_to_do_s) {
   impl& g = *impl_;
   g.progress.emplace(g.opt,
                      std::count_if(g.state.begin(), g.state.end(),
                                    [](const track_state& s) { return s.needs_render || !s.error.empty(); }),
                      audio_to_do_s);
   g.reported.assign(g.n_tracks, 0);
+}
+
+void render_graph::render(const render_window& window) {
+  impl& g = *impl_;
   tbb::parallel_pipeline(
       g.max_tokens,
-      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order, g.decoder(g.render_batches(), true)) &
+      tbb::make_filter<void, token>(tbb::filter_mode::serial_in_order, g.decoder(g.render_batches(window), true)) &
           tbb::make_filter<token, token>(tbb::filter_mode::parallel,
                                          [&g](token b) { return g.analyze_and_process(std::move(b)); }) &
           tbb::make_filter<token, token>(tbb::filter_mode::parallel,
                                          [&g](token b) { return g.render_on_device_and_check_mix(std::move(b)); }) &
           tbb::make_filter<token, void>(tbb::filter_mode::parallel, [&g](token b) { g.deliver(std::move(b)); }));
-  // Tracks that failed before this pass (unreadable headers, album-pass failures) are reported too.
+  g.release_held();
+}
+
+void render_graph::end_render() {
+  impl& g = *impl_;
+  // Tracks that failed before the render passes (unreadable headers, album-pass failures) are
+  // reported too.
   for (const planned_track& t : g.plan.tracks) {
     if (g.reported[t.index] || g.state[t.index].error.empty()) continue;
     work_item w;

@@ -7,11 +7,13 @@
 //   deliver (per format: render_master streamed into its file, or the GPU's master written;
 //   record, report entry and sidecar)
 //
-// Album mode runs two lighter passes first over the album tracks: their tonal analysis (album
-// consistency) and their loudness after the pre-chain (album decisions). docs/ARCHITECTURE.md
-// draws the whole run.
+// Album mode runs lighter passes over the album tracks first: their tonal analysis (album
+// consistency), then, window by window, their loudness after the pre-chain (album decisions),
+// keeping the pre-chained audio for the window's render when it fits. docs/ARCHITECTURE.md draws
+// the whole run.
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "adaptive_targets.hpp"
@@ -20,6 +22,12 @@
 #include "track_state.hpp"
 
 namespace lathe {
+
+/// Tracks (plan indices) rendered together after one album pass, and their albums.
+struct render_window {
+  std::vector<std::size_t> tracks;
+  std::vector<std::string> albums;
+};
 
 class render_graph {
  public:
@@ -33,11 +41,20 @@ class render_graph {
 
   /// Album consistency: every album track's input and tonal analysis (decoded, not kept).
   void analyze_album_tracks();
-  /// Album mode: every album track's loudness and true peak after each distinct pre-chain.
-  void measure_album_prechains();
-  /// Every output not already complete, rendered and written; one progress line per track
-  /// (failed tracks included), `audio_to_do_s` for the estimate of time left.
-  void render(double audio_to_do_s);
+  /// The catalog in windows, each rendered after its own album pass: whole albums (and the lone
+  /// tracks among them, in catalog order) whose pre-chained audio fits the part of the budget
+  /// that may be kept from an album pass to the render (album_hold_bytes). One window with the
+  /// GPU backend.
+  std::vector<render_window> windows() const;
+  /// Album mode: the window's album tracks' loudness and true peak after each distinct
+  /// pre-chain; what fits is kept for render().
+  void measure_album_prechains(const render_window& window);
+  /// Starts the progress lines: `audio_to_do_s` for the estimate of time left.
+  void begin_render(double audio_to_do_s);
+  /// The window's outputs not already complete, rendered and written; one progress line per track.
+  void render(const render_window& window);
+  /// The progress lines of the tracks that failed before any render (so every track has one).
+  void end_render();
   /// The memory gate's high-water mark.
   std::size_t peak_reserved_bytes() const;
 
