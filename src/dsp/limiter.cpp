@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numbers>
 
 #include "lathe/error.hpp"
 
@@ -67,15 +68,27 @@ struct window_peak {
   }
 };
 
-/// Accumulates limiter_stats over output frames in order (the same order in both classes).
+/// Accumulates limiter_stats over output frames in order (the same order in both classes). The
+/// sum of the limited frames' ln g is kept as ln_sum + ln(product): one multiply per limited
+/// frame, and a log only when the product nears the bottom of a double's range. A gain is at
+/// least 2^-52 when not 0 (the law's moving mean of values quantized to 2^-32 over fewer than
+/// 2^20 frames), so the product never underflows. Each multiply is off by at most 2^-53
+/// relative, so over n limited frames the sum of ln g is within n * 2^-53 of the exact one and
+/// the mean reduction within 8.7 * 2^-53 dB: far below the report's 0.01 dB.
 struct stats_accumulator {
-  double sum_db = 0.0;
+  static constexpr double fold_below = 1e-200;
+  double ln_sum = 0.0;
+  double product = 1.0;
   double min_gain = 1.0;
   std::size_t limited = 0;
   void add(double g) noexcept {
     if (g < 1.0) {
       ++limited;
-      sum_db -= 20.0 * std::log10(g);
+      product *= g;
+      if (product < fold_below) {
+        ln_sum += std::log(product);
+        product = 1.0;
+      }
       min_gain = std::min(min_gain, g);
     }
   }
@@ -83,6 +96,7 @@ struct stats_accumulator {
     limiter_stats s;
     s.frames_limited = limited;
     s.max_gain_reduction_db = min_gain < 1.0 ? -20.0 * std::log10(min_gain) : 0.0;
+    const double sum_db = limited > 0 ? -20.0 / std::numbers::ln10 * (ln_sum + std::log(product)) : 0.0;
     s.mean_gain_reduction_db = frames > 0 ? sum_db / static_cast<double>(frames) : 0.0;
     return s;
   }
@@ -403,7 +417,8 @@ void true_peak_limiter::reset() noexcept {
   delay_pos_ = 0;
   peak_prev1_ = peak_prev2_ = 0.0f;
   frames_seen_ = 0;
-  gain_reduction_sum_db_ = 0.0;
+  stats_ln_sum_ = 0.0;
+  stats_product_ = 1.0;
   frames_counted_ = 0;
   min_gain_ = 1.0;
   stats_ = {};
@@ -421,7 +436,8 @@ void true_peak_limiter::process(const_block_view in, block_view out) noexcept {
   const int channels = in.channels;
   const double gain = input_gain_;
   stats_accumulator acc;
-  acc.sum_db = gain_reduction_sum_db_;
+  acc.ln_sum = stats_ln_sum_;
+  acc.product = stats_product_;
   acc.limited = stats_.frames_limited;
   acc.min_gain = min_gain_;
   window_peak window{peak_prev1_, peak_prev2_};
@@ -458,7 +474,8 @@ void true_peak_limiter::process(const_block_view in, block_view out) noexcept {
   }
   peak_prev1_ = window.prev1;
   peak_prev2_ = window.prev2;
-  gain_reduction_sum_db_ = acc.sum_db;
+  stats_ln_sum_ = acc.ln_sum;
+  stats_product_ = acc.product;
   min_gain_ = acc.min_gain;
   stats_ = acc.finish(frames_counted_);
 }

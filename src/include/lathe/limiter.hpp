@@ -191,7 +191,8 @@ class true_peak_limiter {
   float peak_prev1_ = 0.0f, peak_prev2_ = 0.0f;  // linked peaks of the two previous frames
   double input_gain_ = 1.0;
   std::uint64_t frames_seen_ = 0;
-  double gain_reduction_sum_db_ = 0.0;
+  double stats_ln_sum_ = 0.0;  // the statistics' sum of ln g, as ln_sum + ln(product) (limiter.cpp)
+  double stats_product_ = 1.0;
   double min_gain_ = 1.0;
   std::uint64_t frames_counted_ = 0;
 };
