@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -849,14 +850,9 @@ void render_graph::analyze_album_tracks() {
 
 std::vector<render_window> render_graph::windows() const {
   const impl& g = *impl_;
-  std::vector<render_window> out(1);
   // The engine holds nothing between passes: one window.
-  if (g.use_gpu) {
-    out[0].tracks.resize(g.n_tracks);
-    std::iota(out[0].tracks.begin(), out[0].tracks.end(), std::size_t{0});
-    for (const auto& [album, members] : g.plan.albums) out[0].albums.push_back(album);
-    return out;
-  }
+  const std::size_t limit = g.use_gpu ? std::numeric_limits<std::size_t>::max() : g.hold_limit;
+  std::vector<render_window> out(1);
   std::map<std::string, int> prechains;
   for (const delivery_profile& p : g.plan.profiles) prechains[prechain_key(p)] = 1;
   const auto held_bytes = [&](std::size_t i) {
@@ -869,7 +865,7 @@ std::vector<render_window> render_graph::windows() const {
     if (!t.album_key.empty() && window_of.count(t.album_key) == 0) {
       std::size_t album_bytes = 0;
       for (const std::size_t i : g.plan.albums.at(t.album_key)) album_bytes += held_bytes(i);
-      if (!out.back().albums.empty() && bytes + album_bytes > g.hold_limit) {
+      if (!out.back().albums.empty() && bytes + album_bytes > limit) {
         out.emplace_back();
         bytes = 0;
       }
