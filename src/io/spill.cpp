@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -55,11 +56,24 @@ void transfer_all(int fd, const std::filesystem::path& folder, const char* what,
   }
 }
 
+// Frames in a memory spill's first chunk and in its largest: 64 KiB and 2 MiB per channel.
+constexpr std::size_t first_chunk_frames = std::size_t{1} << 14;
+constexpr std::size_t max_chunk_frames = std::size_t{1} << 19;
+
 }  // namespace
 
 audio_spill::audio_spill(int channels) : channels_(channels) {
   LATHE_EXPECTS(channels >= 1 && channels <= max_channels, "spill channel count out of range");
-  memory_.resize(static_cast<std::size_t>(channels));
+}
+
+void audio_spill::add_chunk() {
+  chunk c;
+  c.first = frames_;
+  c.capacity = memory_.empty() ? first_chunk_frames : std::min(2 * memory_.back().capacity, max_chunk_frames);
+  const std::size_t bytes = c.capacity * static_cast<std::size_t>(channels_) * sizeof(float);
+  c.data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  if (!c.data) throw std::bad_alloc();
+  memory_.push_back(std::move(c));
 }
 
 audio_spill::audio_spill(int channels, const std::filesystem::path& folder) : channels_(channels), folder_(folder) {
@@ -107,9 +121,16 @@ void audio_spill::append(const_block_view in) {
   LATHE_EXPECTS(borrowed_ == nullptr, "a borrowed spill is read-only");
   LATHE_EXPECTS(in.channels == channels_, "spill channel count differs");
   if (fd_ < 0) {
-    for (int c = 0; c < channels_; ++c)
-      memory_[static_cast<std::size_t>(c)].insert(memory_[static_cast<std::size_t>(c)].end(), in[c], in[c] + in.frames);
-    frames_ += in.frames;
+    for (std::size_t done = 0; done < in.frames;) {
+      if (memory_.empty() || frames_ == memory_.back().first + memory_.back().capacity) add_chunk();
+      const chunk& k = memory_.back();
+      const std::size_t at = frames_ - k.first;
+      const std::size_t n = std::min(k.capacity - at, in.frames - done);
+      for (int c = 0; c < channels_; ++c)
+        std::copy_n(in[c] + done, n, k.data.get() + static_cast<std::size_t>(c) * k.capacity + at);
+      done += n;
+      frames_ += n;
+    }
     return;
   }
   const auto ch = static_cast<std::size_t>(channels_);
@@ -140,8 +161,18 @@ void audio_spill::read(std::size_t first, block_view out) const {
     return;
   }
   if (fd_ < 0) {
-    for (int c = 0; c < channels_; ++c)
-      std::copy_n(memory_[static_cast<std::size_t>(c)].data() + first, out.frames, out[c]);
+    if (out.frames == 0) return;
+    // The chunk holding `first`: the last one starting at or before it.
+    auto k = std::upper_bound(memory_.begin(), memory_.end(), first,
+                              [](std::size_t f, const chunk& c) { return f < c.first; }) -
+             1;
+    for (std::size_t done = 0; done < out.frames; ++k) {
+      const std::size_t at = first + done - k->first;
+      const std::size_t n = std::min(k->capacity - at, out.frames - done);
+      for (int c = 0; c < channels_; ++c)
+        std::copy_n(k->data.get() + static_cast<std::size_t>(c) * k->capacity + at, n, out[c] + done);
+      done += n;
+    }
     return;
   }
   if (!pending_.empty()) flush_pending();  // a spill read while it is written (one thread); see seal()
@@ -161,7 +192,7 @@ std::size_t audio_spill::memory_bytes() const noexcept {
   if (borrowed_ != nullptr) return 0;
   if (fd_ >= 0) return pending_.capacity() * sizeof(float);
   std::size_t b = 0;
-  for (const auto& v : memory_) b += v.capacity() * sizeof(float);
+  for (const chunk& k : memory_) b += k.capacity * static_cast<std::size_t>(channels_) * sizeof(float);
   return b;
 }
 

@@ -59,6 +59,34 @@ TEST(AudioSpill, EveryKindReadsBackWhatWasAppendedAtAnyOffset) {
   EXPECT_GE(memory.memory_bytes(), x.frames() * 2 * sizeof(float));
 }
 
+TEST(AudioSpill, AMemorySpillReadsAcrossItsChunksBitForBit) {
+  // 1.5 M frames span chunks of every size, up to several of the largest; reads start and end
+  // on either side of each chunk edge (the chunks double from 16 Ki frames up to 512 Ki).
+  const audio_buffer x = test::white_noise(-10.0, 31.25, 48'000.0, 1, 11);
+  audio_spill memory(1);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<std::size_t> pick(1, 200'000);
+  for (std::size_t pos = 0; pos < x.frames();) {
+    const std::size_t n = std::min(pick(rng), x.frames() - pos);
+    memory.append(x.view(pos, n));
+    pos += n;
+  }
+  ASSERT_EQ(memory.frames(), x.frames());
+  std::vector<std::pair<std::size_t, std::size_t>> reads{{0, x.frames()}};
+  for (std::size_t edge = std::size_t{1} << 14, size = edge; edge < x.frames();
+       size = std::min(2 * size, std::size_t{1} << 19), edge += size)
+    for (const std::size_t first : {edge - 1, edge, edge - 300})
+      reads.emplace_back(first, std::min<std::size_t>(700'000, x.frames() - first));
+  for (const auto& [first, n] : reads) {
+    audio_buffer got(1, n);
+    memory.read(first, got.view());
+    EXPECT_TRUE(same_frames(x, first, got)) << "first " << first << " frames " << n;
+  }
+  // What it holds is the audio and at most one chunk's spare room.
+  EXPECT_GE(memory.memory_bytes(), x.frames() * sizeof(float));
+  EXPECT_LE(memory.memory_bytes(), (x.frames() + (std::size_t{1} << 19)) * sizeof(float));
+}
+
 TEST(AudioSpill, ReadsInterleaveWithAppends) {
   const audio_buffer x = test::white_noise(-10.0, 0.5, 48'000.0, 1, 9);
   audio_spill file(1, fresh_folder("interleaved"));

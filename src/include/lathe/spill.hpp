@@ -3,7 +3,9 @@
 // loudness iterations replay, a resampled master, the limiter's peak envelope. Held in memory
 // or in an anonymous file, so that memory need not grow with the track.
 #include <cstddef>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <vector>
 
 #include "lathe/audio_buffer.hpp"
@@ -57,15 +59,28 @@ class audio_spill {
   std::size_t memory_bytes() const noexcept;
 
  private:
+  // Memory spills: the audio in chunks, each holding every channel (channel c at c * capacity),
+  // allocated as the spill grows so that an append never copies what is already held. Chunks
+  // double from a small first one up to a fixed size.
+  struct free_floats {
+    void operator()(float* p) const noexcept { std::free(p); }
+  };
+  struct chunk {
+    std::size_t first = 0;     // frame of the spill at the chunk's start
+    std::size_t capacity = 0;  // frames
+    std::unique_ptr<float, free_floats> data;
+  };
+
   audio_spill() = default;
   void flush_pending() const;
+  void add_chunk();
 
   int channels_ = 0;
   std::size_t frames_ = 0;
   const audio_buffer* borrowed_ = nullptr;
-  std::vector<std::vector<float>> memory_;  // per channel (memory spills)
-  int fd_ = -1;                             // file spills
-  std::filesystem::path folder_;            // for error messages
+  std::vector<chunk> memory_;     // memory spills
+  int fd_ = -1;                   // file spills
+  std::filesystem::path folder_;  // for error messages
   // File spills: interleaved frames not yet written.
   mutable std::vector<float> pending_;
 };
